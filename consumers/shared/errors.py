@@ -1,0 +1,87 @@
+"""One exception hierarchy for the whole project.
+
+Every error we raise derives from :class:`CdcError`, carries the context needed to act on it
+(which record, which field, which component, which file) and is raised ``from`` its cause.
+"""
+
+
+class CdcError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class DynamoJsonError(CdcError, ValueError):
+    """A value is not valid DynamoDB JSON (decoding) or cannot be expressed in it (encoding).
+
+    ``path`` names the attribute, e.g. ``Address.Lines[2]`` (map keys joined by ``.``, list and
+    set positions in brackets); ``reason`` says what is wrong with the value found there.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path or '<root>'}: {reason}")
+
+
+class InvalidChangeRecord(CdcError, ValueError):
+    """A Kinesis record's payload is not a valid DynamoDB change record.
+
+    ``field`` is the JSON path of the offending field (``dynamodb.NewImage.Email``),
+    ``reason`` what is wrong with it, ``sequence_number`` the Kinesis sequence number when known.
+    """
+
+    def __init__(self, field: str, reason: str, *, sequence_number: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.sequence_number = sequence_number
+        where = f" (sequence number {sequence_number})" if sequence_number else ""
+        super().__init__(f"invalid change record{where}: {field}: {reason}")
+
+
+class InvalidFilterPattern(CdcError, ValueError):
+    """A filter criteria pattern was rejected at compile time.
+
+    ``filter_index`` is the position in ``Filters`` (None when the criteria object itself is
+    wrong), ``path`` the JSON path inside the pattern (``$.dynamodb.Keys.Id.S[0].prefix``).
+    """
+
+    def __init__(self, filter_index: int | None, path: str, reason: str) -> None:
+        self.filter_index = filter_index
+        self.path = path
+        self.reason = reason
+        where = "FilterCriteria" if filter_index is None else f"Filters[{filter_index}].Pattern"
+        super().__init__(f"{where} at {path}: {reason}")
+
+
+class InvalidPlan(CdcError, TypeError):
+    """A transform produced something that is not a valid planned write."""
+
+
+class SinkError(CdcError):
+    """A sink failed in a way that neither a retry nor dead-lettering one write can fix
+    (missing table or index, access denied, unknown error). Stop without checkpointing."""
+
+
+class RetryableSinkError(SinkError):
+    """A transient sink failure (throttling, 5xx, connection, timeout).
+
+    Retry the whole batch after a back-off: writes are version-guarded, so re-applying the ones
+    that did succeed only counts them as STALE. ``writes`` are the writes that failed.
+    """
+
+    def __init__(self, message: str, *, writes: tuple = ()) -> None:
+        self.writes = writes
+        super().__init__(message)
+
+
+class SinkRejectedWrite(SinkError):
+    """The sink rejected specific writes as invalid (validation, mapping errors): retrying
+    cannot help, dead-letter them. ``write``/``reason`` is the first rejection, ``rejections``
+    all of them as ``(write, reason)`` pairs, ``counts`` the outcomes of the other writes of the
+    batch (they were applied, found stale or skipped)."""
+
+    def __init__(self, rejections: tuple, *, counts=None) -> None:
+        self.rejections = rejections
+        self.write, self.reason = rejections[0]
+        self.counts = counts
+        more = f" (and {len(rejections) - 1} more)" if len(rejections) > 1 else ""
+        super().__init__(f"sink rejected {self.write!r}: {self.reason}{more}")

@@ -1,0 +1,42 @@
+"""Thin factories for the service clients, pointed at the configured target."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import localstack_client.session
+from botocore.config import Config
+from opensearchpy import OpenSearch
+
+from infra.config import StackConfig, Target
+
+__all__ = ["aws_client", "opensearch_client", "LOCAL_CREDENTIALS"]
+
+# Emulators accept any credentials; fixed ones keep every client (boto3, the Java KCL) on the
+# same DynamoDB Local database even without -sharedDb.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+_BOTO_CONFIG = Config(
+    retries={"max_attempts": 5, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=32,
+)
+
+
+def aws_client(service: str, stack: StackConfig, region: str):
+    """A boto3 client for ``dynamodb``, ``dynamodbstreams`` or ``kinesis`` on the stack's target."""
+    if stack.target is Target.AWS:
+        return boto3.client(service, region_name=os.environ.get("AWS_REGION", region), config=_BOTO_CONFIG)
+    if stack.target is Target.LOCALSTACK and not stack.aws_endpoint:
+        # localstack-client honours LOCALSTACK_HOST (host:port of the edge endpoint, default :4566).
+        return localstack_client.session.Session(region_name=region).client(service, config=_BOTO_CONFIG)
+    endpoint = stack.kinesis_endpoint if service == "kinesis" else stack.dynamodb_endpoint
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name=region, config=_BOTO_CONFIG, **LOCAL_CREDENTIALS
+    )
+
+
+def opensearch_client(stack: StackConfig, timeout: float = 30) -> OpenSearch:
+    return OpenSearch(hosts=[stack.opensearch_url], timeout=timeout, http_compress=False)

@@ -1,0 +1,123 @@
+"""Where the stack runs and how to reach it: one frozen record built from the environment.
+
+Every port, directory and endpoint is configurable through a ``CDC_*`` variable (see the
+README's configuration reference); defaults give the local stack on 127.0.0.1.
+
+Targets (``CDC_TARGET``, or ``STACK`` in the Makefile):
+  local       processes started by this project: DynamoDB Local, kinesis-mock, OpenSearch, relay;
+  localstack  LocalStack's single endpoint (LOCALSTACK_HOST, default localhost:4566, or any
+              CDC_AWS_ENDPOINT) with its native streaming destination, OpenSearch as a sibling
+              (default http://localhost:9200);
+  aws         real AWS through the default credential chain; CDC_OPENSEARCH_URL must be set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Mapping
+
+from consumers.shared.errors import CdcError
+
+__all__ = ["REPO_ROOT", "StackConfig", "StackError", "Target"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackError(CdcError):
+    """The local stack cannot be installed, started, reached or provisioned."""
+
+
+class Target(str, Enum):
+    LOCAL = "local"
+    LOCALSTACK = "localstack"
+    AWS = "aws"
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    target: Target
+    bind_host: str
+    state_dir: Path
+    deps_dir: Path
+    dynamodb_port: int
+    kinesis_port: int
+    kinesis_tls_port: int
+    opensearch_port: int
+    opensearch_transport_port: int
+    aws_endpoint: str | None  # a single AWS-style endpoint (MiniStack, Floci, ...); None elsewhere
+    opensearch_url_override: str | None
+    health_timeout_s: float
+    opensearch_heap: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "StackConfig":
+        def port(name: str, default: int) -> int:
+            raw = env.get(name, str(default))
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise StackError(f"{name}={raw!r} is not a TCP port")
+            return int(raw)
+
+        try:
+            target = Target(env.get("CDC_TARGET", "local"))
+        except ValueError:
+            raise StackError(
+                f"CDC_TARGET={env['CDC_TARGET']!r}: expected one of {[t.value for t in Target]}"
+            ) from None
+        aws_endpoint = env.get("CDC_AWS_ENDPOINT") or None
+        return cls(
+            target=target,
+            bind_host=env.get("CDC_BIND_HOST", "127.0.0.1"),
+            state_dir=Path(env.get("CDC_STATE_DIR", REPO_ROOT / ".state")).resolve(),
+            deps_dir=Path(env.get("CDC_DEPS_DIR", REPO_ROOT / ".deps")).resolve(),
+            dynamodb_port=port("CDC_DYNAMODB_PORT", 8000),
+            kinesis_port=port("CDC_KINESIS_PORT", 4567),
+            kinesis_tls_port=port("CDC_KINESIS_TLS_PORT", 4568),
+            opensearch_port=port("CDC_OPENSEARCH_PORT", 9200),
+            opensearch_transport_port=port("CDC_OPENSEARCH_TRANSPORT_PORT", 9300),
+            aws_endpoint=aws_endpoint,
+            opensearch_url_override=env.get("CDC_OPENSEARCH_URL"),
+            health_timeout_s=float(env.get("CDC_HEALTH_TIMEOUT", "90")),
+            opensearch_heap=env.get("CDC_OPENSEARCH_HEAP", "512m"),
+        )
+
+    # ---------------------------------------------------------------- endpoints per service
+    @property
+    def dynamodb_endpoint(self) -> str | None:
+        if self.target is Target.LOCAL:
+            return f"http://{self.bind_host}:{self.dynamodb_port}"
+        return self.aws_endpoint
+
+    @property
+    def kinesis_endpoint(self) -> str | None:
+        if self.target is Target.LOCAL:
+            return f"http://{self.bind_host}:{self.kinesis_port}"
+        return self.aws_endpoint
+
+    @property
+    def opensearch_url(self) -> str:
+        if self.opensearch_url_override:
+            return self.opensearch_url_override
+        if self.target is Target.AWS:
+            raise StackError("CDC_TARGET=aws needs CDC_OPENSEARCH_URL (your OpenSearch domain endpoint)")
+        host = self.bind_host if self.target is Target.LOCAL else "localhost"
+        return f"http://{host}:{self.opensearch_port}"
+
+    # ------------------------------------------------------------------------- state layout
+    @property
+    def pid_dir(self) -> Path:
+        return self.state_dir / "pids"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def relay_dir(self) -> Path:
+        return self.state_dir / "relay"

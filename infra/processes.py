@@ -1,0 +1,130 @@
+"""Background processes with PID files and logs under the state folder.
+
+A PID file alone is not trusted: a process counts as ours only while it is alive and its
+command line still carries the marker we started it with (PIDs get reused after a reboot).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["ManagedProcess"]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedProcess:
+    name: str
+    command: tuple[str, ...]
+    marker: str  # a string that appears in the process's command line, and only in ours
+    pid_file: Path
+    log_file: Path
+    cwd: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def pid(self) -> int | None:
+        """The PID if our process is running, else None (a stale PID file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if self.marker in _cmdline(pid) and not _is_zombie(pid):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(self) -> int:
+        """Start the process in its own session (so it survives the caller) unless it runs."""
+        running = self.pid()
+        if running is not None:
+            return running
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} starting {self.name}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def exited(self) -> bool:
+        return self.pid() is None
+
+    def stop(self, timeout_s: float = 20.0, sig: int = signal.SIGTERM) -> bool:
+        """Signal the process group, wait, then SIGKILL. Returns True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.1)
+        if self.pid() is not None:
+            _signal_group(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL at once, as a crash would (used by the chaos tests)."""
+        return self.stop(timeout_s=0, sig=signal.SIGKILL)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log yet)"
+
+
+def _cmdline(pid: int) -> str:
+    """The process's command line; empty when it is gone.
+
+    Right after a fork/exec the kernel may briefly report an empty command line for a live
+    process, so an empty read of a live PID is retried for a moment.
+    """
+    for _ in range(20):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return ""
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace")
+        time.sleep(0.025)
+    return ""
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    if stat.rsplit(")", 1)[-1].split()[0] != "Z":
+        return False
+    try:  # reap it if it is our child (tests start processes from this interpreter)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return True
