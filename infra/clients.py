@@ -11,7 +11,7 @@ from opensearchpy import OpenSearch
 
 from infra.config import StackConfig, Target
 
-__all__ = ["aws_client", "opensearch_client", "LOCAL_CREDENTIALS"]
+__all__ = ["aws_client", "aws_resource", "opensearch_client", "LOCAL_CREDENTIALS"]
 
 # Emulators accept any credentials; fixed ones keep every client (boto3, the Java KCL) on the
 # same DynamoDB Local database even without -sharedDb.
@@ -25,17 +25,26 @@ _BOTO_CONFIG = Config(
 )
 
 
-def aws_client(service: str, stack: StackConfig, region: str):
-    """A boto3 client for ``dynamodb``, ``dynamodbstreams`` or ``kinesis`` on the stack's target."""
+def _session_and_kwargs(service: str, stack: StackConfig, region: str):
     if stack.target is Target.AWS:
-        return boto3.client(service, region_name=os.environ.get("AWS_REGION", region), config=_BOTO_CONFIG)
+        return boto3.session.Session(), {"region_name": os.environ.get("AWS_REGION", region)}
     if stack.target is Target.LOCALSTACK and not stack.aws_endpoint:
         # localstack-client honours LOCALSTACK_HOST (host:port of the edge endpoint, default :4566).
-        return localstack_client.session.Session(region_name=region).client(service, config=_BOTO_CONFIG)
+        return localstack_client.session.Session(region_name=region), {}
     endpoint = stack.kinesis_endpoint if service == "kinesis" else stack.dynamodb_endpoint
-    return boto3.client(
-        service, endpoint_url=endpoint, region_name=region, config=_BOTO_CONFIG, **LOCAL_CREDENTIALS
-    )
+    return boto3.session.Session(), {"endpoint_url": endpoint, "region_name": region, **LOCAL_CREDENTIALS}
+
+
+def aws_client(service: str, stack: StackConfig, region: str):
+    """A boto3 client for ``dynamodb``, ``dynamodbstreams`` or ``kinesis`` on the stack's target."""
+    session, kwargs = _session_and_kwargs(service, stack, region)
+    return session.client(service, config=_BOTO_CONFIG, **kwargs)
+
+
+def aws_resource(service: str, stack: StackConfig, region: str):
+    """A boto3 resource (``dynamodb``) on the stack's target."""
+    session, kwargs = _session_and_kwargs(service, stack, region)
+    return session.resource(service, config=_BOTO_CONFIG, **kwargs)
 
 
 def opensearch_client(stack: StackConfig, timeout: float = 30) -> OpenSearch:

@@ -1,0 +1,61 @@
+"""Test helpers: follow a Kinesis stream from a point in time and collect matching records."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+import orjson
+
+from infra.streams import list_shards
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    shard_id: str
+    sequence_number: str
+    partition_key: str
+    change: dict
+
+
+class StreamFollower:
+    """Reads every shard of a stream from a timestamp on, incrementally, across calls."""
+
+    def __init__(self, kinesis, stream_name: str, since: datetime):
+        self.kinesis = kinesis
+        self.stream = stream_name
+        self.since = since
+        self.iterators: dict[str, str | None] = {}
+        self.seen: list[Seen] = []
+
+    def _poll(self) -> int:
+        for shard in list_shards(self.kinesis, self.stream):
+            sid = shard["ShardId"]
+            if sid not in self.iterators:
+                self.iterators[sid] = self.kinesis.get_shard_iterator(
+                    StreamName=self.stream, ShardId=sid, ShardIteratorType="AT_TIMESTAMP", Timestamp=self.since
+                )["ShardIterator"]
+        got = 0
+        for sid, iterator in list(self.iterators.items()):
+            while iterator:
+                page = self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                iterator = page.get("NextShardIterator")
+                for r in page["Records"]:
+                    self.seen.append(Seen(sid, r["SequenceNumber"], r["PartitionKey"], orjson.loads(r["Data"])))
+                got += len(page["Records"])
+                if not page["Records"]:
+                    break
+            self.iterators[sid] = iterator
+        return got
+
+    def collect(self, keep: Callable[[dict], bool], count: int, timeout_s: float) -> list[Seen]:
+        """Poll until `count` kept records were seen (or the timeout); returns the kept ones."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._poll()
+            kept = [s for s in self.seen if keep(s.change)]
+            if len(kept) >= count or time.monotonic() > deadline:
+                return kept
+            time.sleep(0.1)
