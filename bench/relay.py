@@ -1,0 +1,111 @@
+"""Relay throughput: DynamoDB Streams -> Kinesis, against raw PutRecords in the same run.
+
+Runs a private DynamoDB Local + kinesis-mock (own state folder and ports, so the pipeline's
+streams are untouched), then:
+  baseline  PutRecords of the very payloads the relay produces, into a fresh stream with the
+            same shard count: the ceiling the Kinesis emulator allows;
+  relay     N changes already in the table's DynamoDB Stream, drained by the relay into its
+            (fresh) Kinesis stream: read + convert + ordered put + durable position.
+Prints changes/s for both and the ratio.   python -m bench.relay [--changes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+from infra.clients import aws_client, aws_resource
+from infra.config import StackConfig
+from infra.provision import provision
+from infra.relay import Relay, _rounds
+from infra.stack import components, wait_healthy
+from producer_config import load_pipeline
+from scripts.generate_changes import UserChangeGenerator
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", type=int, default=5000)
+    args = parser.parse_args(argv)
+    state = tempfile.mkdtemp(prefix="cdc-bench-relay-")
+    stack = StackConfig.from_env({
+        **os.environ, "CDC_STATE_DIR": state, "CDC_DYNAMODB_PORT": str(_free_port()),
+        "CDC_KINESIS_PORT": str(_free_port()), "CDC_KINESIS_TLS_PORT": str(_free_port()),
+    })
+    pipeline = load_pipeline()
+    users = pipeline.table("Users")
+    pipeline = dataclasses.replace(
+        pipeline, tables={"Users": users}, streams={users.change_stream: pipeline.streams[users.change_stream]},
+        indexes={},
+    )
+    dynamodb, kinesis_proc = components(stack, pipeline)[:2]
+    for component in (dynamodb, kinesis_proc):
+        component.prepare()
+        component.process.start()
+    try:
+        for component in (dynamodb, kinesis_proc):
+            wait_healthy(component, 60)
+        provision(pipeline, stack, say=lambda m: None)
+        return _run(stack, pipeline, users, args.changes)
+    finally:
+        for component in (dynamodb, kinesis_proc):
+            component.process.stop()
+
+
+def _run(stack, pipeline, users, n: int) -> int:
+    kinesis = aws_client("kinesis", stack, pipeline.region)
+    table = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    print(f"writing {n} new users to Users (batch_write_item)...", file=sys.stderr)
+    with table.batch_writer() as batch:  # realistic items; unique keys, as a batch requires
+        for i, change in enumerate(UserChangeGenerator(users=n, seed=3).changes(n)):
+            item = change.item or {"Version": change.version}
+            batch.put_item(Item={**{k: v for k, v in item.items() if v != set()}, "UserId": f"b-{i:07d}"})
+
+    # relay: drain the whole DynamoDB Stream into the (empty) users stream
+    stop = threading.Event()
+    relay = Relay(users, pipeline, stack, stop)
+    captured: list[tuple[bytes, str]] = []
+    put_all = relay._put_all
+    relay._put_all = lambda entries: (captured.extend(entries), put_all(entries))  # keep payloads for the baseline
+    thread = threading.Thread(target=relay.run, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    while relay.relayed < n:
+        time.sleep(0.01)
+    relay_s = time.perf_counter() - started
+    stop.set()
+    thread.join()
+
+    # baseline: the same payloads, same call plan, into a fresh stream with the same shards
+    spec = pipeline.streams[users.change_stream]
+    kinesis.create_stream(StreamName="bench-baseline", ShardCount=spec.shards)
+    while kinesis.describe_stream_summary(StreamName="bench-baseline")["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+        time.sleep(0.05)
+    started = time.perf_counter()
+    for call in _rounds(captured):
+        response = kinesis.put_records(StreamName="bench-baseline",
+                                       Records=[{"Data": d, "PartitionKey": k} for d, k in call])
+        assert not response.get("FailedRecordCount"), response
+    baseline_s = time.perf_counter() - started
+
+    relay_rate, baseline_rate = n / relay_s, len(captured) / baseline_s
+    print(f"relay     {n:>7} changes in {relay_s:6.2f}s = {relay_rate:8.0f} changes/s")
+    print(f"baseline  {len(captured):>7} records in {baseline_s:6.2f}s = {baseline_rate:8.0f} records/s (raw PutRecords)")
+    print(f"ratio relay/baseline = {relay_rate / baseline_rate:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
