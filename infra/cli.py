@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from consumers.runtime.config import discover_apps
 from consumers.shared.errors import CdcError
 from infra import stack
 from infra.config import StackConfig
@@ -35,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             return 0 if stack.status() else 1
         elif args.command == "provision":
-            provision(load_pipeline(), StackConfig.from_env(), say=lambda m: print(m, file=sys.stderr))
+            pipeline = load_pipeline()
+            provision(pipeline, StackConfig.from_env(), discover_apps(pipeline),
+                      say=lambda m: print(m, file=sys.stderr))
     except CdcError as exc:
         print(f"cdc {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,9 @@ class ManagedProcess:
     log_file: Path
     cwd: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    # SIGTERM the whole process group, or only the leader (a supervisor that stops its
+    # children gracefully itself); a SIGKILL always takes the whole group.
+    term_group: bool = True
 
     def pid(self) -> int | None:
         """The PID if our process is running, else None (a stale PID file is removed)."""
@@ -63,12 +66,18 @@ class ManagedProcess:
     def exited(self) -> bool:
         return self.pid() is None
 
+    def signal_stop(self) -> None:
+        """Ask the process to stop (SIGTERM) without waiting."""
+        pid = self.pid()
+        if pid is not None:
+            self._send(pid, signal.SIGTERM)
+
     def stop(self, timeout_s: float = 20.0, sig: int = signal.SIGTERM) -> bool:
         """Signal the process group, wait, then SIGKILL. Returns True if something was stopped."""
         pid = self.pid()
         if pid is None:
             return False
-        _signal_group(pid, sig)
+        self._send(pid, sig)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.pid() is not None:
             time.sleep(0.1)
@@ -78,6 +87,15 @@ class ManagedProcess:
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+    def _send(self, pid: int, sig: int) -> None:
+        if self.term_group or sig == signal.SIGKILL:
+            _signal_group(pid, sig)
+        else:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     def kill(self) -> bool:
         """SIGKILL at once, as a crash would (used by the chaos tests)."""

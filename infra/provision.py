@@ -13,13 +13,13 @@ relay (infra/relay.py) does the destination's job.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from botocore.exceptions import ClientError
 
 from infra.clients import aws_client, opensearch_client
 from infra.config import StackConfig, StackError
-from producer_config import IndexSpec, PipelineConfig, StreamSpec, TableSpec, load_pipeline, thaw
+from producer_config import IndexSpec, KeyAttribute, PipelineConfig, StreamSpec, TableSpec, load_pipeline, thaw
 
 __all__ = ["describe_resources", "provision", "supports_streaming_destination"]
 
@@ -44,8 +44,10 @@ def supports_streaming_destination(ddb, table_name: str) -> bool:
     return True
 
 
-def provision(pipeline: PipelineConfig, stack: StackConfig, say: Callable[[str], None] = print) -> list[str]:
-    """Bring the target in line with the pipeline file; return the changes made."""
+def provision(pipeline: PipelineConfig, stack: StackConfig, apps: Sequence = (),
+              say: Callable[[str], None] = print) -> list[str]:
+    """Bring the target in line with the pipeline file and the consumer apps' dead-letter
+    tables (the apps' lease tables are the KCL's own); return the changes made."""
     ddb = aws_client("dynamodb", stack, pipeline.region)
     kinesis = aws_client("kinesis", stack, pipeline.region)
     changes: list[str] = []
@@ -64,12 +66,14 @@ def provision(pipeline: PipelineConfig, stack: StackConfig, say: Callable[[str],
             _ensure_ttl(ddb, table, changed)
         if table.change_stream and native:
             _ensure_destination(ddb, table, stream_arns[table.change_stream], pipeline.creation_time_precision, changed)
+    for app in apps:
+        _ensure_table(ddb, _dead_letter_spec(app.dead_letter_table), False, changed)
     if pipeline.indexes:
         search = opensearch_client(stack)
         for index in pipeline.indexes.values():
             _ensure_index(search, index, changed)
     mode = "native streaming destination" if native else "DynamoDB Streams + local relay"
-    total = len(pipeline.streams) + len(pipeline.tables) + len(pipeline.indexes)
+    total = len(pipeline.streams) + len(pipeline.tables) + len(pipeline.indexes) + len(apps)
     say(f"provisioning ({mode}): " + (f"{len(changes)} change(s)" if changes else
                                       f"nothing to change, {total} resources up to date"))
     return changes
@@ -144,6 +148,13 @@ def _ensure_table(ddb, table: TableSpec, needs_ddb_stream: bool, changed) -> Non
         changed(f"table {table.name}: DynamoDB Streams enabled (NEW_AND_OLD_IMAGES)")
 
 
+def _dead_letter_spec(name: str) -> TableSpec:
+    from consumers.runtime.deadletter import DEAD_LETTER_KEY
+
+    hash_key, range_key = (KeyAttribute(k["name"], k["type"]) for k in DEAD_LETTER_KEY)
+    return TableSpec(name, hash_key, range_key, version_attribute=None, ttl_attribute=None, change_stream=None)
+
+
 def _ensure_ttl(ddb, table: TableSpec, changed) -> None:
     ttl = ddb.describe_time_to_live(TableName=table.name)["TimeToLiveDescription"]
     if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == table.ttl_attribute:
@@ -214,6 +225,8 @@ def describe_resources(pipeline: PipelineConfig, stack: StackConfig) -> Iterator
             yield f"  {name:<32} ~{count} items"
         except ClientError as exc:
             yield f"  {name:<32} {_code(exc)}"
+    for app in apps:
+        _ensure_table(ddb, _dead_letter_spec(app.dead_letter_table), False, changed)
     if pipeline.indexes:
         search = opensearch_client(stack)
         yield "indexes:"
@@ -225,4 +238,7 @@ def describe_resources(pipeline: PipelineConfig, stack: StackConfig) -> Iterator
 
 
 if __name__ == "__main__":
-    provision(load_pipeline(), StackConfig.from_env())
+    from consumers.runtime.config import discover_apps
+
+    config = load_pipeline()
+    provision(config, StackConfig.from_env(), discover_apps(config))

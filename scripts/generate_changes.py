@@ -35,7 +35,8 @@ STATUSES = ("active", "invited", "suspended")
 
 class ChangeKind(str, Enum):
     CREATE = "create"
-    PROFILE = "profile"            # Email / names / Status / Roles
+    PROFILE = "profile"            # Email / FirstName / Status
+    ROLES = "roles"                # Roles only (not part of a membership item)
     MEMBERSHIP_ADD = "membership_add"
     MEMBERSHIP_REMOVE = "membership_remove"
     MEMBERSHIP_CHANGE = "membership_change"
@@ -95,16 +96,31 @@ class UserChangeGenerator:
                  ChangeKind.MEMBERSHIP_CHANGE, ChangeKind.TOUCH, ChangeKind.DELETE),
                 weights=(20, 15, 10, 10, 35, 10),
             )[0]
-            item = None if kind is ChangeKind.DELETE else self._mutate(kind, dict(current))
+            item = None
+            if kind is not ChangeKind.DELETE:
+                kind, item = self._mutate(kind, dict(current))
+        self._tally_workplace_relevance(kind, current, item)
         if item is None:  # a delete writes no version: its REMOVE record carries the last one
             del self.state[user_id]
             return UserChange(kind, user_id, version - 1, None)
+        if item["Workplaces"]:
+            item["WorkplaceIds"] = set(item["Workplaces"])
+        else:
+            item.pop("WorkplaceIds", None)  # DynamoDB stores no empty set
         item["Version"] = version
         if kind is not ChangeKind.TOUCH:
             item["UpdatedAt"] = int(time.time())
         self.state[user_id] = item
         self.versions[user_id] = version
         return UserChange(kind, user_id, version, item)
+
+    def _tally_workplace_relevance(self, kind: ChangeKind, before: dict | None, after: dict | None) -> None:
+        """Count the changes that cannot affect a membership item: the user has no workplace
+        before nor after, or only LastSeenAt / Roles changed."""
+        had = bool(before and before["Workplaces"])
+        has = bool(after and after["Workplaces"])
+        if not (had or has) or kind in (ChangeKind.TOUCH, ChangeKind.ROLES):
+            self.tally["no_membership_effect"] += 1
 
     def _new_user(self, user_id: str) -> dict:
         rng = self.rng
@@ -127,19 +143,22 @@ class UserChangeGenerator:
         return {"Role": self.rng.choice(WORKPLACE_ROLES), "Title": self.rng.choice(TITLES),
                 "JoinedAt": int(time.time())}
 
-    def _mutate(self, kind: ChangeKind, item: dict) -> dict:
+    def _mutate(self, kind: ChangeKind, item: dict) -> tuple[ChangeKind, dict]:
+        """Apply one change of the kind; returns the kind actually applied (a membership
+        change of a user without memberships becomes a touch) and the new item."""
         rng = self.rng
         workplaces = dict(item["Workplaces"])
         if kind is ChangeKind.PROFILE:
             field_name = rng.choice(("Email", "FirstName", "Status", "Roles"))
-            if field_name == "Email":
-                item["Email"] = f"{rng.choice(FIRST)}.{item['UserId']}@Mail.Example.ORG"
-            elif field_name == "FirstName":
-                item["FirstName"] = rng.choice(FIRST)
-            elif field_name == "Status":
-                item["Status"] = rng.choice([s for s in STATUSES if s != item["Status"]])
-            else:
-                item["Roles"] = set(rng.sample(ROLES, rng.randint(1, 3)))
+            choices = {
+                "Email": [f"{name}.{item['UserId']}@Mail.Example.ORG" for name in FIRST],
+                "FirstName": list(FIRST),
+                "Status": list(STATUSES),
+                "Roles": [{r} for r in ROLES] + [{ROLES[0], r} for r in ROLES[1:]],
+            }[field_name]
+            item[field_name] = rng.choice([c for c in choices if c != item.get(field_name)])
+            if field_name == "Roles":
+                kind = ChangeKind.ROLES
         elif kind is ChangeKind.MEMBERSHIP_ADD:
             free = [w for w in WORKPLACES if w not in workplaces]
             workplaces[rng.choice(free)] = self._membership()
@@ -147,11 +166,13 @@ class UserChangeGenerator:
             del workplaces[rng.choice(sorted(workplaces))]
         elif kind is ChangeKind.MEMBERSHIP_CHANGE and workplaces:
             wid = rng.choice(sorted(workplaces))
-            workplaces[wid] = {**workplaces[wid], "Role": rng.choice(WORKPLACE_ROLES), "Title": rng.choice(TITLES)}
-        else:  # TOUCH, or a membership change on a user without memberships: a touch
+            old = workplaces[wid]
+            workplaces[wid] = {**old, "Role": rng.choice([r for r in WORKPLACE_ROLES if r != old["Role"]])}
+        else:
+            kind = ChangeKind.TOUCH
             item["LastSeenAt"] = item["LastSeenAt"] + rng.randint(1, 3600)
         item["Workplaces"] = workplaces
-        return item
+        return kind, item
 
 
 def apply_changes(table, changes: Iterator[UserChange], *, total: int, rate: float | None = None,

@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from consumers.runtime.config import discover_apps
 from infra.clients import aws_client, aws_resource, opensearch_client
 from infra.config import REPO_ROOT
 from infra.provision import provision
@@ -53,7 +54,7 @@ def test_put_update_delete_give_three_aws_format_records_in_order_on_one_shard(u
     # GIVEN a new user; WHEN it is created, updated and deleted
     user_id = f"t-{uuid.uuid4().hex[:12]}"
     users_table.put_item(Item={"UserId": user_id, "Email": "A@Example.com", "Version": 1, "Tags": {"x", "y"},
-                               "Blob": b"\x00\x01", "Score": "1.5"})
+                               "Blob": b"\x00\x01", "Score": "1.5", "NoMap": {}, "NoList": []})
     users_table.put_item(Item={"UserId": user_id, "Email": "b@example.com", "Version": 2, "Tags": {"x"},
                                "Blob": b"\x00\x01", "Score": "2"})
     users_table.delete_item(Key={"UserId": user_id})
@@ -83,6 +84,7 @@ def test_put_update_delete_give_three_aws_format_records_in_order_on_one_shard(u
     assert "OldImage" not in insert["dynamodb"] and "NewImage" not in remove["dynamodb"]
     assert insert["dynamodb"]["NewImage"]["Tags"]["SS"] in (["x", "y"], ["y", "x"])
     assert insert["dynamodb"]["NewImage"]["Blob"] == {"B": "AAE="}
+    assert insert["dynamodb"]["NewImage"]["NoMap"] == {"M": {}} and insert["dynamodb"]["NewImage"]["NoList"] == {"L": []}
     assert modify["dynamodb"]["OldImage"]["Email"] == {"S": "A@Example.com"}
     assert modify["dynamodb"]["NewImage"]["Version"] == {"N": "2"}
     assert remove["dynamodb"]["OldImage"]["Version"] == {"N": "2"}
@@ -147,7 +149,7 @@ def test_relay_killed_with_sigkill_mid_stream_loses_nothing(stack, pipeline, use
 
 def test_provisioning_twice_changes_nothing(stack, pipeline):
     messages = []
-    assert provision(pipeline, stack, say=messages.append) == []
+    assert provision(pipeline, stack, discover_apps(pipeline), say=messages.append) == []
     assert "nothing to change" in messages[-1]
     kinesis = aws_client("kinesis", stack, pipeline.region)
     for spec in pipeline.streams.values():

@@ -14,19 +14,22 @@ from hypothesis import strategies as st
 
 from infra.relay import _MAX_PUT_RECORDS, _rounds, partition_key, to_kinesis_record
 
-REFERENCE = orjson.loads((Path(__file__).resolve().parents[1] / "fixtures" / "ddb-kinesis-change-record.json").read_bytes())
+from tests.unit.conftest import load_fixture
+
+REFERENCE = load_fixture("ddb-kinesis-change-record.json")
 ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/Users/stream/2026-11-26T00:00:00.000"
 
 
 def _streams_record(event="MODIFY", seq="000000000000000000042", **extra):
-    """A DynamoDB Streams record as boto3's dynamodbstreams client returns it."""
+    """A DynamoDB Streams record as boto3's dynamodbstreams client returns it from DynamoDB Local."""
     return {
         "eventID": "local-id", "eventName": event, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
         "awsRegion": "ddblocal",
         "dynamodb": {
             "ApproximateCreationDateTime": dt.datetime(2026, 11, 26, 10, 5, tzinfo=dt.timezone.utc),
             "Keys": {"UserId": {"S": "12345"}},
-            "NewImage": {"UserId": {"S": "12345"}, "Avatar": {"B": b"\x89PNG"}, "Version": {"N": "8"}},
+            "NewImage": {"UserId": {"S": "12345"}, "Avatar": {"B": b"\x89PNG"}, "Version": {"N": "8"},
+                         "Empty": {}, "None": {"L": []}, "Deep": {"M": {"x": {}, "y": {"L": [{}]}}}},
             "OldImage": {"UserId": {"S": "12345"}, "Version": {"N": "7"}},
             "SequenceNumber": seq, "SizeBytes": 214, "StreamViewType": "NEW_AND_OLD_IMAGES",
         },
@@ -46,6 +49,9 @@ def test_record_has_exactly_the_aws_destination_shape(precision, digits):
     assert record["userIdentity"] is None
     assert len(str(record["dynamodb"]["ApproximateCreationDateTime"])) == digits
     assert record["dynamodb"]["NewImage"]["Avatar"] == {"B": "iVBORw=="}  # base64, as on the wire
+    # DynamoDB Local writes an empty map as {}; AWS as {"M": {}}
+    assert record["dynamodb"]["NewImage"]["Empty"] == {"M": {}} and record["dynamodb"]["NewImage"]["None"] == {"L": []}
+    assert record["dynamodb"]["NewImage"]["Deep"] == {"M": {"x": {"M": {}}, "y": {"L": [{"M": {}}]}}}
     assert "SequenceNumber" not in record["dynamodb"] and "StreamViewType" not in record["dynamodb"]
     assert key == partition_key("Users", {"UserId": {"S": "12345"}})
 

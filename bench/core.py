@@ -1,0 +1,258 @@
+"""Hot-path benchmark of the shared core: ``python -m bench.core [--records N] [--rounds R]``.
+
+Builds deterministic ~2 KB change records (NewImage and OldImage, ~25 attributes, nested maps,
+lists and sets) and measures, on one core, in one process:
+
+* baseline: ``json.loads`` + boto3 ``TypeDeserializer`` over both images (parse + full decode);
+* ours: ``parse_payload`` (orjson) + ``CompiledFilter.matches`` on the raw dict +
+  ``ChangeRecord.from_parsed`` + ``plan_writes`` with a transform reading 6 attributes;
+* filter: ``CompiledFilter.matches`` with 20 patterns, most of which do not match.
+
+Each figure is the best of ``--rounds`` runs. Prints records/s, ratios and PASS/MISS per
+target; exits non-zero only when something raises (a missed target is not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from boto3.dynamodb.types import TypeDeserializer
+
+from consumers.shared.filtering import compile_filter_criteria
+from consumers.shared.planning import delete, plan_writes, upsert
+from consumers.shared.records import ChangeRecord, parse_payload
+
+__all__ = ["build_payloads", "main"]
+
+TARGET_RATIO = 3.0
+TARGET_RECORDS_PER_SECOND = 100_000
+TARGET_FILTER_MATCHES_PER_SECOND = 500_000
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india")
+
+
+def _text(rng: random.Random, low: int, high: int) -> str:
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(rng.randint(low, high)))
+
+
+def _image(rng: random.Random, user_id: str, version: int) -> dict[str, Any]:
+    image: dict[str, Any] = {
+        "UserId": {"S": user_id},
+        "Version": {"N": str(version)},
+        "Username": {"S": f"user_{user_id}"},
+        "Email": {"S": f"{user_id}@example.com"},
+        "Status": {"S": rng.choice(("active", "suspended", "pending"))},
+        "Country": {"S": rng.choice(("DE", "FR", "US", "JP", "BR"))},
+        "Score": {"N": str(rng.randint(0, 10_000))},
+        "Balance": {"N": f"{rng.randint(0, 99999)}.{rng.randint(0, 99):02d}"},
+        "Verified": {"BOOL": rng.random() < 0.5},
+        "Deleted": {"NULL": True},
+        "Avatar": {"B": "aGVsbG8gd29ybGQ="},
+        "WorkplaceIds": {"SS": sorted({f"w-{rng.randint(1, 40)}" for _ in range(rng.randint(1, 4))})},
+        "LuckyNumbers": {"NS": sorted({str(rng.randint(1, 99)) for _ in range(3)})},
+        "Address": {
+            "M": {
+                "Street": {"S": _text(rng, 10, 24)},
+                "City": {"S": rng.choice(_WORDS).title()},
+                "Zip": {"N": str(rng.randint(10000, 99999))},
+                "Geo": {"M": {"Lat": {"N": f"{rng.uniform(-90, 90):.6f}"}, "Lon": {"N": f"{rng.uniform(-180, 180):.6f}"}}},
+            }
+        },
+        "Roles": {"L": [{"S": rng.choice(_WORDS)} for _ in range(rng.randint(1, 3))]},
+        "Preferences": {"M": {"Theme": {"S": "dark"}, "Lang": {"S": "en"}, "Beta": {"BOOL": False}}},
+        "CreatedAt": {"S": "2026-11-26T10:00:00.000000Z"},
+        "UpdatedAt": {"S": "2026-11-26T10:05:00.000000Z"},
+    }
+    for index in range(7):
+        image[f"Note{index}"] = {"S": _text(rng, 8, 30)}
+    return image
+
+
+def build_payloads(count: int, seed: int = 20261126) -> list[bytes]:
+    """``count`` deterministic change-record payloads (~2 KB), mostly MODIFY."""
+    rng = random.Random(seed)
+    payloads = []
+    for index in range(count):
+        user_id = f"u-{rng.randint(1, count // 4 + 1):06d}"
+        version = rng.randint(2, 1000)
+        event = rng.choices(("INSERT", "MODIFY", "REMOVE"), weights=(1, 8, 1))[0]
+        body: dict[str, Any] = {
+            "ApproximateCreationDateTime": 1_795_731_005_123_456 + index,
+            "Keys": {"UserId": {"S": user_id}},
+            "SizeBytes": 0,
+        }
+        if event != "REMOVE":
+            body["NewImage"] = _image(rng, user_id, version)
+        if event != "INSERT":
+            body["OldImage"] = _image(rng, user_id, version - 1)
+        record = {
+            "awsRegion": "us-east-1",
+            "eventID": f"{rng.getrandbits(128):032x}",
+            "eventName": event,
+            "userIdentity": None,
+            "recordFormat": "application/json",
+            "tableName": "Users",
+            "dynamodb": body,
+            "eventSource": "aws:dynamodb",
+        }
+        payloads.append(orjson.dumps(record))
+    return payloads
+
+
+# --- the two sides --------------------------------------------------------------------------
+
+
+class _StreamDeserializer(TypeDeserializer):
+    """boto3's deserializer, taking B/BS as base64 text as they appear in the JSON stream."""
+
+    def _deserialize_b(self, value: str) -> Any:
+        return super()._deserialize_b(base64.b64decode(value))
+
+    def _deserialize_bs(self, value: list) -> Any:
+        return {self._deserialize_b(item) for item in value}
+
+
+def _baseline(payloads: Sequence[bytes]) -> int:
+    deserializer = _StreamDeserializer()
+    deserialize = deserializer.deserialize
+    done = 0
+    for payload in payloads:
+        record = json.loads(payload)
+        body = record["dynamodb"]
+        for name in ("NewImage", "OldImage"):
+            image = body.get(name)
+            if image is not None:
+                {key: deserialize(value) for key, value in image.items()}
+        done += 1
+    return done
+
+
+def _transform(record: ChangeRecord):
+    """Touches 6 attributes, fans out nothing: one write per change."""
+    if record.is_removal:
+        return (delete(record, record.keys),)
+    image = record.new_image
+    document = {
+        "username": image["Username"],
+        "email": image["Email"],
+        "status": image["Status"],
+        "score": image["Score"],
+        "workplaces": image["WorkplaceIds"],
+        "country": image.get("Country"),
+    }
+    return (upsert(record, record.keys, document),)
+
+
+# Passes every Users change: the benchmark measures the full path, not the filter's rejections.
+_PIPELINE_CRITERIA = {
+    "Filters": [
+        {"Pattern": json.dumps({"tableName": ["Users"], "eventName": ["INSERT", "MODIFY", "REMOVE"]})},
+        {"Pattern": json.dumps({"tableName": ["Accounts"], "dynamodb": {"NewImage": {"Status": {"S": ["active"]}}}})},
+    ]
+}
+
+
+def _ours(payloads: Sequence[bytes]) -> int:
+    matches = compile_filter_criteria(_PIPELINE_CRITERIA).matches
+    from_parsed = ChangeRecord.from_parsed
+    planned = 0
+    for index, payload in enumerate(payloads):
+        sequence_number = str(index)
+        raw = parse_payload(payload, sequence_number=sequence_number)
+        if not matches(raw):
+            continue
+        record = from_parsed(raw, payload, sequence_number=sequence_number, partition_key="pk")
+        planned += len(plan_writes(record, _transform))
+    return len(payloads)
+
+
+def _filter_patterns() -> list[dict[str, Any]]:
+    """20 realistic patterns; the benchmark records match few of them."""
+    patterns: list[dict[str, Any]] = []
+    for table in ("Accounts", "Orders", "Invoices", "Sessions", "Devices"):
+        patterns.append({"tableName": [table], "eventName": ["INSERT"]})
+        patterns.append({"tableName": [table], "dynamodb": {"NewImage": {"Status": {"S": [{"prefix": "susp"}]}}}})
+    for index in range(4):
+        patterns.append({"dynamodb": {"Keys": {"UserId": {"S": [f"u-9{index:05d}"]}}}})
+    patterns.append({"eventName": ["REMOVE"], "dynamodb": {"OldImage": {"Country": {"S": ["JP"]}}}})
+    patterns.append({"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"Score": {"N": [{"prefix": "99"}]}}}})
+    patterns.append({"dynamodb": {"NewImage": {"Email": {"S": [{"suffix": "@example.org"}]}}}})
+    patterns.append({"dynamodb": {"NewImage": {"Country": {"S": [{"anything-but": ["DE", "FR", "US", "JP"]}]}}}, "eventName": ["INSERT"]})
+    patterns.append({"dynamodb": {"NewImage": {"Verified": {"BOOL": [True]}, "Status": {"S": ["pending"]}}}, "eventName": ["INSERT"]})
+    patterns.append({"data": {"tableName": [{"wildcard": "Aud*Log"}]}})
+    return patterns
+
+
+def _filter_run(raws: Sequence[dict], matches: Callable[[Any], bool]) -> int:
+    for raw in raws:
+        matches(raw)
+    return len(raws)
+
+
+# --- measurement -----------------------------------------------------------------------------
+
+
+def _best_rate(run: Callable[[], int], rounds: int) -> tuple[float, int]:
+    best = 0.0
+    result = 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        result = run()
+        elapsed = time.perf_counter() - started
+        best = max(best, result / elapsed if elapsed > 0 else 0.0)
+    return best, result
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    out = sys.stdout.write
+
+    payloads = build_payloads(args.records)
+    size = sum(len(p) for p in payloads) / len(payloads)
+    out(f"records: {len(payloads)} payloads, mean {size:.0f} bytes\n")
+
+    parse_rate, _ = _best_rate(lambda: sum(1 for p in payloads if orjson.loads(p)), args.rounds)
+    out(f"ceiling: orjson.loads alone:                           {parse_rate:12,.0f} records/s\n")
+    baseline_rate, _ = _best_rate(lambda: _baseline(payloads), args.rounds)
+    ours_rate, _ = _best_rate(lambda: _ours(payloads), args.rounds)
+    ratio = ours_rate / baseline_rate
+    out(f"baseline (json.loads + TypeDeserializer, both images): {baseline_rate:12,.0f} records/s\n")
+    out(f"ours (orjson + filter + ChangeRecord + transform/plan):  {ours_rate:12,.0f} records/s\n")
+    out(f"ratio ours/baseline: {ratio:.2f}x  target >= {TARGET_RATIO:.0f}x  {_verdict(ratio >= TARGET_RATIO)}\n")
+    out(
+        f"ours records/s: {ours_rate:,.0f}  target >= {TARGET_RECORDS_PER_SECOND:,}  "
+        f"{_verdict(ours_rate >= TARGET_RECORDS_PER_SECOND)}\n"
+    )
+
+    compiled = compile_filter_criteria({"Filters": [{"Pattern": json.dumps(p)} for p in _filter_patterns()]})
+    raws = [orjson.loads(p) for p in payloads]
+    filter_rate, _ = _best_rate(lambda: _filter_run(raws, compiled.matches), args.rounds)
+    hits = sum(1 for raw in raws if compiled.matches(raw))
+    out(
+        f"filter ({compiled.pattern_count} patterns, {hits}/{len(raws)} records match): "
+        f"{filter_rate:12,.0f} matches/s  target >= {TARGET_FILTER_MATCHES_PER_SECOND:,}  "
+        f"{_verdict(filter_rate >= TARGET_FILTER_MATCHES_PER_SECOND)}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception as exc:  # a benchmark error is the only failure
+        sys.stderr.write(f"bench.core failed: {exc!r}\n")
+        sys.exit(1)

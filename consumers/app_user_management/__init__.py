@@ -1,0 +1,1 @@
+"""onUserObjectChange -> AppUsers_V2: one normalised projection per user."""

@@ -1,0 +1,166 @@
+"""One batch of one shard: decode, filter, transform, write, dead-letter. No KCL in here.
+
+`BatchProcessor.process(records)` returns only when every record of the batch was applied,
+found stale, filtered out, skipped by its transform, or written to the dead-letter table; so
+the caller may checkpoint the batch's last record. It raises only when a poison record cannot
+be dead-lettered (`DeadLetterUnavailable`): then nothing may be checkpointed.
+
+Failure handling, per record where the failure belongs to one record, per batch otherwise:
+  * undecodable payload, transform error, record older than `maximum_record_age_s`
+        -> dead letter, at once;
+  * sink rejects specific writes (validation, mapping) -> dead letter the records that
+        produced them, write the rest again (version guards make the repeat harmless);
+  * transient sink error (throttling, 5xx, connection) -> back off with full jitter and retry
+        the batch, at most `max_attempts` times; then dead letter its records;
+  * any other sink error -> bisect the batch until the failing record is alone, and dead
+        letter it (Lambda's BisectBatchOnFunctionError).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+from consumers.runtime.config import AppConfig
+from consumers.runtime.deadletter import DeadLetter, DeadLetterTable
+from consumers.shared.errors import RetryableSinkError, SinkRejectedWrite
+from consumers.shared.filtering import CompiledFilter
+from consumers.shared.planning import PlannedWrite, Transform, WriteCounts, plan_writes
+from consumers.shared.records import ChangeRecord, parse_payload
+from consumers.shared.sinks import Sink
+
+__all__ = ["BatchProcessor", "BatchStats", "InputRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    data: bytes
+    sequence_number: str
+    sub_sequence_number: int | None
+    partition_key: str
+    arrival_time: datetime | None  # aware, UTC
+
+
+@dataclass(slots=True)
+class BatchStats:
+    received: int = 0
+    filtered_out: int = 0
+    applied: int = 0
+    stale: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+
+    def add(self, counts: WriteCounts) -> None:
+        self.applied += counts.applied
+        self.stale += counts.stale
+        self.skipped += counts.skipped
+
+    def __iadd__(self, other: "BatchStats") -> "BatchStats":
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+
+@dataclass(slots=True)
+class _Planned:
+    record: InputRecord
+    writes: tuple[PlannedWrite, ...]
+
+
+@dataclass(slots=True)
+class BatchProcessor:
+    app: AppConfig
+    shard_id: str
+    sink: Sink
+    dead_letters: DeadLetterTable
+    transform: Transform
+    filter: CompiledFilter
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+    def process(self, records: Sequence[InputRecord]) -> BatchStats:
+        stats = BatchStats(received=len(records))
+        planned: list[_Planned] = []
+        max_age = self.app.retry.maximum_record_age_s
+        version_attribute = self.app.source.version_attribute or "Version"
+        for record in records:
+            if max_age != -1 and record.arrival_time and self.now() - record.arrival_time.timestamp() > max_age:
+                self._dead_letter(record, "RecordExpired", f"older than maximum_record_age_s={max_age}", stats)
+                continue
+            try:
+                raw = parse_payload(record.data, sequence_number=record.sequence_number)
+                change = ChangeRecord.from_parsed(
+                    raw, record.data, sequence_number=record.sequence_number, partition_key=record.partition_key,
+                    arrival_time=record.arrival_time, version_attribute=version_attribute,
+                )
+                if not self.filter.matches(raw):
+                    stats.filtered_out += 1
+                    continue
+                planned.append(_Planned(record, plan_writes(change, self.transform)))
+            except Exception as exc:  # noqa: BLE001 - a poison record, whatever the cause
+                self._dead_letter(record, type(exc).__name__, str(exc), stats)
+        self._write(planned, stats)
+        return stats
+
+    # ----------------------------------------------------------------------------- writes
+    def _write(self, planned: list[_Planned], stats: BatchStats) -> None:
+        attempt = 0
+        while planned:
+            try:
+                stats.add(self.sink.write([w for p in planned for w in p.writes]))
+                return
+            except SinkRejectedWrite as exc:
+                rejected = {id(write): reason for write, reason in exc.rejections}
+                if exc.counts is not None:
+                    stats.add(exc.counts)
+                keep = []
+                for p in planned:
+                    reasons = [rejected[id(w)] for w in p.writes if id(w) in rejected]
+                    if reasons:
+                        self._dead_letter(p.record, "SinkRejectedWrite", "; ".join(reasons), stats)
+                    else:
+                        keep.append(p)
+                if len(keep) == len(planned):  # the rejection names no write of ours: isolate it
+                    return self._bisect(planned, exc, stats)
+                planned = keep
+            except RetryableSinkError as exc:
+                attempt += 1
+                limit = self.app.retry.max_attempts
+                if limit != -1 and attempt >= limit:
+                    for p in planned:
+                        self._dead_letter(p.record, type(exc).__name__, f"retries exhausted ({attempt}): {exc}", stats)
+                    return
+                stats.retries += 1
+                self.sleep(self._backoff(attempt))
+            except Exception as exc:  # noqa: BLE001 - not attributable to a write: bisect
+                return self._bisect(planned, exc, stats)
+
+    def _bisect(self, planned: list[_Planned], exc: Exception, stats: BatchStats) -> None:
+        if len(planned) == 1:
+            self._dead_letter(planned[0].record, type(exc).__name__, str(exc), stats)
+            return
+        middle = len(planned) // 2
+        self._write(planned[:middle], stats)
+        self._write(planned[middle:], stats)
+
+    def _backoff(self, attempt: int) -> float:
+        retry = self.app.retry
+        ceiling = min(retry.max_delay_ms, retry.base_delay_ms * 2 ** (attempt - 1)) / 1000
+        return self.rng.uniform(0, ceiling)  # full jitter
+
+    def _dead_letter(self, record: InputRecord, error_class: str, message: str, stats: BatchStats) -> None:
+        self.dead_letters.put(DeadLetter(
+            app=self.app.name, shard_id=self.shard_id, sequence_number=record.sequence_number,
+            partition_key=record.partition_key, payload=bytes(record.data), error_class=error_class,
+            error_message=message, arrival_time=record.arrival_time,
+        ))
+        stats.dead_lettered += 1
+
+
+def utc_from_millis(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)

@@ -1,0 +1,152 @@
+"""One consumer app's configuration (`consumers/<app>/app.toml`), loaded and validated once.
+
+In the spirit of a serverless.yml function: source, batch size, filter criteria,
+changed_attributes, starting position, polling interval, retry policy, dead-letter table,
+sink. The KCL `.properties` file is generated from it (consumers.runtime.properties).
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+
+from consumers.shared.filtering import CompiledFilter, compile_filter_criteria
+from consumers.shared.planning import Transform
+from producer_config import ConfigError, PipelineConfig, TableSpec
+
+__all__ = ["APPS_DIR", "AppConfig", "RetryPolicy", "SinkSpec", "discover_apps", "load_app"]
+
+APPS_DIR = Path(__file__).resolve().parent.parent
+_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+_SINK_TYPES = ("dynamodb", "opensearch")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Transient sink errors: `max_attempts` tries (-1: until `maximum_record_age_s`), with
+    exponential backoff from `base_delay_ms` up to `max_delay_ms`, full jitter."""
+
+    max_attempts: int
+    base_delay_ms: int
+    max_delay_ms: int
+    maximum_record_age_s: int  # -1: no limit (as Lambda's MaximumRecordAgeInSeconds)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSpec:
+    type: str    # dynamodb | opensearch
+    target: str  # table or index name
+    document_id: str | None = None  # opensearch: a template over the key, e.g. "{WorkplaceId}#{UserId}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    package: str            # python package under consumers/, e.g. app_user_management
+    name: str               # KCL applicationName: the lease table's name
+    description: str
+    source: TableSpec       # the table whose change stream the app reads
+    stream_name: str
+    transform_ref: str      # "module:function"
+    sink: SinkSpec
+    max_records: int
+    polling_interval_ms: int
+    starting_position: str
+    starting_timestamp: datetime | None
+    workers: int
+    retry: RetryPolicy
+    dead_letter_table: str
+    filter_criteria: Mapping[str, Any] | None
+    changed_attributes: tuple[str, ...] | None
+    source_file: str
+
+    def compile_filter(self) -> CompiledFilter:
+        return compile_filter_criteria(self.filter_criteria, changed_attributes=self.changed_attributes)
+
+    def load_transform(self) -> Transform:
+        module, _, function = self.transform_ref.partition(":")
+        try:
+            return getattr(importlib.import_module(module), function)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(self.source_file, "app.transform", f"cannot import {self.transform_ref!r}: {exc}") from exc
+
+
+def discover_apps(pipeline: PipelineConfig) -> tuple[AppConfig, ...]:
+    """Every `consumers/*/app.toml`, sorted by package name."""
+    return tuple(load_app(path.parent.name, pipeline) for path in sorted(APPS_DIR.glob("*/app.toml")))
+
+
+def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
+    path = APPS_DIR / package / "app.toml"
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(path, "file", str(exc)) from exc
+
+    def section(name: str) -> Mapping[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, name, "must be a table")
+        return value
+
+    def get(sec: str, key: str, kind: type, default: Any = ...) -> Any:
+        value = section(sec).get(key, default)
+        if value is ...:
+            raise ConfigError(path, f"{sec}.{key}", "is required")
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise ConfigError(path, f"{sec}.{key}", f"must be {kind.__name__}, got {value!r}")
+        return value
+
+    def integer(sec: str, key: str, default: int, minimum: int = 1, unlimited: bool = False) -> int:
+        value = get(sec, key, int, default)
+        if value < minimum and not (unlimited and value == -1):
+            raise ConfigError(path, f"{sec}.{key}", f"must be >= {minimum}{' or -1' if unlimited else ''}, got {value}")
+        return value
+
+    source = pipeline.tables.get(get("app", "source_table", str))
+    if source is None or not source.change_stream:
+        raise ConfigError(path, "app.source_table", "must name a table of producer_config with a change_stream")
+    sink = SinkSpec(get("sink", "type", str), get("sink", "target", str), section("sink").get("document_id"))
+    if sink.type not in _SINK_TYPES:
+        raise ConfigError(path, "sink.type", f"must be one of {_SINK_TYPES}, got {sink.type!r}")
+    known = pipeline.tables if sink.type == "dynamodb" else pipeline.indexes
+    if sink.target not in known:
+        raise ConfigError(path, "sink.target", f"{sink.target!r} is not declared in producer_config")
+    position = get("batch", "starting_position", str, "TRIM_HORIZON")
+    if position not in _POSITIONS:
+        raise ConfigError(path, "batch.starting_position", f"must be one of {_POSITIONS}, got {position!r}")
+    timestamp = section("batch").get("starting_timestamp")
+    if (position == "AT_TIMESTAMP") != isinstance(timestamp, datetime):
+        raise ConfigError(path, "batch.starting_timestamp", "an offset date-time, required with AT_TIMESTAMP only")
+    changed = section("filter").get("changed_attributes")
+    if changed is not None and (not isinstance(changed, list) or not all(isinstance(a, str) for a in changed)):
+        raise ConfigError(path, "filter.changed_attributes", "must be a list of attribute names")
+    config = AppConfig(
+        package=package,
+        name=get("app", "name", str),
+        description=get("app", "description", str, ""),
+        source=source,
+        stream_name=source.change_stream,
+        transform_ref=get("app", "transform", str),
+        sink=sink,
+        max_records=integer("batch", "max_records", 500),
+        polling_interval_ms=integer("batch", "polling_interval_ms", 200, minimum=50),
+        starting_position=position,
+        starting_timestamp=timestamp,
+        workers=integer("app", "workers", 1),
+        retry=RetryPolicy(
+            max_attempts=integer("retry", "max_attempts", 8, unlimited=True),
+            base_delay_ms=integer("retry", "base_delay_ms", 100),
+            max_delay_ms=integer("retry", "max_delay_ms", 5_000),
+            maximum_record_age_s=integer("retry", "maximum_record_age_s", -1, unlimited=True),
+        ),
+        dead_letter_table=get("dead_letter", "table", str),
+        filter_criteria=section("filter").get("criteria"),
+        changed_attributes=tuple(changed) if changed is not None else None,
+        source_file=str(path),
+    )
+    config.compile_filter()  # fail at start-up, with the pattern and the reason
+    return config

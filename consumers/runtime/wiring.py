@@ -1,0 +1,51 @@
+"""Builds an app's sink, dead-letter table and batch processor from configuration (the edge)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.config import AppConfig, load_app
+from consumers.runtime.deadletter import DeadLetterTable
+from consumers.shared.sinks import Sink
+from consumers.shared.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
+from consumers.shared.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig
+from infra.clients import aws_client, opensearch_client
+from infra.config import StackConfig
+from producer_config import PipelineConfig, load_pipeline
+
+__all__ = ["build_batch_processor", "build_sink", "stats_dir"]
+
+
+def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> Sink:
+    if app.sink.type == "dynamodb":
+        table = pipeline.table(app.sink.target)
+        return DynamoDbSink(
+            aws_client("dynamodb", stack, pipeline.region),
+            DynamoDbSinkConfig(
+                table_name=table.name,
+                version_attribute=table.version_attribute or "Version",
+                **({"ttl_attribute": table.ttl_attribute} if table.ttl_attribute else {}),
+            ),
+        )
+    template = app.sink.document_id
+    return OpenSearchSink(
+        opensearch_client(stack),
+        OpenSearchSinkConfig(index=app.sink.target,
+                             **({"document_id": lambda key: template.format_map(key)} if template else {})),
+    )
+
+
+def build_batch_processor(package: str, stack: StackConfig | None = None) -> tuple[Callable[[str], BatchProcessor], AppConfig]:
+    """A factory of per-shard processors for the app (one sink and client set per process)."""
+    stack = stack or StackConfig.from_env()
+    pipeline = load_pipeline()
+    app = load_app(package, pipeline)
+    sink = build_sink(app, pipeline, stack)
+    dead_letters = DeadLetterTable(aws_client("dynamodb", stack, pipeline.region), app.dead_letter_table)
+    transform, compiled = app.load_transform(), app.compile_filter()
+    return (lambda shard_id: BatchProcessor(app, shard_id, sink, dead_letters, transform, compiled)), app
+
+
+def stats_dir(app: AppConfig, stack: StackConfig | None = None):
+    return (stack or StackConfig.from_env()).state_dir / "apps" / app.package / "stats"

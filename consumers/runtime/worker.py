@@ -1,0 +1,140 @@
+"""The record processor the MultiLangDaemon runs, one process per shard lease (kclpy v3).
+
+    executableName = <python> -m consumers.runtime.worker --app <package>
+
+stdout is the daemon's protocol channel: nothing here prints; logs are JSON lines on stderr.
+Checkpoints: after every batch at its last record (process_records returns only when all of
+it was applied or dead-lettered), at shard end (required to start the children), on a
+requested shutdown; never after a lost lease. When a poison record cannot be dead-lettered
+the process exits without checkpointing: the daemon stops, its supervisor restarts it, and
+the shard resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from amazon_kclpy import kcl
+from amazon_kclpy.checkpoint_error import CheckpointError
+from amazon_kclpy.v3 import processor
+
+from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, utc_from_millis
+from consumers.runtime.deadletter import DeadLetterUnavailable
+
+__all__ = ["KclRecordProcessor", "main"]
+
+log = logging.getLogger("cdc.worker")
+_CHECKPOINT_ATTEMPTS = 10
+EXIT_DEAD_LETTER_UNAVAILABLE = 3
+
+
+class KclRecordProcessor(processor.RecordProcessorBase):
+    """Adapts the KCL callbacks to a `BatchProcessor` built for the shard at initialize."""
+
+    def __init__(self, app_name: str, build: Callable[[str], BatchProcessor], stats_dir: Path | None = None,
+                 exit: Callable[[int], None] = os._exit) -> None:
+        self.app_name = app_name
+        self._build = build
+        self._stats_dir = stats_dir
+        self._exit = exit
+        self.shard_id = "?"
+        self.core: BatchProcessor | None = None
+        self.total = BatchStats()
+        self.last: tuple[str, int | None] | None = None  # last record applied or dead-lettered
+
+    # -- callbacks
+    def initialize(self, initialize_input) -> None:
+        self.shard_id = initialize_input.shard_id
+        self.core = self._build(self.shard_id)
+        self._log("initialize", position=initialize_input.sequence_number)
+
+    def process_records(self, process_records_input) -> None:
+        records = [
+            InputRecord(r.binary_data, r.sequence_number, r.sub_sequence_number, r.partition_key,
+                        utc_from_millis(r.timestamp_millis))
+            for r in process_records_input.records
+        ]
+        if not records:
+            return
+        started = time.perf_counter()
+        try:
+            stats = self.core.process(records)
+        except DeadLetterUnavailable as exc:
+            self._log("fatal", error=str(exc))
+            self._exit(EXIT_DEAD_LETTER_UNAVAILABLE)
+            raise
+        self.last = (records[-1].sequence_number, records[-1].sub_sequence_number)
+        self.total += stats
+        self._checkpoint(process_records_input.checkpointer, *self.last)
+        self._log("batch", ms=round((time.perf_counter() - started) * 1000, 1),
+                  behind_ms=process_records_input.millis_behind_latest, **_fields(stats))
+        self._save_stats()
+
+    def lease_lost(self, lease_lost_input) -> None:
+        self._log("lease_lost")  # another worker owns the shard now: no checkpoint
+
+    def shard_ended(self, shard_ended_input) -> None:
+        self._checkpoint(shard_ended_input.checkpointer)
+        self._log("shard_ended")
+
+    def shutdown_requested(self, shutdown_requested_input) -> None:
+        if self.last is not None:
+            self._checkpoint(shutdown_requested_input.checkpointer, *self.last)
+        self._log("shutdown_requested")
+
+    # -- helpers
+    def _checkpoint(self, checkpointer, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None:
+        for attempt in range(1, _CHECKPOINT_ATTEMPTS + 1):
+            try:
+                checkpointer.checkpoint(sequence_number, sub_sequence_number)
+                return
+            except CheckpointError as exc:
+                if exc.value == "ShutdownException":  # lease lost meanwhile: the next owner repeats
+                    self._log("checkpoint_skipped", reason=exc.value)
+                    return
+                if exc.value == "ThrottlingException" and attempt < _CHECKPOINT_ATTEMPTS:
+                    time.sleep(min(0.1 * 2 ** attempt, 5.0))
+                    continue
+                self._log("checkpoint_failed", reason=exc.value, sequence_number=sequence_number)
+                return
+
+    def _log(self, event: str, **fields) -> None:
+        log.info(json.dumps({"app": self.app_name, "shard": self.shard_id, "event": event, **fields}))
+
+    def _save_stats(self) -> None:
+        """Running totals of this process, for operators and the tests (one small file)."""
+        if self._stats_dir is None:
+            return
+        path = self._stats_dir / f"{self.shard_id}-{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"app": self.app_name, "shard": self.shard_id, **_fields(self.total)}))
+        os.replace(tmp, path)
+
+
+def _fields(stats: BatchStats) -> dict[str, int]:
+    return {name: getattr(stats, name) for name in stats.__slots__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from consumers.runtime.wiring import build_batch_processor, stats_dir  # needs boto3 / opensearch-py
+
+    parser = argparse.ArgumentParser(description="CDC record processor (run by the KCL MultiLangDaemon)")
+    parser.add_argument("--app", required=True, help="package under consumers/, e.g. app_user_management")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    build, app = build_batch_processor(args.app)
+    directory = stats_dir(app)
+    directory.mkdir(parents=True, exist_ok=True)
+    kcl.KCLProcess(KclRecordProcessor(app.name, build, directory)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""OpenSearch sink: one ``_bulk`` request per batch, guarded by external versions.
+
+An ``Upsert`` is an ``index`` action with ``version=<write.version>``, ``version_type=external``
+(OpenSearch indexes only if the stored version is lower); a ``Delete`` is a ``delete`` action
+with the same version and ``version_type=external_gte`` (deletes win version ties, see
+``consumers.shared.planning``; a delete of a missing document still records its version).
+
+**Index setting required**: OpenSearch forgets the version of a deleted document after
+``index.gc_deletes`` (default 60 s); a replayed older upsert arriving later would resurrect the
+document. Set ``index.gc_deletes`` to at least the source stream's retention (e.g. ``"24h"``).
+
+Per-item outcomes: 2xx -> APPLIED (a delete answered 404 ``not_found`` too: the document is
+absent, as wanted); 409 -> STALE (counted, not an error); 429 and 5xx -> ``RetryableSinkError``;
+other 4xx (mapping errors...) -> ``SinkRejectedWrite`` carrying the writes. The request as a
+whole: connection errors, timeouts, 429 and 5xx -> ``RetryableSinkError``; other statuses
+(401, 403, 404 missing index...) -> ``SinkError``. Documents that cannot be serialised are
+rejected before the request is sent.
+
+Documents are serialised with orjson: ``Decimal`` -> JSON number (int when integral, else
+float: beyond 15-17 significant digits precision is lost), ``set``/``frozenset`` -> sorted
+array, ``bytes`` -> base64 text. Document ids come from ``config.document_id(key)``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
+from consumers.shared.planning import Delete, Outcome, PlannedWrite, Skip, Upsert, WriteCounts
+from consumers.shared.sinks import Disposition
+
+__all__ = [
+    "DELETE_VERSION_TYPE",
+    "INDEX_VERSION_TYPE",
+    "OpenSearchSink",
+    "OpenSearchSinkConfig",
+    "build_bulk_body",
+    "classify_bulk_item",
+    "classify_transport_error",
+    "default_document_id",
+    "serialise_document",
+]
+
+INDEX_VERSION_TYPE = "external"
+DELETE_VERSION_TYPE = "external_gte"
+
+
+def _id_part(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if type(value) is int or type(value) is Decimal:
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.urlsafe_b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"key values must be str, int, Decimal or bytes, got {type(value).__name__}")
+
+
+def default_document_id(key: Mapping[str, Any]) -> str:
+    """A single-attribute key -> its value as text; a composite key -> compact JSON of the
+    attribute names and values, sorted by name (unambiguous)."""
+    if len(key) == 1:
+        return _id_part(next(iter(key.values())))
+    return orjson.dumps([[name, _id_part(key[name])] for name in sorted(key)]).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if type(value) is Decimal:
+        if not value.is_finite():
+            raise TypeError(f"Decimal {value} is not finite")
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"type {type(value).__name__} is not JSON serialisable")
+
+
+def serialise_document(document: Mapping[str, Any]) -> bytes:
+    """JSON bytes for one document (see the module docstring); raises TypeError."""
+    try:
+        return orjson.dumps(document, default=_json_default)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSearchSinkConfig:
+    """``refresh``: None (default), ``"true"``, ``"false"`` or ``"wait_for"``.
+    ``include_key``: add the key attributes to the indexed document."""
+
+    index: str
+    document_id: Callable[[Mapping[str, Any]], str] = default_document_id
+    refresh: str | None = None
+    include_key: bool = True
+
+    def __post_init__(self) -> None:
+        if type(self.index) is not str or not self.index:
+            raise ValueError(f"OpenSearchSinkConfig.index must be a non-empty string, got {self.index!r}")
+        if self.refresh not in (None, "true", "false", "wait_for"):
+            raise ValueError(f"OpenSearchSinkConfig.refresh must be None, true, false or wait_for, got {self.refresh!r}")
+
+
+def build_bulk_body(
+    writes: Sequence[Upsert | Delete], config: OpenSearchSinkConfig
+) -> tuple[bytes, list[tuple[PlannedWrite, str]]]:
+    """NDJSON ``_bulk`` body for the writes (Skips must be removed first).
+
+    Returns ``(body, rejected)``: writes whose id or document cannot be serialised are left out
+    of the body and returned with the reason; the body's actions follow the order of the other
+    writes.
+    """
+    lines: list[bytes] = []
+    rejected: list[tuple[PlannedWrite, str]] = []
+    for write in writes:
+        try:
+            doc_id = config.document_id(write.key)
+            if type(write) is Upsert:
+                document = {**write.document, **write.key} if config.include_key else write.document
+                source = serialise_document(document)
+                action = {"index": {"_index": config.index, "_id": doc_id, "version": write.version, "version_type": INDEX_VERSION_TYPE}}
+                lines.append(orjson.dumps(action))
+                lines.append(source)
+            else:
+                action = {"delete": {"_index": config.index, "_id": doc_id, "version": write.version, "version_type": DELETE_VERSION_TYPE}}
+                lines.append(orjson.dumps(action))
+        except (TypeError, ValueError) as exc:
+            rejected.append((write, f"cannot serialise: {exc}"))
+    body = b"\n".join(lines) + b"\n" if lines else b""
+    return body, rejected
+
+
+def classify_bulk_item(item: Mapping[str, Any]) -> Disposition:
+    """Classify one entry of a ``_bulk`` response's ``items``."""
+    ((action, result),) = item.items()
+    status = result.get("status")
+    if type(status) is not int:
+        return Disposition.FAIL
+    if 200 <= status < 300:
+        return Disposition.APPLIED
+    if status == 404 and action == "delete" and "error" not in result:
+        return Disposition.APPLIED  # not_found: already absent; the version is recorded
+    if status == 409:
+        return Disposition.STALE
+    if status == 429 or status >= 500:
+        return Disposition.RETRY
+    if 400 <= status < 500:
+        return Disposition.REJECT
+    return Disposition.FAIL
+
+
+def classify_transport_error(exc: BaseException) -> Disposition:
+    """Classify an exception raised by ``client.bulk`` for the request as a whole."""
+    status = getattr(exc, "status_code", None)
+    if type(status) is int:
+        return Disposition.RETRY if status == 429 or status >= 500 else Disposition.FAIL
+    try:
+        from opensearchpy import exceptions as os_exceptions
+    except ImportError:  # pragma: no cover
+        os_exceptions = None
+    if os_exceptions is not None and isinstance(exc, os_exceptions.ConnectionError):
+        return Disposition.RETRY  # includes ConnectionTimeout (status 'N/A')
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return Disposition.RETRY
+    return Disposition.FAIL
+
+
+def _reason(result: Mapping[str, Any]) -> str:
+    error = result.get("error")
+    if isinstance(error, Mapping):
+        return f"{result.get('status')} {error.get('type')}: {error.get('reason')}"
+    return f"{result.get('status')} {error or result.get('result')}"
+
+
+class OpenSearchSink:
+    """Applies planned writes to one index through an opensearch-py ``OpenSearch`` client."""
+
+    def __init__(self, client: Any, config: OpenSearchSinkConfig) -> None:
+        self._client = client
+        self._config = config
+
+    @property
+    def config(self) -> OpenSearchSinkConfig:
+        return self._config
+
+    def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts:
+        """Apply a batch with one ``_bulk`` request; returns counts or raises."""
+        pending = [w for w in writes if type(w) is not Skip]
+        skipped = WriteCounts(skipped=len(writes) - len(pending))
+        body, rejected = build_bulk_body(pending, self._config)
+        rejected_writes = {id(w) for w, _ in rejected}
+        sent = [w for w in pending if id(w) not in rejected_writes]
+        outcomes: list[Outcome] = []
+        retry: list[tuple[PlannedWrite, str]] = []
+        failed: list[tuple[PlannedWrite, str]] = []
+        if sent:
+            kwargs: dict[str, Any] = {"body": body}
+            if self._config.refresh is not None:
+                kwargs["refresh"] = self._config.refresh
+            try:
+                response = self._client.bulk(**kwargs)
+            except Exception as exc:  # classified; nothing is swallowed
+                disposition = classify_transport_error(exc)
+                if disposition is Disposition.RETRY:
+                    raise RetryableSinkError(
+                        f"OpenSearch sink {self._config.index}: bulk request failed: {exc!r}",
+                        writes=tuple(sent),
+                    ) from exc
+                raise SinkError(f"OpenSearch sink {self._config.index}: bulk request failed: {exc!r}") from exc
+            items = response.get("items") if isinstance(response, Mapping) else None
+            if not isinstance(items, list) or len(items) != len(sent):
+                raise SinkError(
+                    f"OpenSearch sink {self._config.index}: bulk response has "
+                    f"{len(items) if isinstance(items, list) else 'no'} items for {len(sent)} actions"
+                )
+            for write, item in zip(sent, items):
+                disposition = classify_bulk_item(item)
+                if disposition is Disposition.APPLIED:
+                    outcomes.append(Outcome.APPLIED)
+                elif disposition is Disposition.STALE:
+                    outcomes.append(Outcome.STALE)
+                else:
+                    ((_action, result),) = item.items()
+                    entry = (write, _reason(result))
+                    if disposition is Disposition.RETRY:
+                        retry.append(entry)
+                    elif disposition is Disposition.REJECT:
+                        rejected.append(entry)
+                    else:
+                        failed.append(entry)
+        counts = WriteCounts.of(outcomes) + skipped
+        if failed:
+            raise SinkError(f"OpenSearch sink {self._config.index}: unexpected bulk item result {failed[0][1]}")
+        if retry:
+            raise RetryableSinkError(
+                f"OpenSearch sink {self._config.index}: {len(retry)} item(s) failed transiently: {retry[0][1]}",
+                writes=tuple(w for w, _ in retry),
+            )
+        if rejected:
+            raise SinkRejectedWrite(tuple(rejected), counts=counts)
+        return counts

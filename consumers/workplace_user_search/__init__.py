@@ -1,0 +1,1 @@
+"""upsertWorkplaceUserToElasticSearchV2: WorkplaceUsers_V2 changes -> OpenSearch index."""

@@ -1,0 +1,1 @@
+"""onUserObjectChange -> WorkplaceUsers_V2: one item per (workplace, user) membership."""
