@@ -70,6 +70,8 @@ def check_tools(names: tuple[str, ...] | None = None) -> None:
 def check_port_free(host: str, port: int, component: str, variable: str) -> None:
     """Fail when something we did not start already listens on the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # as the servers themselves do: connections in TIME_WAIT from a previous run do not count
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -57,6 +57,8 @@ def render_properties(app: AppConfig, pipeline: PipelineConfig, stack: StackConf
         # Lease and shard bookkeeping tuned for a small local stack: fast failover after a crash,
         # children of a resharded shard picked up within seconds.
         "failoverTimeMillis": 10_000,
+        "leaseAssignmentIntervalMillis": 2_000,
+        "workerMetricsReporterFreqInMillis": 2_000,
         "shardSyncIntervalMillis": 5_000,
         "parentShardPollIntervalMillis": 2_000,
         "shutdownGraceMillis": _GRACE_S * 1000,
