@@ -1,0 +1,138 @@
+"""End to end on the real stack: Users -> relay -> Kinesis -> KCL MultiLangDaemon workers ->
+AppUsers_V2, WorkplaceUsers_V2 -> relay -> Kinesis -> worker -> OpenSearch. The oracle is
+`consumers.verify`, which recomputes every sink from the Users table."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+
+import orjson
+import pytest
+
+from consumers.verify import verify
+from infra.clients import aws_client, aws_resource
+from scripts.generate_changes import UserChangeGenerator, apply_changes
+
+pytestmark = pytest.mark.stack
+
+CONVERGE_TIMEOUT_S = 420
+
+
+def _totals(stack) -> dict[str, Counter]:
+    """Each app's counters, summed over its record processors' stats files."""
+    totals: dict[str, Counter] = defaultdict(Counter)
+    for path in (stack.state_dir / "apps").glob("*/stats/*.json"):
+        stats = json.loads(path.read_text())
+        totals[stats["app"]].update({k: v for k, v in stats.items() if isinstance(v, int)})
+    return totals
+
+
+def _converge(stack, pipeline, timeout_s: float = CONVERGE_TIMEOUT_S):
+    """Wait until every sink equals its source and the workers have gone quiet."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since, last = None, None
+    while True:
+        reports = verify(stack, pipeline)
+        totals = _totals(stack)
+        if all(r.ok for r in reports) and totals == last:
+            if quiet_since and time.monotonic() - quiet_since >= 3:
+                return reports
+            quiet_since = quiet_since or time.monotonic()
+        else:
+            quiet_since = None
+        last = totals
+        if time.monotonic() > deadline:
+            pytest.fail("sinks did not converge:\n" + "\n".join(map(str, reports)))
+        time.sleep(1)
+
+
+def _delta(after: dict[str, Counter], before: dict[str, Counter]) -> dict[str, Counter]:
+    return {app: after[app] - before.get(app, Counter()) for app in after}
+
+
+def test_thousands_of_random_changes_reach_every_sink_and_filters_drop_what_they_should(stack, pipeline):
+    _converge(stack, pipeline)  # whatever earlier tests wrote is processed
+    before = _totals(stack)
+    generator = UserChangeGenerator(users=250, seed=42, prefix=f"e-{uuid.uuid4().hex[:6]}-")
+    changes = list(generator.changes(2000))
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    started = time.monotonic()
+    apply_changes(users, iter(changes), total=len(changes), progress=False)
+    written = time.monotonic()
+    reports = _converge(stack, pipeline)
+    print(f"\n2000 changes written in {written - started:.1f}s; all sinks equal {time.monotonic() - written:.1f}s later")
+    for report in reports:
+        print(report)
+        assert report.ok
+
+    delta = _delta(_totals(stack), before)
+    app, workplace = delta["app-user-management"], delta["workplace-user-v2"]
+    assert app["received"] == workplace["received"] == len(changes)
+    # the filters drop exactly what the generator says cannot matter to each app
+    assert app["filtered_out"] == generator.tally["touch"] > 0
+    assert workplace["filtered_out"] == generator.tally["no_membership_effect"] > 0
+    assert all(d["dead_lettered"] == 0 for d in delta.values())
+
+
+def _change(user_id: str, version: int) -> bytes:
+    image = {"UserId": {"S": user_id}, "Email": {"S": f"{user_id}@Example.com"}, "FirstName": {"S": "Poison"},
+             "LastName": {"S": "Neighbour"}, "Version": {"N": str(version)}}
+    return orjson.dumps({
+        "awsRegion": "us-east-1", "eventID": str(uuid.uuid4()), "eventName": "INSERT", "userIdentity": None,
+        "recordFormat": "application/json", "tableName": "Users", "eventSource": "aws:dynamodb",
+        "dynamodb": {"ApproximateCreationDateTime": time.time_ns() // 1000, "Keys": {"UserId": {"S": user_id}},
+                     "NewImage": image, "SizeBytes": 120}})
+
+
+def _wait(what: str, predicate, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.5)
+    return result
+
+
+def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_checkpointed_past(stack, pipeline):
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    kinesis = aws_client("kinesis", stack, pipeline.region)
+    run = uuid.uuid4().hex[:6]
+    before_id, after_id = f"p-{run}-before", f"p-{run}-after"
+    poison = b'{"eventName": "MODIFY", "tableName": "Users", "dynamodb": {"Keys": "not a map"}}'
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    try:
+        # GIVEN three records in one PutRecords call, one partition key: one shard, in this order
+        response = kinesis.put_records(StreamName="users-changes", Records=[
+            {"Data": _change(before_id, 1), "PartitionKey": run},
+            {"Data": poison, "PartitionKey": run},
+            {"Data": _change(after_id, 1), "PartitionKey": run},
+        ])
+        shard, poison_seq = response["Records"][1]["ShardId"], response["Records"][1]["SequenceNumber"]
+        assert {r["ShardId"] for r in response["Records"]} == {shard}
+
+        # THEN the records around it are applied
+        for user_id in (before_id, after_id):
+            _wait(f"{user_id} in AppUsers_V2",
+                  lambda u=user_id: ddb.get_item(TableName="AppUsers_V2", Key={"UserId": {"S": u}}).get("Item"))
+        # AND it is in every Users app's dead-letter table, with what is needed to redrive it
+        for app, table in (("app-user-management", "app-user-management-deadletters"),
+                           ("workplace-user-v2", "workplace-user-v2-deadletters")):
+            item = _wait(f"the poison record in {table}", lambda t=table: ddb.get_item(
+                TableName=t, Key={"ShardId": {"S": shard}, "SequenceNumber": {"S": poison_seq}}).get("Item"))
+            assert item["App"]["S"] == app and item["PartitionKey"]["S"] == run
+            assert item["Payload"]["B"] == poison
+            assert item["ErrorClass"]["S"] == "InvalidChangeRecord"
+            assert "dynamodb.Keys" in item["ErrorMessage"]["S"] and poison_seq in item["ErrorMessage"]["S"]
+            assert item["FailedAt"]["S"]
+            # AND the app's checkpoint moved past it
+            _wait(f"{app}'s checkpoint past the poison record", lambda a=app: int(ddb.get_item(
+                TableName=a, Key={"leaseKey": {"S": shard}})["Item"]["checkpoint"]["S"]) > int(poison_seq))
+    finally:
+        # the neighbours were injected into the stream only: make Users say the same
+        for user_id in (before_id, after_id):
+            users.put_item(Item={"UserId": user_id, "Email": "x@example.com", "Version": 2})
+            users.delete_item(Key={"UserId": user_id})
+    _converge(stack, pipeline)

@@ -1,0 +1,216 @@
+"""The record processor through amazon-kclpy's KCLProcess, with in-memory protocol streams.
+
+No Java: the daemon's side of the protocol is replayed as JSON lines, and what the processor
+answers (checkpoints, status) is read back. The sink is the in-memory model of the shared
+core; the dead-letter table a list.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+
+import orjson
+import pytest
+from amazon_kclpy import kcl
+
+from consumers.runtime.batch import BatchProcessor
+from consumers.runtime.config import load_app
+from consumers.runtime.deadletter import DeadLetterUnavailable
+from consumers.runtime.worker import EXIT_DEAD_LETTER_UNAVAILABLE, KclRecordProcessor
+from consumers.shared.errors import RetryableSinkError
+from consumers.shared.testing import InMemorySink
+from producer_config import load_pipeline
+
+SHARD = "shardId-000000000001"
+
+
+@dataclass
+class ListDeadLetters:
+    letters: list = field(default_factory=list)
+    fail: bool = False
+
+    def put(self, letter) -> None:
+        if self.fail:
+            raise DeadLetterUnavailable("dead-letter table unreachable (test)")
+        self.letters.append(letter)
+
+
+class FlakySink(InMemorySink):
+    """Fails the first `failures` writes transiently, then behaves."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def write(self, writes):
+        if self.failures:
+            self.failures -= 1
+            raise RetryableSinkError("throttled (test)", writes=tuple(writes))
+        return super().write(writes)
+
+
+def change(user_id: str, version: int, event: str = "MODIFY", **attributes) -> bytes:
+    image = {"UserId": {"S": user_id}, "Version": {"N": str(version)}, "Email": {"S": f"{user_id}@Example.com"},
+             **{k: {"S": v} for k, v in attributes.items()}}
+    body = {"ApproximateCreationDateTime": 1795731005123456, "Keys": {"UserId": {"S": user_id}}, "SizeBytes": 100}
+    if event != "REMOVE":
+        body["NewImage"] = image
+    if event != "INSERT":
+        body["OldImage"] = {**image, "Version": {"N": str(version - 1)}, "Email": {"S": "old@example.com"}}
+    return orjson.dumps({"awsRegion": "us-east-1", "eventID": f"e-{user_id}-{version}", "eventName": event,
+                         "userIdentity": None, "recordFormat": "application/json", "tableName": "Users",
+                         "dynamodb": body, "eventSource": "aws:dynamodb"})
+
+
+def kinesis_record(data: bytes, seq: int) -> dict:
+    return {"action": "record", "data": base64.b64encode(data).decode(), "sequenceNumber": str(seq), "subSequenceNumber": 0,
+            "partitionKey": "pk", "approximateArrivalTimestamp": 1795731005123}
+
+
+class Daemon:
+    """Plays the MultiLangDaemon's side: the lines it sends, then what the processor wrote."""
+
+    def __init__(self, sink, dead_letters, app="app_user_management"):
+        pipeline = load_pipeline()
+        self.app = load_app(app, pipeline)
+        self.sink, self.dead_letters, self.exits = sink, dead_letters, []
+        self.lines: list[dict] = [{"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
+                                   "subSequenceNumber": 0}]
+
+    def send(self, message: dict, checkpoint_answers: list[str | None] = ()) -> "Daemon":
+        self.lines.append(message)
+        for error in checkpoint_answers:
+            self.lines.append({"action": "checkpoint", "sequenceNumber": None, "subSequenceNumber": None, "error": error})
+        return self
+
+    def run(self) -> list[dict]:
+        def build(shard_id):
+            return BatchProcessor(self.app, shard_id, self.sink, self.dead_letters, self.app.load_transform(),
+                                  self.app.compile_filter(), sleep=lambda s: None)
+
+        processor = KclRecordProcessor(self.app.name, build, exit=self.exits.append)
+        stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in self.lines))
+        stdout, stderr = io.StringIO(), io.StringIO()
+        kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=stderr).run()
+        self.stderr = stderr.getvalue()
+        return [json.loads(line) for line in stdout.getvalue().splitlines() if line.strip()]
+
+
+def checkpoints(output: list[dict]) -> list[str | None]:
+    return [m["sequenceNumber"] for m in output if m["action"] == "checkpoint"]
+
+
+def test_a_batch_is_applied_then_checkpointed_at_its_last_record():
+    sink = InMemorySink()
+    daemon = Daemon(sink, ListDeadLetters())
+    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
+                 "records": [kinesis_record(change("u1", 1, "INSERT"), 10), kinesis_record(change("u1", 2), 11),
+                             kinesis_record(change("u2", 5, "INSERT"), 12)]}, checkpoint_answers=[None])
+    output = daemon.run()
+    assert checkpoints(output) == ["12"]
+    assert output[-1] == {"action": "status", "responseFor": "processRecords"}
+    assert sink.get({"UserId": "u1"}).version == 2 and sink.get({"UserId": "u2"}).version == 5
+    assert sink.get({"UserId": "u1"}).document["Email"] == "u1@example.com"  # lower-cased projection
+
+
+def test_a_poison_record_in_the_middle_is_dead_lettered_and_the_rest_applied():
+    sink, dead = InMemorySink(), ListDeadLetters()
+    records = [kinesis_record(change("u1", 1, "INSERT"), 20), kinesis_record(b'{"eventName": "MODIFY"', 21),
+               kinesis_record(change("u2", 1, "INSERT"), 22)]
+    output = Daemon(sink, dead).send({"action": "processRecords", "millisBehindLatest": 0, "records": records},
+                                     checkpoint_answers=[None]).run()
+    assert [letter.sequence_number for letter in dead.letters] == ["21"]
+    letter = dead.letters[0]
+    assert letter.shard_id == SHARD and letter.app == "app-user-management"
+    assert letter.error_class == "InvalidChangeRecord" and letter.payload == b'{"eventName": "MODIFY"'
+    assert "21" in letter.error_message
+    assert sink.get({"UserId": "u1"}) is not None and sink.get({"UserId": "u2"}) is not None
+    assert checkpoints(output) == ["22"]  # the checkpoint moves past the poison record
+
+
+def test_transient_sink_errors_are_retried_before_the_checkpoint():
+    sink = FlakySink(failures=3)
+    output = Daemon(sink, ListDeadLetters()).send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 30)]},
+        checkpoint_answers=[None]).run()
+    assert sink.failures == 0 and sink.get({"UserId": "u1"}).version == 1
+    assert checkpoints(output) == ["30"]
+
+
+def test_retries_exhausted_dead_letter_the_batch_and_move_on():
+    sink, dead = FlakySink(failures=100), ListDeadLetters()
+    output = Daemon(sink, dead).send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 31)]},
+        checkpoint_answers=[None]).run()
+    assert [(d.sequence_number, d.error_class) for d in dead.letters] == [("31", "RetryableSinkError")]
+    assert "retries exhausted (10)" in dead.letters[0].error_message
+    assert checkpoints(output) == ["31"]
+
+
+def test_no_checkpoint_when_a_poison_record_cannot_be_dead_lettered():
+    daemon = Daemon(InMemorySink(), ListDeadLetters(fail=True))
+    output = daemon.send({"action": "processRecords", "millisBehindLatest": 0,
+                          "records": [kinesis_record(b"not json", 40)]}).run()
+    assert checkpoints(output) == []
+    assert daemon.exits == [EXIT_DEAD_LETTER_UNAVAILABLE]
+
+
+def test_filtered_records_are_checkpointed_without_writes():
+    sink = InMemorySink()
+    touch = orjson.loads(change("u1", 2))  # made a LastSeenAt-only change: no projected attribute differs
+    touch["dynamodb"]["OldImage"]["Email"] = touch["dynamodb"]["NewImage"]["Email"]
+    touch["dynamodb"]["NewImage"]["LastSeenAt"] = {"N": "123"}
+    output = Daemon(sink, ListDeadLetters()).send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(orjson.dumps(touch), 50)]},
+        checkpoint_answers=[None]).run()
+    assert sink.items() == {}
+    assert checkpoints(output) == ["50"]
+
+
+def test_shard_end_checkpoints_at_the_end():
+    output = Daemon(InMemorySink(), ListDeadLetters()).send({"action": "shardEnded"}, checkpoint_answers=[None]).run()
+    assert checkpoints(output) == [None]  # null: the end of the shard, so the children may start
+    assert output[-1] == {"action": "status", "responseFor": "shardEnded"}
+
+
+def test_requested_shutdown_checkpoints_the_last_applied_record():
+    daemon = Daemon(InMemorySink(), ListDeadLetters())
+    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
+                 "records": [kinesis_record(change("u1", 1, "INSERT"), 60)]}, checkpoint_answers=[None])
+    daemon.send({"action": "shutdownRequested"}, checkpoint_answers=[None])
+    assert checkpoints(daemon.run()) == ["60", "60"]
+
+
+def test_no_checkpoint_after_a_lost_lease():
+    daemon = Daemon(InMemorySink(), ListDeadLetters())
+    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
+                 "records": [kinesis_record(change("u1", 1, "INSERT"), 70)]}, checkpoint_answers=[None])
+    daemon.send({"action": "leaseLost"})
+    output = daemon.run()
+    assert checkpoints(output) == ["70"]
+    assert output[-1] == {"action": "status", "responseFor": "leaseLost"}
+
+
+def test_a_throttled_checkpoint_is_retried():
+    output = Daemon(InMemorySink(), ListDeadLetters()).send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 80)]},
+        checkpoint_answers=["ThrottlingException", None]).run()
+    assert checkpoints(output) == ["80", "80"]
+
+
+@pytest.mark.parametrize("app", ["workplace_user_v2", "workplace_user_search", "app_user_management"])
+def test_every_app_config_loads_and_its_transform_runs(app):
+    sink = InMemorySink()
+    data = change("u9", 3, "INSERT") if app != "workplace_user_search" else orjson.dumps({
+        "eventName": "INSERT", "tableName": "WorkplaceUsers_V2", "eventID": "x", "awsRegion": "us-east-1",
+        "dynamodb": {"ApproximateCreationDateTime": 1795731005123456,
+                     "Keys": {"WorkplaceId": {"S": "w-1"}, "UserId": {"S": "u9"}},
+                     "NewImage": {"WorkplaceId": {"S": "w-1"}, "UserId": {"S": "u9"}, "Role": {"S": "staff"},
+                                  "Version": {"N": "3"}}, "SizeBytes": 10}})
+    output = Daemon(sink, ListDeadLetters(), app=app).send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(data, 90)]},
+        checkpoint_answers=[None]).run()
+    assert checkpoints(output) == ["90"]
