@@ -15,7 +15,7 @@ export CDC_TARGET ?= $(STACK)
 PYTEST_ARGS ?=
 DEMO_CHANGES ?= 12
 
-.PHONY: help install up down status clean provision test test-unit bench demo
+.PHONY: help install up down status clean provision verify test test-unit bench demo
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,9 +70,13 @@ clean:  ## stop everything and wipe the state folder (not the installed dependen
 provision: $(VENV)/.installed  ## apply producer_config/ to the target again
 	$(PY) -m infra.cli provision
 
-demo: up  ## write a few user changes and show them arriving on the Users stream
+verify: $(VENV)/.installed  ## recompute every sink from Users and report missing / extra / stale items
+	$(PY) -m consumers.verify
+
+demo: up  ## write a few user changes, show them on the Users stream, then check every sink
 	$(PY) -m scripts.generate_changes --changes $(DEMO_CHANGES) --users 4 --seed 7
 	$(PY) -m scripts.show_stream --table Users --last $(DEMO_CHANGES)
+	$(PY) -m scripts.wait_converged
 
 # --------------------------------------------------------------------------------- tests
 test: install  ## run the whole test suite (starts the stack if needed)
