@@ -87,3 +87,5 @@ test-unit: $(VENV)/.installed  ## only the tests that need no server
 
 bench: install  ## benchmarks, each printing ratios against a baseline measured in the same run
 	$(PY) -m bench.core
+	$(PY) -m bench.relay
+	$(PY) -m bench.latency

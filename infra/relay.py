@@ -228,9 +228,17 @@ class Relay:
                 del self.iterators[shard_id]
                 return 0
             if _code(exc) == "TrimmedDataAccessException":
-                log.error("table %s shard %s: position %s was trimmed; changes are LOST, resuming at "
-                          "TRIM_HORIZON", self.table.name, shard_id, self.position.shards.get(shard_id))
-                self.position.shards[shard_id] = {"seq": None, "done": False}
+                # After a saved position this means changes were trimmed before we relayed them.
+                # From TRIM_HORIZON (no position yet) DynamoDB Local sometimes answers it for a
+                # brand-new shard: a new iterator works.
+                seq = self.position.shards.get(shard_id, {}).get("seq")
+                if seq:
+                    log.error("table %s shard %s: changes after %s were trimmed before they were relayed: "
+                              "LOST; resuming at TRIM_HORIZON", self.table.name, shard_id, seq)
+                    self.position.shards[shard_id] = {"seq": None, "done": False}
+                else:
+                    log.warning("table %s shard %s: TrimmedDataAccessException at TRIM_HORIZON; retrying",
+                                self.table.name, shard_id)
                 del self.iterators[shard_id]
                 return 0
             raise
