@@ -51,6 +51,7 @@ class StackConfig:
     opensearch_url_override: str | None
     health_timeout_s: float
     opensearch_heap: str
+    kinesis_persist_interval: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "StackConfig":
@@ -81,6 +82,9 @@ class StackConfig:
             opensearch_url_override=env.get("CDC_OPENSEARCH_URL"),
             health_timeout_s=float(env.get("CDC_HEALTH_TIMEOUT", "90")),
             opensearch_heap=env.get("CDC_OPENSEARCH_HEAP", "512m"),
+            # kinesis-mock rewrites all its data at every interval (CPU grows with retained
+            # records); it also writes on SIGTERM. A SIGKILL loses at most this window.
+            kinesis_persist_interval=env.get("CDC_KINESIS_PERSIST_INTERVAL", "10s"),
         )
 
     # ---------------------------------------------------------------- endpoints per service

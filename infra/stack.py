@@ -101,7 +101,7 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
                 "KINESIS_MOCK_TLS_PORT": str(stack.kinesis_tls_port),
                 "SHOULD_PERSIST_DATA": "true",
                 "PERSIST_PATH": str(kinesis_data),
-                "PERSIST_INTERVAL": "1s",
+                "PERSIST_INTERVAL": stack.kinesis_persist_interval,
                 "AWS_REGION": pipeline.region,
                 "LOG_LEVEL": "WARN",
                 **{f"{op}_DURATION": "200ms" for op in (

@@ -106,7 +106,8 @@ class KclRecordProcessor(processor.RecordProcessorBase):
                 return
 
     def _log(self, event: str, **fields) -> None:
-        log.info(json.dumps({"app": self.app_name, "shard": self.shard_id, "event": event, **fields}))
+        log.info(json.dumps({"app": self.app_name, "shard": self.shard_id, "event": event,
+                             "ts": round(time.time(), 3), **fields}))
 
     def _save_stats(self) -> None:
         """Running totals of this process, for operators and the tests (one small file)."""
