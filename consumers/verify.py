@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
+from botocore.exceptions import EndpointConnectionError
 from opensearchpy import helpers
 
 from consumers.app_user_management.transform import project_user
@@ -101,7 +102,11 @@ def verify(stack: StackConfig | None = None, pipeline: PipelineConfig | None = N
 
 
 def main() -> int:
-    reports = verify()
+    try:
+        reports = verify()
+    except (EndpointConnectionError, ConnectionError) as exc:
+        print(f"verify: cannot reach the stack ({exc}); is it up? (`make up`, `make status`)", file=sys.stderr)
+        return 2
     for report in reports:
         print(report)
     return 0 if all(r.ok for r in reports) else 1

@@ -5,9 +5,9 @@
 stdout is the daemon's protocol channel: nothing here prints; logs are JSON lines on stderr.
 Checkpoints: after every batch at its last record (process_records returns only when all of
 it was applied or dead-lettered), at shard end (required to start the children), on a
-requested shutdown; never after a lost lease. When a poison record cannot be dead-lettered
-the process exits without checkpointing: the daemon stops, its supervisor restarts it, and
-the shard resumes from the last checkpoint.
+requested shutdown; never after a lost lease. When a poison record cannot be dead-lettered,
+or anything unexpected escapes the batch, the process exits without checkpointing: the daemon
+stops, its supervisor restarts it, and the shard resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = ["KclRecordProcessor", "main"]
 log = logging.getLogger("cdc.worker")
 _CHECKPOINT_ATTEMPTS = 10
 EXIT_DEAD_LETTER_UNAVAILABLE = 3
+EXIT_UNEXPECTED = 4
 
 
 class KclRecordProcessor(processor.RecordProcessorBase):
@@ -66,9 +67,11 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         started = time.perf_counter()
         try:
             stats = self.core.process(records)
-        except DeadLetterUnavailable as exc:
-            self._log("fatal", error=str(exc))
-            self._exit(EXIT_DEAD_LETTER_UNAVAILABLE)
+        except BaseException as exc:  # noqa: BLE001 - kclpy would swallow it and the KCL move on
+            # Not every record of the batch is applied or dead-lettered: stop before any later
+            # batch can checkpoint past them; the daemon restarts from the last checkpoint.
+            self._log("fatal", error=f"{type(exc).__name__}: {exc}")
+            self._exit(EXIT_DEAD_LETTER_UNAVAILABLE if isinstance(exc, DeadLetterUnavailable) else EXIT_UNEXPECTED)
             raise
         self.last = (records[-1].sequence_number, records[-1].sub_sequence_number)
         self.total += stats

@@ -19,7 +19,7 @@ from amazon_kclpy import kcl
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import load_app
 from consumers.runtime.deadletter import DeadLetterUnavailable
-from consumers.runtime.worker import EXIT_DEAD_LETTER_UNAVAILABLE, KclRecordProcessor
+from consumers.runtime.worker import EXIT_DEAD_LETTER_UNAVAILABLE, EXIT_UNEXPECTED, KclRecordProcessor
 from consumers.shared.errors import RetryableSinkError
 from consumers.shared.testing import InMemorySink
 from producer_config import load_pipeline
@@ -156,6 +156,19 @@ def test_no_checkpoint_when_a_poison_record_cannot_be_dead_lettered():
                           "records": [kinesis_record(b"not json", 40)]}).run()
     assert checkpoints(output) == []
     assert daemon.exits == [EXIT_DEAD_LETTER_UNAVAILABLE]
+
+
+class BrokenDeadLetters(ListDeadLetters):
+    def put(self, letter) -> None:
+        raise RuntimeError("a bug in the dead-letter adapter (test)")
+
+
+def test_an_unexpected_error_stops_the_processor_without_a_checkpoint():
+    daemon = Daemon(InMemorySink(), BrokenDeadLetters())
+    output = daemon.send({"action": "processRecords", "millisBehindLatest": 0,
+                          "records": [kinesis_record(change("u1", 1, "INSERT"), 41), kinesis_record(b"{", 42)]}).run()
+    assert daemon.exits == [EXIT_UNEXPECTED]
+    assert checkpoints(output) == []
 
 
 def test_filtered_records_are_checkpointed_without_writes():
