@@ -132,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for user_id in users:
         put(user_id, 1)
-    time.sleep(3)
+    warm_up = time.monotonic() + 180  # workers just started hold no lease yet: wait for the pipeline
+    while search.count(index="workplace-users-v2", body={"query": {"prefix": {"UserId": f"lat-{run}-"}}})["count"] < len(users):
+        if time.monotonic() > warm_up:
+            raise SystemExit("the pipeline did not deliver the warm-up users to OpenSearch within 180 s")
+        time.sleep(0.5)
 
     written: dict[tuple[str, int], float] = {}
     visible: dict[str, dict[tuple[str, int], float]] = {"app": {}, "wp": {}, "search": {}}
@@ -203,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'Users -> OpenSearch':<26} {_percentiles(end_to_end)}")
     for user_id in users:
         ddb.delete_item(TableName="Users", Key={"UserId": {"S": user_id}})
-    catch_up(stack, pipeline, args.catch_up)
+    if args.catch_up:
+        catch_up(stack, pipeline, args.catch_up)
     return 0
 
 

