@@ -1,4 +1,4 @@
-"""Print the last records of a table's change stream, one line each (used by `make demo`)."""
+"""Print the newest records of a table's change stream, one line each (used by `make demo`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,23 @@ import orjson
 
 from infra.clients import aws_client
 from infra.config import StackConfig
-from infra.streams import read_stream
+from infra.streams import StreamRecord, read_stream
 from producer_config import load_pipeline
+
+
+def _describe(record: StreamRecord, version_attribute: str) -> tuple[int, str]:
+    """(creation time, one line) of a record; anything that is not a change record says so."""
+    try:
+        change = orjson.loads(record.data)
+        body = change["dynamodb"]
+        image = body.get("NewImage") or body.get("OldImage") or {}
+        version = next(iter(image.get(version_attribute, {"-": "-"}).values()))
+        keys = ",".join(f"{k}={next(iter(v.values()))}" for k, v in body["Keys"].items())
+        created = int(body["ApproximateCreationDateTime"])
+        return created, (f"{change['eventName']:<6}  {keys:<16}  {version_attribute}={version:<14}  "
+                         f"t={created}  id={change['eventID'][:8]}")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, StopIteration):
+        return 0, f"(not a change record: {record.data[:60]!r})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,16 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = load_pipeline()
     table = pipeline.table(args.table)
     kinesis = aws_client("kinesis", StackConfig.from_env(), pipeline.region)
-    records = list(read_stream(kinesis, table.change_stream))
-    print(f"{table.change_stream}: {len(records)} records in retention; the last {min(args.last, len(records))}:")
-    version_attr = table.version_attribute or ""
-    for record in sorted(records, key=lambda r: int(r.sequence_number))[-args.last:]:
-        change = orjson.loads(record.data)
-        image = change["dynamodb"].get("NewImage") or change["dynamodb"].get("OldImage") or {}
-        version = next(iter(image.get(version_attr, {"-": "-"}).values()))
-        keys = ",".join(f"{k}={next(iter(v.values()))}" for k, v in change["dynamodb"]["Keys"].items())
-        print(f"  {record.shard_id}  {change['eventName']:<6}  {keys:<16}  {version_attr}={version:<14}  "
-              f"t={change['dynamodb']['ApproximateCreationDateTime']}  id={change['eventID'][:8]}")
+    lines = []
+    for record in read_stream(kinesis, table.change_stream):
+        created, text = _describe(record, table.version_attribute or "")
+        # newest by creation time: sequence numbers are ordered within a shard only
+        lines.append((created, record.shard_id, int(record.sequence_number), text))
+    lines.sort()
+    print(f"{table.change_stream}: {len(lines)} records in retention; the newest {min(args.last, len(lines))}:")
+    for _, shard_id, _, text in lines[-args.last:]:
+        print(f"  {shard_id}  {text}")
     return 0
 
 
