@@ -225,8 +225,6 @@ def describe_resources(pipeline: PipelineConfig, stack: StackConfig) -> Iterator
             yield f"  {name:<32} ~{count} items"
         except ClientError as exc:
             yield f"  {name:<32} {_code(exc)}"
-    for app in apps:
-        _ensure_table(ddb, _dead_letter_spec(app.dead_letter_table), False, changed)
     if pipeline.indexes:
         search = opensearch_client(stack)
         yield "indexes:"

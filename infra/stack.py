@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from consumers.runtime.config import discover_apps
 from infra.clients import aws_client
 from infra.config import REPO_ROOT, StackConfig, StackError, Target
 from infra.preflight import check_port_free, check_tools
 from infra.processes import ManagedProcess
+from infra.provision import describe_resources, provision
 from producer_config import PipelineConfig, load_pipeline
 
 __all__ = ["Component", "components", "down", "clean", "status", "up", "wait_healthy"]
@@ -160,8 +162,6 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
 
 def workers(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
     """One supervised KCL MultiLangDaemon per configured worker of every consumer app."""
-    from consumers.runtime.config import discover_apps
-
     found = []
     for app in discover_apps(pipeline):
         for n in range(1, app.workers + 1):
@@ -238,11 +238,8 @@ def _say(message: str) -> None:
 
 
 def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None) -> None:
-    """Start what is not running, wait for health, provision, start the relay. Idempotent."""
-    from infra.provision import provision  # provisioning needs the servers' clients only here
-
-    from consumers.runtime.config import discover_apps
-
+    """Start what is not running, wait for health, provision, start the relay and the
+    consumer apps' workers. Idempotent."""
     stack = stack or StackConfig.from_env()
     pipeline = pipeline or load_pipeline()
     apps = discover_apps(pipeline)
@@ -297,8 +294,6 @@ def clean(stack: StackConfig | None = None) -> None:
 
 def status(stack: StackConfig | None = None) -> bool:
     """Print components, streams, tables and consumer apps; True when every component is up."""
-    from infra.provision import describe_resources
-
     stack = stack or StackConfig.from_env()
     pipeline = load_pipeline()
     all_up = True

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -211,3 +212,13 @@ def test_make_up_names_a_missing_tool(stack, tmp_path, missing, present):
     result = _make_up(tmp_path, str(bin_dir))
     assert result.returncode != 0
     assert f"{missing} not found on PATH" in result.stderr, result.stderr
+
+
+def test_status_reports_every_component_stream_and_table(stack, pipeline):
+    result = subprocess.run([sys.executable, "-m", "infra.cli", "status"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "CDC_STATE_DIR": str(stack.state_dir)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in (*pipeline.streams, *pipeline.tables, *pipeline.indexes, "DynamoDB Local", "OpenSearch",
+                 "app-user-management worker 1"):
+        assert name in result.stdout
+    assert "down" not in result.stdout.split("streams:")[0]
