@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from consumers.runtime.config import discover_apps
+from consumers.runtime.config import AppConfig, discover_apps
 from infra.clients import aws_client
 from infra.config import REPO_ROOT, StackConfig, StackError, Target
 from infra.preflight import check_port_free, check_tools
@@ -23,7 +23,7 @@ from infra.processes import ManagedProcess
 from infra.provision import describe_resources, provision
 from producer_config import PipelineConfig, load_pipeline
 
-__all__ = ["Component", "components", "down", "clean", "status", "up", "wait_healthy"]
+__all__ = ["Component", "clean", "components", "down", "status", "up", "wait_healthy", "worker", "workers"]
 
 NODE_MODULES = REPO_ROOT / "infra" / "node_modules"
 RELAY_HEARTBEAT_MAX_AGE_S = 15.0
@@ -160,24 +160,23 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     return dynamodb, kinesis, opensearch, relay
 
 
+def worker(stack: StackConfig, app: AppConfig, n: int) -> Component:
+    """Worker `n` of an app: a supervised KCL MultiLangDaemon (consumers.runtime.daemon)."""
+    name = f"worker-{app.package}-{n}"
+    args = ["--app", app.package, "--worker", str(n), "--state-dir", str(stack.state_dir)]
+    process = ManagedProcess(
+        name, (sys.executable, "-m", "consumers.runtime.daemon", *args),
+        marker="consumers.runtime.daemon " + " ".join(args),
+        pid_file=stack.pid_dir / f"{name}.pid", log_file=stack.log_dir / f"{name}.log", cwd=REPO_ROOT,
+        term_group=False,
+    )
+    return Component(process=process, title=f"{app.name} worker {n} (KCL)", endpoint=app.stream_name,
+                     ports=(), tools=("java",), healthy=lambda: process.pid() is not None)
+
+
 def workers(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
-    """One supervised KCL MultiLangDaemon per configured worker of every consumer app."""
-    found = []
-    for app in discover_apps(pipeline):
-        for n in range(1, app.workers + 1):
-            name = f"worker-{app.package}-{n}"
-            args = ["--app", app.package, "--worker", str(n), "--state-dir", str(stack.state_dir)]
-            process = ManagedProcess(
-                name, (sys.executable, "-m", "consumers.runtime.daemon", *args),
-                marker="consumers.runtime.daemon " + " ".join(args),
-                pid_file=stack.pid_dir / f"{name}.pid", log_file=stack.log_dir / f"{name}.log", cwd=REPO_ROOT,
-                term_group=False,
-            )
-            found.append(Component(
-                process=process, title=f"{app.name} worker {n} (KCL)", endpoint=app.stream_name,
-                ports=(), tools=("java",), healthy=lambda p=process: p.pid() is not None,
-            ))
-    return tuple(found)
+    """Every configured worker of every consumer app (`app.workers` in its app.toml)."""
+    return tuple(worker(stack, app, n) for app in discover_apps(pipeline) for n in range(1, app.workers + 1))
 
 
 def _write_opensearch_yml(stack: StackConfig, base: Path) -> None:

@@ -136,3 +136,36 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
             users.put_item(Item={"UserId": user_id, "Email": "x@example.com", "Version": 2})
             users.delete_item(Key={"UserId": user_id})
     _converge(stack, pipeline)
+
+
+def _lease_owners(ddb, app_name: str) -> dict[str, str]:
+    items = ddb.scan(TableName=app_name, ConsistentRead=True)["Items"]
+    return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S", "") for i in items}
+
+
+def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(stack, pipeline):
+    """app-user-management's worker is SIGKILLed (supervisor, JVM and record processors at once)
+    while changes flow; another worker (another workerId) takes its expired leases over and
+    resumes from the checkpoints; every sink ends equal to Users."""
+    from consumers.runtime.config import load_app
+    from infra.stack import up, wait_healthy, worker
+
+    app = load_app("app_user_management", pipeline)
+    first, second = worker(stack, app, 1), worker(stack, app, 2)
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=200, seed=7, prefix=f"lm-{uuid.uuid4().hex[:6]}-").changes(800))
+    _converge(stack, pipeline)
+    try:
+        apply_changes(users, iter(changes[:300]), total=300, progress=False)
+        assert first.process.kill()
+        second.process.start()
+        wait_healthy(second, 30)
+        apply_changes(users, iter(changes[300:]), total=500, progress=False)
+        _wait("the leases to move to the second worker",
+              lambda: set(_lease_owners(ddb, app.name).values()) == {f"{app.name}-worker-2"}, timeout_s=180)
+        for report in _converge(stack, pipeline):
+            assert report.ok, report
+    finally:
+        second.process.stop(timeout_s=60)
+        up(stack, pipeline)  # back to the configured worker
