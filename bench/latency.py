@@ -32,7 +32,7 @@ import orjson
 from infra import stack as local_stack
 from infra.clients import aws_client, opensearch_client
 from infra.config import StackConfig
-from infra.streams import list_shards
+from infra.streams import read_stream
 from producer_config import load_pipeline
 
 HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay WorkplaceUsers_V2", "workplace-user-search")
@@ -41,18 +41,10 @@ HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay Workpl
 def _arrivals(kinesis, stream: str, since: datetime, key) -> dict:
     """(key of the record) -> arrival time (epoch s) of its first copy on the stream."""
     seen = {}
-    for shard in list_shards(kinesis, stream):
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="AT_TIMESTAMP", Timestamp=since)["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            for record in page["Records"]:
-                k = key(orjson.loads(record["Data"]))
-                if k is not None:
-                    seen.setdefault(k, record["ApproximateArrivalTimestamp"].timestamp())
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
+    for record in read_stream(kinesis, stream, since):
+        k = key(orjson.loads(record.data))
+        if k is not None:
+            seen.setdefault(k, record.arrival.timestamp())
     return seen
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -22,17 +21,13 @@ import time
 
 from infra.clients import aws_client, aws_resource
 from infra.config import StackConfig
+from infra.preflight import free_port
 from infra.provision import provision
 from infra.relay import Relay, _rounds
 from infra.stack import components, wait_healthy
 from producer_config import load_pipeline
 from scripts.generate_changes import UserChangeGenerator
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     state = tempfile.mkdtemp(prefix="cdc-bench-relay-")
     stack = StackConfig.from_env({
-        **os.environ, "CDC_STATE_DIR": state, "CDC_DYNAMODB_PORT": str(_free_port()),
-        "CDC_KINESIS_PORT": str(_free_port()), "CDC_KINESIS_TLS_PORT": str(_free_port()),
+        **os.environ, "CDC_STATE_DIR": state, "CDC_DYNAMODB_PORT": str(free_port()),
+        "CDC_KINESIS_PORT": str(free_port()), "CDC_KINESIS_TLS_PORT": str(free_port()),
     })
     pipeline = load_pipeline()
     users = pipeline.table("Users")

@@ -7,11 +7,12 @@ import os
 import boto3
 import localstack_client.session
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from opensearchpy import OpenSearch
 
 from infra.config import StackConfig, Target
 
-__all__ = ["aws_client", "aws_resource", "opensearch_client", "LOCAL_CREDENTIALS"]
+__all__ = ["aws_client", "aws_resource", "error_code", "opensearch_client", "LOCAL_CREDENTIALS"]
 
 # Emulators accept any credentials; fixed ones keep every client (boto3, the Java KCL) on the
 # same DynamoDB Local database even without -sharedDb.
@@ -49,3 +50,8 @@ def aws_resource(service: str, stack: StackConfig, region: str):
 
 def opensearch_client(stack: StackConfig, timeout: float = 30) -> OpenSearch:
     return OpenSearch(hosts=[stack.opensearch_url], timeout=timeout, http_compress=False)
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a botocore ClientError (e.g. ResourceNotFoundException)."""
+    return exc.response.get("Error", {}).get("Code", "")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from infra.config import StackError
 
-__all__ = ["PreflightError", "Tool", "TOOLS", "check_tools", "check_port_free"]
+__all__ = ["PreflightError", "Tool", "TOOLS", "check_tools", "check_port_free", "free_port"]
 
 
 class PreflightError(StackError):
@@ -84,6 +84,13 @@ def check_port_free(host: str, port: int, component: str, variable: str) -> None
         ) from None
     finally:
         sock.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (for private stacks in benchmarks and tests)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 from botocore.exceptions import ClientError
 
-from infra.clients import aws_client, opensearch_client
+from infra.clients import aws_client, error_code, opensearch_client
 from infra.config import StackConfig, StackError
 from producer_config import IndexSpec, KeyAttribute, PipelineConfig, StreamSpec, TableSpec, load_pipeline, thaw
 
@@ -27,18 +27,15 @@ _DYNAMIC_INDEX_SETTINGS = ("number_of_replicas", "refresh_interval", "gc_deletes
 _WAIT_S = 60.0
 
 
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
 
 def supports_streaming_destination(ddb, table_name: str) -> bool:
     """True when the endpoint implements DynamoDB's Kinesis streaming destination API."""
     try:
         ddb.describe_kinesis_streaming_destination(TableName=table_name)
     except ClientError as exc:
-        if _code(exc) in ("UnknownOperationException", "InvalidAction", "NotImplementedException"):
+        if error_code(exc) in ("UnknownOperationException", "InvalidAction", "NotImplementedException"):
             return False
-        if _code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return True
         raise
     return True
@@ -84,7 +81,7 @@ def _ensure_stream(kinesis, spec: StreamSpec, changed) -> str:
     try:
         summary = kinesis.describe_stream_summary(StreamName=spec.name)["StreamDescriptionSummary"]
     except ClientError as exc:
-        if _code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         kinesis.create_stream(StreamName=spec.name, ShardCount=spec.shards)
         summary = _wait_stream_active(kinesis, spec.name)
@@ -126,7 +123,7 @@ def _ensure_table(ddb, table: TableSpec, needs_ddb_stream: bool, changed) -> Non
     try:
         current = ddb.describe_table(TableName=table.name)["Table"]
     except ClientError as exc:
-        if _code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         ddb.create_table(
             TableName=table.name,
@@ -214,7 +211,7 @@ def describe_resources(pipeline: PipelineConfig, stack: StackConfig) -> Iterator
         try:
             shards = [s for page in kinesis.get_paginator("list_shards").paginate(StreamName=name) for s in page["Shards"]]
         except ClientError as exc:
-            yield f"  {name:<32} {_code(exc)}"
+            yield f"  {name:<32} {error_code(exc)}"
             continue
         open_count = sum("EndingSequenceNumber" not in s["SequenceNumberRange"] for s in shards)
         yield f"  {name:<32} {open_count} open shards ({len(shards)} in all)"
@@ -224,7 +221,7 @@ def describe_resources(pipeline: PipelineConfig, stack: StackConfig) -> Iterator
             count = ddb.describe_table(TableName=name)["Table"].get("ItemCount", 0)
             yield f"  {name:<32} ~{count} items"
         except ClientError as exc:
-            yield f"  {name:<32} {_code(exc)}"
+            yield f"  {name:<32} {error_code(exc)}"
     if pipeline.indexes:
         search = opensearch_client(stack)
         yield "indexes:"

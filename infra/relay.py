@@ -36,7 +36,7 @@ from pathlib import Path
 import orjson
 from botocore.exceptions import ClientError
 
-from infra.clients import aws_client
+from infra.clients import aws_client, error_code
 from infra.config import StackConfig, StackError
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 
@@ -224,10 +224,10 @@ class Relay:
         try:
             page = self.streams.get_records(ShardIterator=self.iterators[shard_id], Limit=1000)
         except ClientError as exc:
-            if _code(exc) == "ExpiredIteratorException":
+            if error_code(exc) == "ExpiredIteratorException":
                 del self.iterators[shard_id]
                 return 0
-            if _code(exc) == "TrimmedDataAccessException":
+            if error_code(exc) == "TrimmedDataAccessException":
                 # After a saved position this means changes were trimmed before we relayed them.
                 # From TRIM_HORIZON (no position yet) DynamoDB Local sometimes answers it for a
                 # brand-new shard: a new iterator works.
@@ -313,9 +313,6 @@ def _rounds(entries: list[tuple[bytes, str]]) -> list[list[tuple[bytes, str]]]:
         last_call_of[key] = index
     return calls
 
-
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
 
 
 # -------------------------------------------------------------------------------- main

@@ -39,10 +39,6 @@ class Component:
     healthy: Callable[[], bool]
     prepare: Callable[[], None] = lambda: None
 
-    @property
-    def name(self) -> str:
-        return self.process.name
-
 
 def _dynamodb_local_dir() -> Path:
     """The newest DynamoDB Local inside the npm package (checked by `prepare` before a start)."""

@@ -20,6 +20,7 @@ import pytest
 from consumers.runtime.config import discover_apps
 from infra.clients import aws_client, aws_resource, opensearch_client
 from infra.config import REPO_ROOT
+from infra.preflight import free_port
 from infra.provision import provision
 from infra.stack import components, wait_healthy
 from scripts.generate_changes import UserChangeGenerator, apply_changes
@@ -172,22 +173,17 @@ def test_opensearch_answers_cluster_health_and_has_the_index(stack, pipeline):
 
 
 # ------------------------------------------------------------------ start-up failures
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _make_up(tmp_path: Path, path_env: str, **ports: int) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PATH": path_env,
         "CDC_STATE_DIR": str(tmp_path / "state"),
-        "CDC_DYNAMODB_PORT": str(ports.get("dynamodb", _free_port())),
-        "CDC_KINESIS_PORT": str(_free_port()),
-        "CDC_KINESIS_TLS_PORT": str(_free_port()),
-        "CDC_OPENSEARCH_PORT": str(_free_port()),
-        "CDC_OPENSEARCH_TRANSPORT_PORT": str(_free_port()),
+        "CDC_DYNAMODB_PORT": str(ports.get("dynamodb", free_port())),
+        "CDC_KINESIS_PORT": str(free_port()),
+        "CDC_KINESIS_TLS_PORT": str(free_port()),
+        "CDC_OPENSEARCH_PORT": str(free_port()),
+        "CDC_OPENSEARCH_TRANSPORT_PORT": str(free_port()),
     }
     make = shutil.which("make")
     return subprocess.run([make, "-s", "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
