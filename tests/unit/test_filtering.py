@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumers.shared.filtering import InvalidFilterPattern, compile_filter_criteria
@@ -523,9 +523,17 @@ def _naive_leaf(rules, value) -> bool:
     return False
 
 
+def _objects(value):
+    for item in value:
+        if isinstance(item, list):  # nested arrays are flattened, for objects as for scalars
+            yield from _objects(item)
+        elif isinstance(item, dict):
+            yield item
+
+
 def _naive_object(pattern, node) -> bool:
     if isinstance(node, list):
-        objects = [item for item in node if isinstance(item, dict)]
+        objects = list(_objects(node))
         if objects:
             return any(_naive_object(pattern, item) for item in objects)
         node = {}
@@ -564,6 +572,7 @@ _events = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_patterns, min_size=1, max_size=5), st.lists(_events, min_size=1, max_size=5))
+@example([{"a": ["x"]}, {"b": {"a": ["x"]}}], [{"a": "y", "b": [[{"a": "x"}]]}])  # nested arrays of objects
 def test_compiled_filter_agrees_with_a_naive_interpreter(patterns, events):
     compiled = compile_filter_criteria({"Filters": [{"Pattern": json.dumps(p)} for p in patterns]})
     for event in events:

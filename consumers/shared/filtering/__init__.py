@@ -1,0 +1,53 @@
+"""Lambda-style event filtering (FilterCriteria), compiled once, matched on raw change records.
+
+``compile_filter_criteria({"Filters": [{"Pattern": "<json>"}, ...]})`` returns a
+``CompiledFilter`` whose ``matches(record)`` takes the change record exactly as parsed from the
+stream (DynamoDB JSON images, e.g. ``{"dynamodb": {"NewImage": {"Email": {"S": "x"}}}}``).
+Filters are OR-ed, the fields of one pattern AND-ed, the values listed for one field OR-ed.
+No criteria (None, ``{}``, no ``Filters``, empty ``Filters``) matches everything.
+
+Grammar (AWS Lambda event filtering = EventBridge content filtering, as implemented by
+aws/event-ruler): exact strings / numbers / ``true`` / ``false`` / ``null`` / ``""``;
+``prefix``, ``suffix`` (each also as ``{"equals-ignore-case": s}``); ``equals-ignore-case``;
+``wildcard`` (``*``; ``\\*`` and ``\\\\`` escape; no consecutive ``*``); ``anything-but`` (a
+string, a number, a list of only strings or only numbers, or ``{"prefix"|"suffix"|
+"equals-ignore-case"|"wildcard": s or [s, ...]}``); ``numeric`` (``["=", x]``, ``["<", x]``,
+``["<=", x]``, ``[">"|">=", x]``, ``[">"|">=", lo, "<"|"<=", hi]``); ``exists``; ``cidr``;
+``$or`` (a list of two or more objects, at any level). A pattern whose only top-level key is
+``data`` is matched against ``{"data": record}`` (Kinesis-style filters).
+
+Semantics, as in AWS:
+
+* Values match leaf values only. Strings, prefix/suffix/ignore-case/wildcard only match JSON
+  strings; numbers and ``numeric`` only JSON numbers, compared as IEEE doubles (5 == 5.0;
+  the string ``"5"`` -- e.g. DynamoDB's ``{"N": "5"}`` -- is not a number); ``null`` only JSON
+  null, ``""`` only the empty string.
+* An absent field, an object where a leaf is expected, and an array with no scalar element
+  are all "absent": only ``{"exists": false}`` matches them; ``anything-but`` and ``numeric``
+  do not. ``{"exists": true}`` matches any present leaf, ``null`` included.
+* ``anything-but`` matches any present leaf value (of any JSON type) that the corresponding
+  positive test would not match.
+* Arrays: a field whose value is an array matches when any scalar element matches; nested
+  arrays are flattened. Arrays of objects are matched element by element, and all fields of a
+  sub-pattern must match within the same element (event-ruler's "array consistency").
+  ``exists: false`` is evaluated per element too (documented choice for a corner where AWS's
+  docs say nothing).
+* Bad patterns are rejected at compile time with ``InvalidFilterPattern`` naming the filter
+  index, the JSON path inside the pattern and the reason.
+
+``changed_attributes`` (beyond Lambda) AND-s one more condition: a MODIFY passes only if one
+of the named attributes differs between OldImage and NewImage (raw DynamoDB JSON compared
+without decoding, except that numbers compare numerically and SS/NS/BS order-insensitively);
+every other event passes, and so does a MODIFY missing an image (so that it reaches the
+ChangeRecord validation and the dead-letter path instead of being dropped silently).
+
+Performance: each pattern compiles to closures; patterns are indexed by one "discriminating"
+path whose values are exact strings (the deepest such path outside ``$or``), so a record only
+evaluates the patterns whose discriminator value it carries, plus unindexed patterns.
+Matching never re-reads the pattern, never serialises the record and never builds a regex.
+"""
+
+from consumers.shared.errors import InvalidFilterPattern
+from consumers.shared.filtering._compiled import CompiledFilter, compile_filter_criteria
+
+__all__ = ["CompiledFilter", "InvalidFilterPattern", "compile_filter_criteria"]
