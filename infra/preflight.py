@@ -34,10 +34,10 @@ class Tool:
 
 TOOLS = (
     Tool("java", "DynamoDB Local, OpenSearch and the KCL MultiLangDaemon", 17, ("-version",)),
-    Tool("javac", "the DynamoDB Local loopback launcher (built once at install)"),
+    Tool("javac", "the DynamoDB Local loopback launcher and the event-ruler test oracle (built at install)"),
     Tool("node", "the Kinesis emulator (kinesis-mock)", 18, ("--version",)),
     Tool("npm", "installing the Kinesis emulator and DynamoDB Local"),
-    Tool("mvn", "downloading the OpenSearch node jars from Maven Central"),
+    Tool("mvn", "downloading the OpenSearch node and event-ruler jars from Maven Central"),
 )
 
 

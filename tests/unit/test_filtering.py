@@ -556,7 +556,9 @@ _rule = st.one_of(
     st.sampled_from(["x", "y"]).map(lambda p: {"prefix": p}),
     st.sampled_from(["x", "y"]).map(lambda p: {"anything-but": p}),
     st.sampled_from([0, 1]).map(lambda n: {"numeric": [">", n]}),
-    st.booleans().map(lambda b: {"exists": b}),
+    # exists: false through arrays follows event-ruler's key-order rule, which this naive
+    # interpreter does not model: tests/conformance compares it with event-ruler itself
+    st.just({"exists": True}),
 )
 _patterns = st.recursive(
     st.dictionaries(_keys, st.lists(_rule, min_size=1, max_size=3), min_size=1, max_size=2),

@@ -28,10 +28,13 @@ Semantics, as in AWS:
 * ``anything-but`` matches any present leaf value (of any JSON type) that the corresponding
   positive test would not match.
 * Arrays: a field whose value is an array matches when any scalar element matches; nested
-  arrays are flattened. Arrays of objects are matched element by element, and all fields of a
-  sub-pattern must match within the same element (event-ruler's "array consistency").
-  ``exists: false`` is evaluated per element too (documented choice for a corner where AWS's
-  docs say nothing).
+  arrays are flattened. Fields reached through arrays of objects must match within the same
+  element (event-ruler's "array consistency"). ``exists: false`` looks for its field only in
+  the elements chosen by the fields whose dotted names sort before it, and in every element
+  when none did: that is how event-ruler evaluates it (``_consistent``), names and all.
+* ``$or`` expands into alternatives as in event-ruler: fields apply in document order and a
+  field defined again in an alternative *replaces* the earlier definition
+  (``{"a": ["x"], "$or": [{"a": ["y"]}, {"b": ["z"]}]}`` is ``a=y`` OR ``a=x AND b=z``).
 * Bad patterns are rejected at compile time with ``InvalidFilterPattern`` naming the filter
   index, the JSON path inside the pattern and the reason.
 
@@ -41,10 +44,17 @@ without decoding, except that numbers compare numerically and SS/NS/BS order-ins
 every other event passes, and so does a MODIFY missing an image (so that it reaches the
 ChangeRecord validation and the dead-letter path instead of being dropped silently).
 
-Performance: each pattern compiles to closures; patterns are indexed by one "discriminating"
-path whose values are exact strings (the deepest such path outside ``$or``), so a record only
-evaluates the patterns whose discriminator value it carries, plus unindexed patterns.
-Matching never re-reads the pattern, never serialises the record and never builds a regex.
+Conformance: ``tests/conformance`` asks aws/event-ruler itself (the matcher behind EventBridge;
+Lambda filtering uses its grammar) about thousands of random patterns and events, valid or
+not, and requires the same answers, except where event-ruler contradicts its documentation
+(it can lose a ``$or`` alternative at random; we do not).
+
+Performance: each alternative compiles to closures; alternatives are indexed by one
+"discriminating" path whose values are exact strings, so a record only evaluates the
+alternatives whose discriminator value it carries, plus unindexed ones. Fields reached through
+objects only are read with plain ``dict.get`` chains; the exact array-consistent matcher runs
+only when an array of objects (or a scalar) sits on the way. Matching never re-reads the
+pattern, never serialises the record and never builds a regex.
 """
 
 from consumers.shared.errors import InvalidFilterPattern

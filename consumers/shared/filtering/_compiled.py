@@ -32,12 +32,13 @@ class CompiledFilter:
 
     def __init__(
         self,
-        patterns: list[_CompiledPattern],
+        patterns: list[list[_CompiledPattern]],
         changed_attributes: tuple[str, ...],
     ) -> None:
+        """``patterns``: per filter, its alternatives (``_compile_pattern``)."""
         by_path: dict[tuple[str, ...], dict[str, list]] = {}
         unindexed: list[Matcher] = []
-        for matcher, choice, reduce in _choose(patterns):
+        for matcher, choice, reduce in _choose([alternative for p in patterns for alternative in p]):
             if choice is None:
                 unindexed.append(matcher)
                 continue

@@ -1,48 +1,36 @@
-"""Compiling one pattern object: nested fields, $or, arrays of objects, and the flattened fast path."""
+"""Compiling one pattern: validation, $or expansion into alternatives, the index gates and the fast path."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from consumers.shared.filtering._common import _COMPLEX, _EMPTY, _MISSING, _OR, _RESERVED_IN_OR, Matcher, _PatternError, _json_type
+from consumers.shared.filtering._consistent import consistent_matcher
 from consumers.shared.filtering._operators import _EXACT, Gate, _compile_leaf
 
 
-class _Compiled:
-    """A compiled object pattern: ``match_dict(d)`` for a dict, ``match_node(v)`` for any value."""
+#: a pattern with $or expands into alternatives; past this many, it is rejected (event-ruler
+#: expands the same way and has limits of its own; Lambda caps a pattern at 4 KB)
+MAX_ALTERNATIVES = 1024
 
-    __slots__ = ("match_dict", "match_node", "discriminators", "pairs")
-
-    def __init__(
-        self, match_dict: Matcher, match_node: Matcher, discriminators: list, pairs: list | None
-    ) -> None:
-        self.match_dict = match_dict
-        self.match_node = match_node
-        # (path tuple, frozenset of exact strings) for fields that must equal one of the strings
-        self.discriminators = discriminators
-        # the pattern flattened to (path, leaf matcher) pairs, AND-ed; None when it has a $or
-        self.pairs = pairs
+#: a field's value list, compiled: (leaf matcher, index gate or None, whether {"exists": false}
+#: is among the values)
+_Leaf = tuple[Matcher, "Gate | None", bool]
+#: one alternative of a pattern: flattened field path -> its compiled value list
+_Rule = dict[tuple[str, ...], _Leaf]
 
 
-def _objects(items: list) -> Iterable[dict]:
-    for item in items:
-        kind = type(item)
-        if kind is dict:
-            yield item
-        elif kind is list:
-            yield from _objects(item)
-
-
-def _compile_object(pattern: Any, path: str, *, in_or: bool = False) -> _Compiled:
+def _expand(pattern: Any, path: str, prefix: tuple[str, ...] = (), *, in_or: bool = False) -> list[_Rule]:
+    """Validate a pattern object and expand its ``$or`` into alternatives, as event-ruler does:
+    fields are applied in document order, each alternative of a ``$or`` continues every rule
+    built so far, and a field path defined again *replaces* the earlier definition in that rule
+    (``{"a": ["x"], "$or": [{"a": ["y"]}, {"b": ["z"]}]}`` is ``a=y`` OR ``a=x AND b=z``)."""
     if type(pattern) is not dict:
         raise _PatternError(path, f"a pattern must be a JSON object, got {_json_type(pattern)}")
     if not pattern:
         raise _PatternError(path, "empty objects are not allowed")
-    fields: list[tuple[str, Matcher]] = []
-    alternatives: list[tuple[Matcher, ...]] = []
-    discriminators: list[tuple[tuple[str, ...], Gate]] = []
-    pairs: list[tuple[tuple[str, ...], Matcher]] | None = []
+    rules: list[_Rule] = [{}]
     for key, value in pattern.items():
         if type(key) is not str:
             raise _PatternError(path, f"field names must be strings, got {key!r}")
@@ -50,77 +38,57 @@ def _compile_object(pattern: Any, path: str, *, in_or: bool = False) -> _Compile
         if key == _OR and type(value) is list:
             if len(value) < 2:
                 raise _PatternError(field_path, "$or needs an array of at least 2 objects")
-            branches = []
+            alternatives: list[_Rule] = []
             for index, branch in enumerate(value):
                 branch_path = f"{field_path}[{index}]"
                 if type(branch) is not dict:
                     raise _PatternError(branch_path, "only objects are allowed in a $or array")
-                branches.append(_compile_object(branch, branch_path, in_or=True).match_dict)
-            alternatives.append(tuple(branches))
-            pairs = None
-            continue
-        if in_or and key in _RESERVED_IN_OR:
+                alternatives.extend(_expand(branch, branch_path, prefix, in_or=True))
+            rules = _combine(rules, alternatives, field_path)
+        elif in_or and key in _RESERVED_IN_OR:
             raise _PatternError(field_path, f"{key!r} is a reserved word and cannot be a field name inside $or")
-        if type(value) is dict:
-            child = _compile_object(value, field_path, in_or=in_or)
-            fields.append((key, child.match_node))
-            discriminators.extend(((key, *sub), gate) for sub, gate in child.discriminators)
-            if pairs is not None and child.pairs is not None:
-                pairs.extend(((key, *sub), leaf) for sub, leaf in child.pairs)
-            else:
-                pairs = None
+        elif type(value) is dict:
+            rules = _combine(rules, _expand(value, field_path, (*prefix, key), in_or=in_or), field_path)
         elif type(value) is list:
-            matcher, gate = _compile_leaf(value, field_path)
-            fields.append((key, matcher))
-            if gate is not None:
-                discriminators.append(((key,), gate))
-            if pairs is not None:
-                pairs.append(((key,), matcher))
+            matcher, gate = _compile_leaf(value, field_path)  # validated even if replaced later
+            leaf = (matcher, gate, any(_is_exists_false(item) for item in value))
+            for rule in rules:
+                rule[(*prefix, key)] = leaf
         else:
             raise _PatternError(field_path, f"{key!r} must be an object or an array, got {_json_type(value)}")
-    match_dict = _conjunction(tuple(fields), tuple(alternatives))
-    absent_result = match_dict({})
-
-    def match_node(node: Any) -> bool:
-        kind = type(node)
-        if kind is dict:
-            return match_dict(node)
-        if kind is list:
-            saw_object = False
-            for element in _objects(node):
-                if match_dict(element):
-                    return True
-                saw_object = True
-            return absent_result and not saw_object
-        return absent_result
-
-    return _Compiled(match_dict, match_node, discriminators, pairs)
+    return rules
 
 
-def _conjunction(fields: tuple[tuple[str, Matcher], ...], alternatives: tuple[tuple[Matcher, ...], ...]) -> Matcher:
-    missing = _MISSING
-    if not alternatives and len(fields) == 1:
-        ((key, matcher),) = fields
-        return lambda d: matcher(d.get(key, missing))
-    if not alternatives and len(fields) == 2:
-        (key1, matcher1), (key2, matcher2) = fields
-        return lambda d: matcher1(d.get(key1, missing)) and matcher2(d.get(key2, missing))
-
-    def conjunction(d: dict) -> bool:
-        for key, matcher in fields:
-            if not matcher(d.get(key, missing)):
-                return False
-        for branches in alternatives:
-            for branch in branches:
-                if branch(d):
-                    break
-            else:
-                return False
-        return True
-
-    return conjunction
+def _is_exists_false(value: Any) -> bool:
+    return type(value) is dict and len(value) == 1 and value.get("exists", True) is False
 
 
+def _combine(rules: list[_Rule], additions: list[_Rule], path: str) -> list[_Rule]:
+    if len(rules) * len(additions) > MAX_ALTERNATIVES:
+        raise _PatternError(path, f"the pattern expands to more than {MAX_ALTERNATIVES} alternatives ($or)")
+    return [{**rule, **addition} for rule in rules for addition in additions]
+
+
+class _Compiled:
+    """One alternative, compiled: ``exact(record)`` evaluates it as event-ruler does; ``pairs``
+    flatten it for the fast path; ``discriminators`` are its possible index gates."""
+
+    __slots__ = ("exact", "discriminators", "pairs")
+
+    def __init__(self, exact: Matcher, discriminators: list, pairs: list) -> None:
+        self.exact = exact
+        # (path tuple, gate) for fields whose value must pass the gate (see _operators._gate)
+        self.discriminators = discriminators
+        # (path, leaf matcher) pairs, AND-ed
+        self.pairs = pairs
+
+
+def _compile_rule(rule: _Rule) -> _Compiled:
+    return _Compiled(
+        consistent_matcher([(path, leaf, absent_ok) for path, (leaf, _gate, absent_ok) in rule.items()]),
+        [(path, gate) for path, (_leaf, gate, _absent_ok) in rule.items() if gate is not None],
+        [(path, leaf) for path, (leaf, _gate, _absent_ok) in rule.items()],
+    )
 
 
 def _getter(path: tuple[str, ...]) -> Matcher:
@@ -156,15 +124,22 @@ def _always(_record: Any) -> bool:
     return True
 
 
+def _holds_containers(array: list) -> bool:
+    """An array holding objects or arrays: array consistency is at stake, the fast path stops."""
+    for item in array:
+        if type(item) is dict or type(item) is list:
+            return True
+    return False
+
+
 def _fast_matcher(compiled: _Compiled, skip: tuple[str, ...] | None = None) -> Matcher:
-    """Evaluate the flattened pairs with dict-only getters; any non-dict on the way (arrays,
-    scalars) falls back to the exact recursive matcher, which owns the array semantics.
+    """Evaluate the flattened pairs with dict-only getters, which is exact when every field is
+    reached through objects only (then no array consistency is at stake); anything else on the
+    way (arrays of objects, scalars) falls back to the exact matcher.
 
     ``skip``: leave out the pair at this path -- for candidates found through an exact index
     gate on that path, whose string value the index has already matched."""
-    exact = compiled.match_node
-    if compiled.pairs is None:
-        return exact
+    exact = compiled.exact
     pairs = tuple((_getter(path), leaf) for path, leaf in compiled.pairs if path != skip)
     if not pairs:
         return _always
@@ -176,17 +151,22 @@ def _fast_matcher(compiled: _Compiled, skip: tuple[str, ...] | None = None) -> M
                 value = get(record)
             except AttributeError:
                 return exact(record)
+            if type(value) is list and _holds_containers(value):
+                return exact(record)
             return leaf(value)
 
         return one
 
     def all_pairs(record: Any) -> bool:
-        try:
-            for get, leaf in pairs:
-                if not leaf(get(record)):
-                    return False
-        except AttributeError:
-            return exact(record)
+        for get, leaf in pairs:
+            try:
+                value = get(record)
+            except AttributeError:
+                return exact(record)
+            if type(value) is list and _holds_containers(value):
+                return exact(record)
+            if not leaf(value):
+                return False
         return True
 
     return all_pairs
@@ -195,22 +175,21 @@ def _fast_matcher(compiled: _Compiled, skip: tuple[str, ...] | None = None) -> M
 _CompiledPattern = tuple[Matcher, list[tuple[tuple[str, ...], "Gate"]], Callable[[tuple[str, ...]], Matcher]]
 
 
-def _compile_pattern(pattern: Any) -> _CompiledPattern:
-    """-> (matcher over a record dict, its possible index gates, path -> matcher without the
-    pair at that path)."""
+def _compile_pattern(pattern: Any) -> list[_CompiledPattern]:
+    """-> one (matcher over a record dict, its possible index gates, path -> matcher without
+    the pair at that path) per alternative of the pattern."""
     if type(pattern) is dict and len(pattern) == 1 and "data" in pattern:
         inner = pattern["data"]
         if type(inner) is dict:  # {"data": {...}} against {"data": record} == {...} against record
-            compiled = _compile_object(inner, "$.data")
-            return _fast_matcher(compiled), compiled.discriminators, lambda path: _fast_matcher(compiled, path)
-        compiled = _compile_object(pattern, "$")
-        match_dict = compiled.match_dict
+            return [_indexable(rule) for rule in _expand(inner, "$.data")]
+        # {"data": [values]}: a leaf test on the whole record (an object: only exists/anything-but)
+        ((_path, (matcher, _gate, _absent_ok)),) = _expand(pattern, "$")[0].items()
+        return [(matcher, [], lambda path: matcher)]
+    return [_indexable(rule) for rule in _expand(pattern, "$")]
 
-        def wrapped(record: Any) -> bool:
-            return match_dict({"data": record})
 
-        return wrapped, [], lambda path: wrapped
-    compiled = _compile_object(pattern, "$")
+def _indexable(rule: _Rule) -> _CompiledPattern:
+    compiled = _compile_rule(rule)
     return _fast_matcher(compiled), compiled.discriminators, lambda path: _fast_matcher(compiled, path)
 
 
