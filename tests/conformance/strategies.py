@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 __all__ = ["events", "patterns"]
 
 KEYS = ("a", "b", "c", "z")
-STRINGS = ("x", "y", "xy", "X", "xY", "", "5", "1.5", "10.0.0.7", "x*y", "ab*", "Éa", "éA", "straße", "İx")
+STRINGS = ("x", "y", "xy", "X", "xY", "", "5", "1.5", "10.0.0.7", "x*y", "ab*", "Éa", "éA", "straße", "İx", "2001:db8::1", "010.0.0.7", "10.0.0.256", "::ffff:10.0.0.7", "*", 'x"y', "a\\b")
 NUMBERS = (0, 1, 5, 5.0, -1, 1.5, 2.25, 1000, 1e3, 0.1, 0.30000000000000004, 1e10, -5000000000.5, 1.0000001, 123456789012)
 SUBSTRINGS = ("x", "y", "X", "xy", "1", "10.", "é", "É", "STRASSE", "ß")
 
@@ -31,7 +31,7 @@ events = st.dictionaries(st.sampled_from(KEYS), _events, max_size=3)
 _substring = st.sampled_from(SUBSTRINGS)
 _strings_or_list = st.one_of(_substring, st.lists(_substring, min_size=1, max_size=2))
 _number = st.sampled_from(NUMBERS)
-_wildcard = st.sampled_from(("x*", "*y", "x*y", "*", "a*", "ab\\*", "1*5"))
+_wildcard = st.sampled_from(("x*", "*y", "x*y", "*", "a*", "ab\\*", "1*5", "*x*", "x*y*", "*\\**", "a\\\\b", "É*"))
 _anything_but = st.one_of(
     st.sampled_from(STRINGS),
     _number,
@@ -70,7 +70,7 @@ _rule = st.one_of(
     st.fixed_dictionaries({"anything-but": _anything_but}),
     st.fixed_dictionaries({"numeric": _numeric}),
     st.fixed_dictionaries({"exists": st.booleans()}),
-    st.fixed_dictionaries({"cidr": st.sampled_from(("10.0.0.0/24", "10.0.1.0/24"))}),
+    st.fixed_dictionaries({"cidr": st.sampled_from(("10.0.0.0/24", "10.0.1.0/24", "10.0.0.7/32", "2001:db8::/32", "10.0.0.7", "10.0.0.7/24", "::1/64", "10.0.0.0/0", "10.0.0.0/08", "010.0.0.0/8", "10.0.0.0/-1"))}),
 )
 _leaf = st.lists(_rule, min_size=1, max_size=3)
 _maybe_invalid_leaf = st.one_of(

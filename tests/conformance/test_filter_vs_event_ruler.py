@@ -93,6 +93,10 @@ def _same(event_ruler: EventRuler, pattern_list: list, event: dict) -> None:
 # nested arrays are flattened; scalars in an array are not bound to an element
 @example([{"b": {"a": ["x"]}}], {"b": [[{"a": "x"}]]})
 @example([{"c": ["1"], "z": {"x": ["2"]}}], {"c": ["1", {"x": "2"}], "z": [{"x": "2"}]})
+# an IP address in a string matches however it is written; /32 and plain addresses are no CIDR
+@example([{"a": ["10.0.0.7"]}], {"a": "010.0.0.07"})
+@example([{"a": [{"cidr": "10.0.0.0/8"}]}], {"a": "::ffff:a01:203"})
+@example([{"a": [{"cidr": "10.0.0.7/32"}]}], {"a": "10.0.0.7"})
 def test_same_answers_as_event_ruler(event_ruler, pattern_list, event):
     _same(event_ruler, pattern_list, event)
 

@@ -71,7 +71,11 @@ OPERATOR_TABLE = {
     "exists false": ([{"exists": False}], [ABSENT, {}, {"a": 1}, [], [{"a": 1}]], ["x", None, 0, [1]]),
     "exists false or value": ([{"exists": False}, "x"], [ABSENT, "x"], ["y"]),
     "cidr v4": ([{"cidr": "10.0.0.0/24"}], ["10.0.0.33", "10.0.0.255"], ["10.0.1.1", "not-an-ip", 10, ABSENT]),
-    "cidr v6": ([{"cidr": "2001:db8::/32"}], ["2001:db8::1"], ["2001:db9::1"]),
+    "cidr v6": ([{"cidr": "2001:db8::/32"}], ["2001:db8::1", "2001:DB8:0::1"], ["2001:db9::1"]),
+    "cidr, addresses as event-ruler reads them": ([{"cidr": "010.0.0.0/8"}], ["10.1.2.3", "010.1.2.3", "::ffff:a01:203"], ["10.1.2", "10.256.0.1", "::ffff:10.1.2.3"]),
+    "exact IP address, however written": (["10.0.0.7"], ["10.0.0.7", "010.0.0.07", "::ffff:a00:7"], ["10.0.0.70", 10]),
+    "exact IPv6 address, however written": (["2001:db8::1"], ["2001:0DB8:0:0::1"], ["2001:db8::2"]),
+    "not an address: exact string": (["ab:cd"], ["ab:cd"], ["AB:CD", "ab:cd:"]),
 }
 
 
@@ -396,6 +400,11 @@ COMPILE_ERRORS = [
     ({"a": [{"anything-but": {"equals-ignore-case": [1]}}]}, "$.a[0].anything-but.equals-ignore-case", "must be a string"),
     ({"a": [{"anything-but": {"prefix": "x", "suffix": "y"}}]}, "$.a[0].anything-but", "exactly one key"),
     ({"a": [{"cidr": "10.0.0.0/99"}]}, "$.a[0].cidr", "bad cidr"),
+    ({"a": [{"cidr": "10.0.0.7/32"}]}, "$.a[0].cidr", "mask bits must be < 32"),
+    ({"a": [{"cidr": "::1/128"}]}, "$.a[0].cidr", "mask bits must be < 128"),
+    ({"a": [{"cidr": "10.0.0.7"}]}, "$.a[0].cidr", "one '/' required"),
+    ({"a": [{"cidr": "10.0.0.0/-1"}]}, "$.a[0].cidr", "non-negative integer"),
+    ({"a": [{"cidr": "host.example/8"}]}, "$.a[0].cidr", "not an IP address"),
     ({"$or": [{"a": ["x"]}]}, "$.$or", "at least 2 objects"),
     ({"$or": [{"a": ["x"]}, "b"]}, "$.$or[1]", "only objects"),
     ({"$or": [{"a": ["x"]}, {"prefix": ["b"]}]}, "$.$or[1].prefix", "reserved word"),

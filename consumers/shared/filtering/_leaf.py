@@ -10,6 +10,27 @@ from typing import Any
 from consumers.shared.filtering._common import Matcher, _MISSING, _PatternError
 
 
+# event-ruler's test for "looks like an IP address" (before it parses one)
+_IPV4_TEXT = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+_IPV6_TEXT = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*")
+
+
+def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a string spells, read as event-ruler reads it (Java's ``InetAddress``):
+    IPv4 as four decimal parts (leading zeros allowed: ``010.0.0.7`` is 10.0.0.7), IPv6 in
+    any notation, an IPv4-mapped IPv6 address as its IPv4 address; None for anything else."""
+    if _IPV4_TEXT.fullmatch(text):
+        parts = [int(part) for part in text.split(".")]
+        return ipaddress.IPv4Address(bytes(parts)) if max(parts) <= 255 else None
+    if _IPV6_TEXT.fullmatch(text):
+        try:
+            address = ipaddress.IPv6Address(text)
+        except ValueError:
+            return None
+        return address.ipv4_mapped or address
+    return None
+
+
 class _LeafSpec:
     """Everything one field's value list asks for, grouped by match type."""
 
@@ -109,11 +130,8 @@ def _string_test(spec: _LeafSpec, path: str) -> Matcher | None:
         networks = tuple(spec.networks)
 
         def in_network(value: str) -> bool:
-            try:
-                address = ipaddress.ip_address(value)
-            except ValueError:
-                return False
-            return any(address in network for network in networks)
+            address = ip_literal(value)
+            return address is not None and any(address in network for network in networks)
 
         tests.append(in_network)
     return _any_of(tests)

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from consumers.shared.filtering._common import Matcher, _PatternError, _is_number, _json_type
-from consumers.shared.filtering._leaf import _LeafSpec, _leaf_matcher, _wildcard_regex
+from consumers.shared.filtering._leaf import _LeafSpec, _leaf_matcher, _wildcard_regex, ip_literal
 
 
 def _operand_strings(operand: Any, path: str, what: str, *, non_empty: bool = False) -> list[str]:
@@ -139,6 +139,22 @@ def _add_numeric(spec: _LeafSpec, operand: Any, path: str) -> None:
     )
 
 
+def _network(cidr: str, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """``address/bits`` as event-ruler takes it: one slash, the address read as ``ip_literal``
+    reads it, host bits may be set, and a single address (/32, /128) is refused."""
+    text, slash, bits = cidr.partition("/")
+    if not slash or "/" in bits:
+        raise _PatternError(path, f"bad cidr {cidr!r}: one '/' required")
+    if not bits.isascii() or not bits.isdigit():
+        raise _PatternError(path, f"bad cidr {cidr!r}: mask bits must be a non-negative integer")
+    address = ip_literal(text)
+    if address is None:
+        raise _PatternError(path, f"bad cidr {cidr!r}: {text!r} is not an IP address")
+    if int(bits) >= address.max_prefixlen:
+        raise _PatternError(path, f"bad cidr {cidr!r}: mask bits must be < {address.max_prefixlen}")
+    return ipaddress.ip_network((address, int(bits)), strict=False)
+
+
 def _add_expression(spec: _LeafSpec, expression: dict, path: str) -> None:
     if len(expression) != 1:
         reason = "empty match expression" if not expression else "only one key allowed in a match expression"
@@ -174,10 +190,7 @@ def _add_expression(spec: _LeafSpec, expression: dict, path: str) -> None:
     elif operator == "cidr":
         if type(operand) is not str:
             raise _PatternError(path, f"cidr value must be a string, got {_json_type(operand)}")
-        try:
-            spec.networks.append(ipaddress.ip_network(operand, strict=False))
-        except ValueError as exc:
-            raise _PatternError(path, f"bad cidr {operand!r}: {exc}") from exc
+        spec.networks.append(_network(operand, path))
     else:
         raise _PatternError(path, f"unrecognized match type {operator!r}")
 
@@ -191,7 +204,11 @@ def _compile_leaf(values: list, path: str) -> tuple[Matcher, frozenset[str] | No
         item_path = f"{path}[{index}]"
         kind = type(value)
         if kind is str:
-            spec.strings.add(value)
+            address = ip_literal(value)
+            if address is None:
+                spec.strings.add(value)
+            else:  # as in event-ruler: an IP address matches however it is written
+                spec.networks.append(ipaddress.ip_network(address))
         elif kind is bool or value is None:
             spec.literals.append(value)
         elif kind is int or kind is float:
