@@ -46,8 +46,13 @@ ChangeRecord validation and the dead-letter path instead of being dropped silent
 
 Conformance: ``tests/conformance`` asks aws/event-ruler itself (the matcher behind EventBridge;
 Lambda filtering uses its grammar) about thousands of random patterns and events, valid or
-not, and requires the same answers, except where event-ruler contradicts its documentation
-(it can lose a ``$or`` alternative at random; we do not).
+not, and requires the same answers. Where we differ, on purpose: event-ruler can lose a
+``$or`` alternative that repeats another's value, at random (we do not); it treats a dotted
+field name like nested objects (``{"a.b": ...}`` ~ ``{"a": {"b": ...}}``, which its README says
+not to rely on; we match names as written); and it matches a number that no double holds
+exactly (integers beyond 2**53, decimals past 17 digits) by its text alone, while we compare
+numbers as doubles (a parsed record has no text). DynamoDB images carry numbers as strings
+(``{"N": "..."}``), so change records meet the last case only in their envelope.
 
 Performance: each alternative compiles to closures; alternatives are indexed by one
 "discriminating" path whose values are exact strings, so a record only evaluates the
