@@ -19,38 +19,37 @@ from consumers.shared.filtering._common import _MISSING, Matcher
 
 __all__ = ["ConsistentField", "consistent_matcher"]
 
-#: one field of an alternative: its path, the test of one leaf value (None when the field only
-#: asks for absence), and whether absence (``{"exists": false}``) satisfies it
-ConsistentField = tuple[tuple[str, ...], "Matcher | None", bool]
+#: one field of an alternative: its path, the test of one leaf value (the field's compiled value
+#: list), and whether absence (``{"exists": false}``) satisfies it
+ConsistentField = tuple[tuple[str, ...], Matcher, bool]
 _Membership = dict[int, int]
 
 
 def consistent_matcher(fields: list[ConsistentField]) -> Matcher:
     """A matcher over a whole event for the AND of ``fields`` (see the module docstring)."""
     ordered = tuple(sorted(fields, key=lambda field: ".".join(field[0])))
-    last = len(ordered)
 
     def match(record: Any) -> bool:
-        candidates = [_values(record, path) for path, _test, _absent in ordered]
-
-        def step(index: int, chosen: _Membership) -> bool:
-            if index == last:
-                return True
-            _path, test, absent_ok = ordered[index]
-            if absent_ok and not any(_agree(chosen, membership) for _value, membership in candidates[index]):
-                if step(index + 1, chosen):
-                    return True
-            if test is not None:
-                for value, membership in candidates[index]:
-                    if test(value):
-                        merged = _merge(chosen, membership)
-                        if merged is not None and step(index + 1, merged):
-                            return True
-            return False
-
-        return step(0, {})
+        return _step(ordered, [_values(record, path) for path, _test, _absent_ok in ordered], 0, {})
 
     return match
+
+
+def _step(fields: tuple[ConsistentField, ...], candidates: list, index: int, chosen: _Membership) -> bool:
+    """Can fields[index:] be satisfied, given the array elements ``chosen`` so far?"""
+    if index == len(fields):
+        return True
+    _path, test, absent_ok = fields[index]
+    values = candidates[index]
+    if absent_ok and not any(_agree(chosen, membership) for _value, membership in values):
+        if _step(fields, candidates, index + 1, chosen):
+            return True
+    for value, membership in values:
+        if test(value):
+            merged = _merge(chosen, membership)
+            if merged is not None and _step(fields, candidates, index + 1, merged):
+                return True
+    return False
 
 
 def _values(node: Any, path: tuple[str, ...]) -> list[tuple[Any, _Membership]]:
