@@ -2,8 +2,10 @@
 
 `BatchProcessor.process(records)` returns only when every record of the batch was applied,
 found stale, filtered out, skipped by its transform, or written to the dead-letter table; so
-the caller may checkpoint the batch's last record. It raises only when a poison record cannot
-be dead-lettered (`DeadLetterUnavailable`): then nothing may be checkpointed.
+the caller may checkpoint the batch's last record. It raises when a poison record cannot be
+dead-lettered (`DeadLetterUnavailable`) or the sink is unusable (`SinkError`: missing table or
+index, access denied): then nothing may be checkpointed, and nothing is dead-lettered either,
+since no record is at fault.
 
 Failure handling, per record where the failure belongs to one record, per batch otherwise:
   * undecodable payload, transform error, record older than `maximum_record_age_s`
@@ -11,7 +13,9 @@ Failure handling, per record where the failure belongs to one record, per batch 
   * sink rejects specific writes (validation, mapping) -> dead letter the records that
         produced them, write the rest again (version guards make the repeat harmless);
   * transient sink error (throttling, 5xx, connection) -> back off with full jitter and retry
-        the batch, at most `max_attempts` times; then dead letter its records;
+        the batch, at most `max_attempts` times; then dead letter its records; records that
+        grow older than `maximum_record_age_s` while retrying are dead-lettered then;
+  * the sink unusable (`SinkError`) -> raise;
   * any other sink error -> bisect the batch until the failing record is alone, and dead
         letter it (Lambda's BisectBatchOnFunctionError).
 """
@@ -26,7 +30,7 @@ from typing import Callable, Sequence
 
 from consumers.runtime.config import AppConfig
 from consumers.runtime.deadletter import DeadLetter, DeadLetterTable
-from consumers.shared.errors import RetryableSinkError, SinkRejectedWrite
+from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
 from consumers.shared.filtering import CompiledFilter
 from consumers.shared.planning import PlannedWrite, Transform, WriteCounts, plan_writes
 from consumers.shared.records import ChangeRecord, parse_payload
@@ -86,11 +90,9 @@ class BatchProcessor:
     def process(self, records: Sequence[InputRecord]) -> BatchStats:
         stats = BatchStats(received=len(records))
         planned: list[_Planned] = []
-        max_age = self.app.retry.maximum_record_age_s
         version_attribute = self.app.source.version_attribute or "Version"
         for record in records:
-            if max_age != -1 and record.arrival_time and self.now() - record.arrival_time.timestamp() > max_age:
-                self._dead_letter(record, "RecordExpired", f"older than maximum_record_age_s={max_age}", stats)
+            if self._expired(record, stats):
                 continue
             try:
                 raw = parse_payload(record.data, sequence_number=record.sequence_number)
@@ -137,6 +139,9 @@ class BatchProcessor:
                     return
                 stats.retries += 1
                 self.sleep(self._backoff(attempt))
+                planned = [p for p in planned if not self._expired(p.record, stats)]
+            except SinkError:
+                raise  # the sink itself is unusable: no record is at fault, stop uncheckpointed
             except Exception as exc:  # noqa: BLE001 - not attributable to a write: bisect
                 return self._bisect(planned, exc, stats)
 
@@ -147,6 +152,14 @@ class BatchProcessor:
         middle = len(planned) // 2
         self._write(planned[:middle], stats)
         self._write(planned[middle:], stats)
+
+    def _expired(self, record: InputRecord, stats: BatchStats) -> bool:
+        """Dead-letter ``record`` if it is older than ``maximum_record_age_s``."""
+        max_age = self.app.retry.maximum_record_age_s
+        if max_age == -1 or record.arrival_time is None or self.now() - record.arrival_time.timestamp() <= max_age:
+            return False
+        self._dead_letter(record, "RecordExpired", f"older than maximum_record_age_s={max_age}", stats)
+        return True
 
     def _backoff(self, attempt: int) -> float:
         retry = self.app.retry

@@ -6,8 +6,9 @@ stdout is the daemon's protocol channel: nothing here prints; logs are JSON line
 Checkpoints: after every batch at its last record (process_records returns only when all of
 it was applied or dead-lettered), at shard end (required to start the children), on a
 requested shutdown; never after a lost lease. When a poison record cannot be dead-lettered,
-or anything unexpected escapes the batch, the process exits without checkpointing: the daemon
-stops, its supervisor restarts it, and the shard resumes from the last checkpoint.
+the sink is unusable (missing table or index, access denied), or anything unexpected escapes
+the batch, the process exits without checkpointing: the daemon stops, its supervisor restarts
+it (with back-off), and the shard resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from amazon_kclpy.v3 import processor
 
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, utc_from_millis
 from consumers.runtime.deadletter import DeadLetterUnavailable
+from consumers.shared.errors import SinkError
 
 __all__ = ["KclRecordProcessor", "main"]
 
@@ -34,6 +36,9 @@ log = logging.getLogger("cdc.worker")
 _CHECKPOINT_ATTEMPTS = 10
 EXIT_DEAD_LETTER_UNAVAILABLE = 3
 EXIT_UNEXPECTED = 4
+EXIT_SINK_UNUSABLE = 5
+#: exit status by the kind of error that escaped a batch (first match); anything else: EXIT_UNEXPECTED
+_EXIT_STATUS = ((DeadLetterUnavailable, EXIT_DEAD_LETTER_UNAVAILABLE), (SinkError, EXIT_SINK_UNUSABLE))
 
 
 class KclRecordProcessor(processor.RecordProcessorBase):
@@ -71,7 +76,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             # Not every record of the batch is applied or dead-lettered: stop before any later
             # batch can checkpoint past them; the daemon restarts from the last checkpoint.
             self._log("fatal", error=f"{type(exc).__name__}: {exc}")
-            self._exit(EXIT_DEAD_LETTER_UNAVAILABLE if isinstance(exc, DeadLetterUnavailable) else EXIT_UNEXPECTED)
+            self._exit(next((status for kind, status in _EXIT_STATUS if isinstance(exc, kind)), EXIT_UNEXPECTED))
             raise
         self.last = (records[-1].sequence_number, records[-1].sub_sequence_number)
         self.total += stats

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 import pytest
@@ -19,8 +19,13 @@ from amazon_kclpy import kcl
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import load_app
 from consumers.runtime.deadletter import DeadLetterUnavailable
-from consumers.runtime.worker import EXIT_DEAD_LETTER_UNAVAILABLE, EXIT_UNEXPECTED, KclRecordProcessor
-from consumers.shared.errors import RetryableSinkError
+from consumers.runtime.worker import (
+    EXIT_DEAD_LETTER_UNAVAILABLE,
+    EXIT_SINK_UNUSABLE,
+    EXIT_UNEXPECTED,
+    KclRecordProcessor,
+)
+from consumers.shared.errors import RetryableSinkError, SinkError
 from consumers.shared.testing import InMemorySink
 from producer_config import load_pipeline
 
@@ -70,12 +75,25 @@ def kinesis_record(data: bytes, seq: int) -> dict:
             "partitionKey": "pk", "approximateArrivalTimestamp": 1795731005123}
 
 
-class Daemon:
-    """Plays the MultiLangDaemon's side: the lines it sends, then what the processor wrote."""
+class UnusableSink(InMemorySink):
+    """The sink's table is gone: every write fails for good."""
 
-    def __init__(self, sink, dead_letters, app="app_user_management"):
+    def write(self, writes):
+        raise SinkError("AppUsers_V2: ResourceNotFoundException (test)")
+
+
+class Daemon:
+    """Plays the MultiLangDaemon's side: the lines it sends, then what the processor wrote.
+
+    ``retry`` overrides the app's retry policy; with ``clock`` (a one-element list, epoch
+    seconds) the batch reads that time and every back-off sleep moves it 10 s on."""
+
+    def __init__(self, sink, dead_letters, app="app_user_management", retry=None, clock=None):
         pipeline = load_pipeline()
         self.app = load_app(app, pipeline)
+        if retry:
+            self.app = replace(self.app, retry=replace(self.app.retry, **retry))
+        self.clock = clock
         self.sink, self.dead_letters, self.exits = sink, dead_letters, []
         self.lines: list[dict] = [{"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
                                    "subSequenceNumber": 0}]
@@ -88,8 +106,11 @@ class Daemon:
 
     def run(self) -> list[dict]:
         def build(shard_id):
+            timing = {"sleep": lambda seconds: None}
+            if self.clock is not None:
+                timing = {"now": lambda: self.clock[0], "sleep": lambda seconds: self.clock.__setitem__(0, self.clock[0] + 10)}
             return BatchProcessor(self.app, shard_id, self.sink, self.dead_letters, self.app.load_transform(),
-                                  self.app.compile_filter(), sleep=lambda s: None)
+                                  self.app.compile_filter(), **timing)
 
         processor = KclRecordProcessor(self.app.name, build, exit=self.exits.append)
         stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in self.lines))
@@ -148,6 +169,29 @@ def test_retries_exhausted_dead_letter_the_batch_and_move_on():
     assert [(d.sequence_number, d.error_class) for d in dead.letters] == [("31", "RetryableSinkError")]
     assert "retries exhausted (10)" in dead.letters[0].error_message
     assert checkpoints(output) == ["31"]
+
+
+def test_records_outgrowing_the_maximum_age_while_retried_are_dead_lettered():
+    arrival = 1795731005.123  # kinesis_record's approximateArrivalTimestamp
+    sink, dead = FlakySink(failures=1000), ListDeadLetters()
+    daemon = Daemon(sink, dead, retry={"max_attempts": -1, "maximum_record_age_s": 120}, clock=[arrival + 30])
+    output = daemon.send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 32)]},
+        checkpoint_answers=[None]).run()
+    assert [(d.sequence_number, d.error_class) for d in dead.letters] == [("32", "RecordExpired")]
+    assert 900 < sink.failures < 1000  # retried until it expired, ~10 back-offs of 10 s
+    assert checkpoints(output) == ["32"]
+
+
+def test_an_unusable_sink_stops_the_processor_without_dead_letters_or_checkpoint():
+    dead = ListDeadLetters()
+    daemon = Daemon(UnusableSink(), dead)
+    output = daemon.send({"action": "processRecords", "millisBehindLatest": 0,
+                          "records": [kinesis_record(change("u1", 1, "INSERT"), 33), kinesis_record(change("u2", 1, "INSERT"), 34)]}
+                         ).run()
+    assert dead.letters == []  # no record is at fault: dead-lettering them would lose them
+    assert checkpoints(output) == []
+    assert daemon.exits == [EXIT_SINK_UNUSABLE]
 
 
 def test_no_checkpoint_when_a_poison_record_cannot_be_dead_lettered():

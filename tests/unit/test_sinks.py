@@ -183,7 +183,10 @@ def test_document_ids():
         ({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}}, Disposition.RETRY),
         ({"index": {"status": 503, "error": {"type": "unavailable_shards_exception"}}}, Disposition.RETRY),
         ({"index": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}, Disposition.REJECT),
-        ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Disposition.REJECT),
+        ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Disposition.FAIL),
+        ({"delete": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Disposition.FAIL),
+        ({"index": {"status": 403, "error": {"type": "cluster_block_exception"}}}, Disposition.FAIL),
+        ({"index": {"status": 401, "error": {"type": "security_exception"}}}, Disposition.FAIL),
     ],
 )
 def test_classify_bulk_items(item, disposition):

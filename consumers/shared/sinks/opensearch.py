@@ -11,7 +11,9 @@ document. Set ``index.gc_deletes`` to at least the source stream's retention (e.
 
 Per-item outcomes: 2xx -> APPLIED (a delete answered 404 ``not_found`` too: the document is
 absent, as wanted); 409 -> STALE (counted, not an error); 429 and 5xx -> ``RetryableSinkError``;
-other 4xx (mapping errors...) -> ``SinkRejectedWrite`` carrying the writes. The request as a
+401, 403 (cluster blocks) and 404 ``index_not_found`` -> ``SinkError`` (the index is unusable:
+nothing is dead-lettered); other 4xx (mapping errors...) -> ``SinkRejectedWrite`` carrying the
+writes. The request as a
 whole: connection errors, timeouts, 429 and 5xx -> ``RetryableSinkError``; other statuses
 (401, 403, 404 missing index...) -> ``SinkError``. Documents that cannot be serialised are
 rejected before the request is sent.
@@ -49,6 +51,9 @@ __all__ = [
 
 INDEX_VERSION_TYPE = "external"
 DELETE_VERSION_TYPE = "external_gte"
+# per-item statuses that say the index cannot be written at all (missing index, no
+# permission, a cluster block such as the disk watermark's read-only block)
+_UNUSABLE_STATUSES = frozenset({401, 403, 404})
 
 
 def _id_part(value: Any) -> str:
@@ -149,6 +154,8 @@ def classify_bulk_item(item: Mapping[str, Any]) -> Disposition:
         return Disposition.STALE
     if status == 429 or status >= 500:
         return Disposition.RETRY
+    if status in _UNUSABLE_STATUSES:
+        return Disposition.FAIL  # the index, not the document: stop, dead-letter nothing
     if 400 <= status < 500:
         return Disposition.REJECT
     return Disposition.FAIL
