@@ -4,10 +4,17 @@ Key: ``ShardId`` (hash) + ``SequenceNumber`` (range), so a record dead-lettered 
 replay, a lease move) is one item. The item holds everything needed to understand and redrive
 it: app, shard, sequence number, partition key, the payload bytes, the error class and
 message, when it failed and when the record arrived.
+
+A Kinesis record holds up to 1 MiB, a DynamoDB item 400 KB: a payload longer than
+``MAX_STORED_PAYLOAD`` is stored cut to that length, with ``PayloadTruncated``, its full length
+and its SHA-256. The whole record stays readable from the stream at (``ShardId``,
+``SequenceNumber``) for the stream's retention; an unstorable dead letter would otherwise stop
+the shard for good.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,9 +22,12 @@ from typing import Any
 
 from consumers.shared.errors import CdcError
 
-__all__ = ["DEAD_LETTER_KEY", "DeadLetter", "DeadLetterTable", "DeadLetterUnavailable"]
+__all__ = ["DEAD_LETTER_KEY", "MAX_STORED_PAYLOAD", "DeadLetter", "DeadLetterTable", "DeadLetterUnavailable"]
 
 DEAD_LETTER_KEY = ({"name": "ShardId", "type": "S"}, {"name": "SequenceNumber", "type": "S"})
+#: payload bytes kept in the item: the rest of the item (message capped at 10,000 characters,
+#: at most 40 KB in UTF-8) stays well under DynamoDB's 400 KB
+MAX_STORED_PAYLOAD = 300_000
 
 
 class DeadLetterUnavailable(CdcError):
@@ -43,12 +53,15 @@ class DeadLetter:
             "SequenceNumber": {"S": self.sequence_number},
             "App": {"S": self.app},
             "PartitionKey": {"S": self.partition_key},
-            "Payload": {"B": self.payload or b"\0"},  # DynamoDB rejects empty binaries
+            "Payload": {"B": self.payload[:MAX_STORED_PAYLOAD] or b"\0"},  # DynamoDB rejects empty binaries
             "PayloadBytes": {"N": str(len(self.payload))},
             "ErrorClass": {"S": self.error_class},
             "ErrorMessage": {"S": self.error_message[:10_000] or "-"},
             "FailedAt": {"S": failed_at.isoformat()},
         }
+        if len(self.payload) > MAX_STORED_PAYLOAD:
+            item["PayloadTruncated"] = {"BOOL": True}
+            item["PayloadSha256"] = {"S": hashlib.sha256(self.payload).hexdigest()}
         if self.arrival_time is not None:
             item["ArrivalTime"] = {"S": self.arrival_time.isoformat()}
         return item
