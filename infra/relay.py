@@ -76,6 +76,16 @@ def partition_key(table: str, keys: dict) -> str:
     return hashlib.md5(table.encode() + b"\0" + canonical).hexdigest()
 
 
+def creation_stamps(count: int, *, now_ns: int, after_ns: int, precision: str) -> list[int]:
+    """``ApproximateCreationDateTime`` (in ns) for ``count`` changes read in stream order:
+    now, or just after the previous page's last one, one unit of ``precision`` apart. Distinct
+    stamps keep the changes of one item ordered where an item has no version attribute (the
+    version then falls back to this time); one stamp per page made them tie."""
+    unit = 1_000 if precision == "MICROSECOND" else 1_000_000
+    start = max(now_ns, after_ns + unit)
+    return [start + index * unit for index in range(count)]
+
+
 def to_kinesis_record(
     change: dict, *, table: str, region: str, stream_arn: str, precision: str, now_ns: int
 ) -> tuple[bytes, str]:
@@ -153,6 +163,7 @@ class Relay:
         self.position = RelayPosition.load(stack.relay_dir / f"{table.name}.json")
         self.iterators: dict[str, str] = {}
         self.relayed = 0
+        self.last_stamp_ns = 0
 
     # -- shards and lineage
     def _stream_arn(self) -> str:
@@ -259,13 +270,15 @@ class Relay:
         return len(records)
 
     def _put(self, arn: str, changes: list[dict]) -> None:
-        now_ns = time.time_ns()
+        precision = self.pipeline.creation_time_precision
+        stamps = creation_stamps(len(changes), now_ns=time.time_ns(), after_ns=self.last_stamp_ns, precision=precision)
+        self.last_stamp_ns = stamps[-1]
         encoded = [
             to_kinesis_record(
                 c, table=self.table.name, region=self.pipeline.region, stream_arn=arn,
-                precision=self.pipeline.creation_time_precision, now_ns=now_ns,
+                precision=precision, now_ns=stamp,
             )
-            for c in changes
+            for c, stamp in zip(changes, stamps)
         ]
         for request in _rounds(encoded):
             self._put_all(request)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.relay import _MAX_PUT_RECORDS, _rounds, partition_key, to_kinesis_record
+from infra.relay import _MAX_PUT_RECORDS, _rounds, creation_stamps, partition_key, to_kinesis_record
 
 from tests.unit.conftest import load_fixture
 
@@ -104,3 +104,16 @@ def test_rounds_split_by_size():
     big = b"x" * 1_000_000
     calls = _rounds([(big, f"k{i}") for i in range(9)])
     assert [len(c) for c in calls] == [4, 4, 1]
+
+
+@pytest.mark.parametrize("precision,unit", [("MICROSECOND", 1_000), ("MILLISECOND", 1_000_000)])
+def test_creation_times_increase_in_stream_order_within_and_across_pages(precision, unit):
+    now = 1_795_731_005_123_456_789
+    first = creation_stamps(3, now_ns=now, after_ns=0, precision=precision)
+    second = creation_stamps(2, now_ns=now, after_ns=first[-1], precision=precision)  # the clock did not move
+    stamps = [stamp // unit for stamp in first + second]  # what the record carries
+    assert stamps == sorted(set(stamps)) and first[0] == now
+    for stamp in first + second:
+        record, _ = to_kinesis_record(_streams_record(), table="Users", region="us-east-1", stream_arn=ARN,
+                                      precision=precision, now_ns=stamp)
+        assert orjson.loads(record)["dynamodb"]["ApproximateCreationDateTime"] == stamp // unit
