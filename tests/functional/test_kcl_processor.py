@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from dataclasses import dataclass, field, replace
 
 import orjson
@@ -70,9 +71,12 @@ def change(user_id: str, version: int, event: str = "MODIFY", **attributes) -> b
                          "dynamodb": body, "eventSource": "aws:dynamodb"})
 
 
+ARRIVAL_MS = int(time.time() * 1000)  # the records arrived as the tests start
+
+
 def kinesis_record(data: bytes, seq: int) -> dict:
     return {"action": "record", "data": base64.b64encode(data).decode(), "sequenceNumber": str(seq), "subSequenceNumber": 0,
-            "partitionKey": "pk", "approximateArrivalTimestamp": 1795731005123}
+            "partitionKey": "pk", "approximateArrivalTimestamp": ARRIVAL_MS}
 
 
 class UnusableSink(InMemorySink):
@@ -163,7 +167,7 @@ def test_transient_sink_errors_are_retried_before_the_checkpoint():
 
 def test_retries_exhausted_dead_letter_the_batch_and_move_on():
     sink, dead = FlakySink(failures=100), ListDeadLetters()
-    output = Daemon(sink, dead).send(
+    output = Daemon(sink, dead, retry={"max_attempts": 10}).send(
         {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 31)]},
         checkpoint_answers=[None]).run()
     assert [(d.sequence_number, d.error_class) for d in dead.letters] == [("31", "RetryableSinkError")]
@@ -172,9 +176,8 @@ def test_retries_exhausted_dead_letter_the_batch_and_move_on():
 
 
 def test_records_outgrowing_the_maximum_age_while_retried_are_dead_lettered():
-    arrival = 1795731005.123  # kinesis_record's approximateArrivalTimestamp
     sink, dead = FlakySink(failures=1000), ListDeadLetters()
-    daemon = Daemon(sink, dead, retry={"max_attempts": -1, "maximum_record_age_s": 120}, clock=[arrival + 30])
+    daemon = Daemon(sink, dead, retry={"max_attempts": -1, "maximum_record_age_s": 120}, clock=[ARRIVAL_MS / 1000 + 30])
     output = daemon.send(
         {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 32)]},
         checkpoint_answers=[None]).run()
