@@ -26,6 +26,8 @@ from tests.conformance.strategies import (
 )
 
 REJECTED = "rejected"
+
+
 def _settings(examples: int) -> settings:
     return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
