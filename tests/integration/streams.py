@@ -51,11 +51,14 @@ class StreamFollower:
         return got
 
     def collect(self, keep: Callable[[dict], bool], count: int, timeout_s: float) -> list[Seen]:
-        """Poll until `count` kept records were seen (or the timeout); returns the kept ones."""
+        """Poll until `count` distinct kept changes (by eventID) were seen, or the timeout;
+        returns every kept record, repeats included. Counting repeats would stop early: after a
+        crash the relay re-sends its batch in flight, and those repeats must not stand in for
+        changes still on their way."""
         deadline = time.monotonic() + timeout_s
         while True:
             self._poll()
             kept = [s for s in self.seen if keep(s.change)]
-            if len(kept) >= count or time.monotonic() > deadline:
+            if len({s.change["eventID"] for s in kept}) >= count or time.monotonic() > deadline:
                 return kept
             time.sleep(0.1)
