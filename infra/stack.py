@@ -89,7 +89,7 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     kinesis = Component(
         process=managed(
             "kinesis",
-            ["node", "--require", str(REPO_ROOT / "infra" / "kinesis" / "loopback.cjs"),
+            ["node", "--require", str(REPO_ROOT / "infra" / "kinesis" / "preload.cjs"),
              str(kinesis_pkg / "main.js"), f"--cdc-data={kinesis_data}"],
             marker=f"--cdc-data={kinesis_data}",
             env={
