@@ -17,7 +17,9 @@ from botocore.exceptions import EndpointConnectionError
 from opensearchpy import helpers
 
 from consumers.app_user_management.transform import project_user
+from consumers.runtime.config import load_app
 from consumers.shared.records import TOMBSTONE_ATTRIBUTE, decode_image
+from consumers.shared.sinks.opensearch import template_document_id
 from consumers.workplace_user_search.transform import search_document
 from consumers.workplace_user_v2.transform import membership_items
 from infra.clients import aws_client, opensearch_client
@@ -84,8 +86,11 @@ def verify(stack: StackConfig | None = None, pipeline: PipelineConfig | None = N
     expected_app = {uid: project_user(user) for uid, user in users.items()}
     actual_app = {item["UserId"]: _without(item, "UserId", *bookkeeping) for item in _live(_scan(ddb, app_table.name))}
 
-    expected_wp = {f"{wid}#{uid}": item for uid, user in users.items() for wid, item in membership_items(user).items()}
-    actual_wp = {f"{item['WorkplaceId']}#{item['UserId']}": _without(item, "WorkplaceId", "UserId", *bookkeeping)
+    # membership items and search documents both keyed by the search app's (unambiguous) document id
+    doc_id = template_document_id(load_app("workplace_user_search", pipeline).sink.document_id)
+    expected_wp = {doc_id({"WorkplaceId": wid, "UserId": uid}): item
+                   for uid, user in users.items() for wid, item in membership_items(user).items()}
+    actual_wp = {doc_id(item): _without(item, "WorkplaceId", "UserId", *bookkeeping)
                  for item in _live(_scan(ddb, wp_table.name))}
 
     (index,) = pipeline.indexes

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from consumers.shared.filtering import CompiledFilter, compile_filter_criteria
 from consumers.shared.planning import Transform
+from consumers.shared.sinks.opensearch import template_document_id
 from producer_config import ConfigError, PipelineConfig, TableSpec
 
 __all__ = ["APPS_DIR", "AppConfig", "RetryPolicy", "SinkSpec", "discover_apps", "load_app"]
@@ -115,6 +116,11 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
     known = pipeline.tables if sink.type == "dynamodb" else pipeline.indexes
     if sink.target not in known:
         raise ConfigError(path, "sink.target", f"{sink.target!r} is not declared in producer_config")
+    if sink.document_id is not None:
+        try:
+            template_document_id(sink.document_id)
+        except ValueError as exc:
+            raise ConfigError(path, "sink.document_id", str(exc)) from None
     position = get("batch", "starting_position", str, "TRIM_HORIZON")
     if position not in _POSITIONS:
         raise ConfigError(path, "batch.starting_position", f"must be one of {_POSITIONS}, got {position!r}")

@@ -9,7 +9,7 @@ from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.deadletter import DeadLetterTable
 from consumers.shared.sinks import Sink
 from consumers.shared.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
-from consumers.shared.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig
+from consumers.shared.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, template_document_id
 from infra.clients import aws_client, opensearch_client
 from infra.config import StackConfig
 from producer_config import PipelineConfig, load_pipeline
@@ -32,7 +32,7 @@ def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> 
     return OpenSearchSink(
         opensearch_client(stack),
         OpenSearchSinkConfig(index=app.sink.target,
-                             **({"document_id": lambda key: template.format_map(key)} if template else {})),
+                             **({"document_id": template_document_id(template)} if template else {})),
     )
 
 

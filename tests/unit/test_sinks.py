@@ -171,6 +171,28 @@ def test_document_ids():
     assert composite == osink.default_document_id({"a": 1, "b": "2"})
 
 
+def test_template_document_ids_are_the_plain_format_unless_a_value_holds_the_separator():
+    doc_id = osink.template_document_id("{WorkplaceId}#{UserId}")
+    assert doc_id({"WorkplaceId": "w-1", "UserId": "u-1", "Other": "x"}) == "w-1#u-1"
+    assert doc_id({"WorkplaceId": 7, "UserId": b"\xff"}) == "7#_w=="
+    # a plain format gives both "a#b#c": two items, one document
+    assert doc_id({"WorkplaceId": "a#b", "UserId": "c"}) == "a%23b#c"
+    assert doc_id({"WorkplaceId": "a", "UserId": "b#c"}) == "a#b%23c"
+    assert doc_id({"WorkplaceId": "a%23b", "UserId": "c"}) == "a%2523b#c"  # no collision with "a#b"
+    assert osink.template_document_id("{A}→{B}")({"A": "x→y", "B": "z"}) == "x%E2%86%92y→z"
+
+
+@pytest.mark.parametrize("template", ["plain", "{}", "{A!r}", "{A:>5}", "{A.b}"])
+def test_template_document_id_refuses_anything_but_plain_fields(template):
+    with pytest.raises(ValueError, match="plain"):
+        osink.template_document_id(template)
+
+
+def test_template_document_id_names_a_missing_key_attribute():
+    with pytest.raises(ValueError, match="UserId"):
+        osink.template_document_id("{WorkplaceId}#{UserId}")({"WorkplaceId": "w"})
+
+
 @pytest.mark.parametrize(
     ("item", "disposition"),
     [

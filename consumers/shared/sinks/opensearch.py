@@ -25,6 +25,7 @@ array, ``bytes`` -> base64 text. Document ids come from ``config.document_id(key
 from __future__ import annotations
 
 import base64
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -46,6 +47,7 @@ __all__ = [
     "classify_transport_error",
     "default_document_id",
     "serialise_document",
+    "template_document_id",
 ]
 
 INDEX_VERSION_TYPE = "external"
@@ -71,6 +73,32 @@ def default_document_id(key: Mapping[str, Any]) -> str:
     if len(key) == 1:
         return _id_part(next(iter(key.values())))
     return orjson.dumps([[name, _id_part(key[name])] for name in sorted(key)]).decode()
+
+
+def template_document_id(template: str) -> Callable[[Mapping[str, Any]], str]:
+    """Document ids from a template over the key, e.g. ``"{WorkplaceId}#{UserId}"``.
+
+    Each value is rendered as by `default_document_id`, then ``%`` and every character of the
+    template's own text are percent-encoded in it, so ids stay distinct: ``("a#b", "c")`` and
+    ``("a", "b#c")`` give ``a%23b#c`` and ``a#b%23c``. Values without those characters appear
+    unchanged (ids written by a plain ``format`` of the template stay valid).
+    """
+    parsed = list(string.Formatter().parse(template))
+    fields = [name for _, name, _, _ in parsed if name is not None]
+    if not fields or any(not name or spec or conversion or "." in name or "[" in name
+                         for _, name, spec, conversion in parsed if name is not None):
+        raise ValueError(f"document id template {template!r}: expected plain {{Attribute}} fields, e.g. "
+                         "'{WorkplaceId}#{UserId}'")
+    literal = "".join(text for text, *_ in parsed)
+    escaped = {ord(c): "".join(f"%{byte:02X}" for byte in c.encode()) for c in {"%", *literal}}
+
+    def document_id(key: Mapping[str, Any]) -> str:
+        try:
+            return template.format_map({name: _id_part(key[name]).translate(escaped) for name in fields})
+        except KeyError as exc:
+            raise ValueError(f"document id template {template!r}: the key has no attribute {exc}") from None
+
+    return document_id
 
 
 def _json_default(value: Any) -> Any:
