@@ -34,6 +34,8 @@ __all__ = ["KclRecordProcessor", "main"]
 
 log = logging.getLogger("cdc.worker")
 _CHECKPOINT_ATTEMPTS = 10
+#: checkpoint errors worth another attempt: throttled, or the lease table unreachable for a moment
+_TRANSIENT_CHECKPOINT_ERRORS = ("ThrottlingException", "KinesisClientLibDependencyException")
 EXIT_DEAD_LETTER_UNAVAILABLE = 3
 EXIT_UNEXPECTED = 4
 EXIT_SINK_UNUSABLE = 5
@@ -107,7 +109,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
                 if exc.value == "ShutdownException":  # lease lost meanwhile: the next owner repeats
                     self._log("checkpoint_skipped", reason=exc.value)
                     return
-                if exc.value == "ThrottlingException" and attempt < _CHECKPOINT_ATTEMPTS:
+                if exc.value in _TRANSIENT_CHECKPOINT_ERRORS and attempt < _CHECKPOINT_ATTEMPTS:
                     time.sleep(min(0.1 * 2 ** attempt, 5.0))
                     continue
                 self._log("checkpoint_failed", reason=exc.value, sequence_number=sequence_number)

@@ -254,11 +254,19 @@ def test_no_checkpoint_after_a_lost_lease():
     assert output[-1] == {"action": "status", "responseFor": "leaseLost"}
 
 
-def test_a_throttled_checkpoint_is_retried():
+@pytest.mark.parametrize("error", ["ThrottlingException", "KinesisClientLibDependencyException"])
+def test_a_throttled_or_unreachable_checkpoint_is_retried(error):
     output = Daemon(InMemorySink(), ListDeadLetters()).send(
         {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 80)]},
-        checkpoint_answers=["ThrottlingException", None]).run()
+        checkpoint_answers=[error, None]).run()
     assert checkpoints(output) == ["80", "80"]
+
+
+def test_a_refused_checkpoint_is_not_retried():
+    output = Daemon(InMemorySink(), ListDeadLetters()).send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 80)]},
+        checkpoint_answers=["InvalidStateException"]).run()
+    assert checkpoints(output) == ["80"]
 
 
 @pytest.mark.parametrize("app", ["workplace_user_v2", "workplace_user_search", "app_user_management"])
