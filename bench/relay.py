@@ -73,7 +73,7 @@ def _run(stack, pipeline, users, n: int) -> int:
     relay = Relay(users, pipeline, stack, stop)
     captured: list[tuple[bytes, str]] = []
     put_all = relay._put_all
-    relay._put_all = lambda entries: (captured.extend(entries), put_all(entries))  # keep payloads for the baseline
+    relay._put_all = lambda entries: (captured.extend(entries), put_all(entries))[1]  # keep payloads for the baseline
     thread = threading.Thread(target=relay.run, daemon=True)
     started = time.perf_counter()
     thread.start()

@@ -83,9 +83,15 @@ class StackConfig:
             health_timeout_s=float(env.get("CDC_HEALTH_TIMEOUT", "90")),
             opensearch_heap=env.get("CDC_OPENSEARCH_HEAP", "512m"),
             # kinesis-mock rewrites all its data at every interval (CPU grows with retained
-            # records); it also writes on SIGTERM. A SIGKILL loses at most this window.
+            # records); it also writes on SIGTERM. A SIGKILL loses what it acknowledged since
+            # its last save; the relay saves its position only past records saved there.
             kinesis_persist_interval=env.get("CDC_KINESIS_PERSIST_INTERVAL", "10s"),
         )
+
+    @property
+    def kinesis_snapshot(self) -> Path:
+        """The file kinesis-mock saves all its data to (PERSIST_PATH/kinesis-data.json)."""
+        return self.data_dir / "kinesis" / "kinesis-data.json"
 
     # ---------------------------------------------------------------- endpoints per service
     @property

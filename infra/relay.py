@@ -9,10 +9,22 @@ Guarantees:
   * per item order: the partition key is derived from the item's key, so all changes of one
     item land on one Kinesis shard; a PutRecords call never holds two changes of one item, and
     a failed record is retried before the item's next change is sent;
-  * durability: after a batch is fully written, the position (last DynamoDB Streams sequence
-    number per stream shard) is saved atomically under the state folder; a crash repeats at
-    most the batch in flight (duplicates carry the same eventID);
-  * lineage: a stream shard is read only after its parent shard was read to its end.
+  * durability: the position (last DynamoDB Streams sequence number per stream shard) is saved
+    atomically under the state folder, but only past records kinesis-mock has saved too:
+    kinesis-mock keeps records in memory and writes a snapshot of them every
+    CDC_KINESIS_PERSIST_INTERVAL, so a SIGKILL loses what it acknowledged since. A written batch
+    is held until kinesis-mock saved it (see `infra.snapshots`); its last record is
+    then read back, and only if it is still there does the saved position move past it. A
+    missing record means Kinesis lost acknowledged records (it restarted from an older
+    snapshot): the relay goes back to its saved position and writes them again. A restart of
+    the relay repeats the held batches; repeats carry the same eventID, and the consumers'
+    version checks make them harmless;
+  * supervision: any failure (an endpoint down, a lost record) restarts that table's relay
+    from its saved position after a back-off; the heartbeat file, which `make status` reads,
+    is only touched while every table's loop completes;
+  * lineage: a stream shard is read only after its parent shard was read to its end;
+  * loss is loud: when DynamoDB Streams trimmed changes before they were relayed, the gap is
+    recorded in the position file and `make status` reports it until the file is reset.
 
 ``ApproximateCreationDateTime`` is stamped by the relay when it reads the change (DynamoDB
 Local truncates its own to the minute), at the precision the pipeline file asks for.
@@ -23,6 +35,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import logging
 import os
 import signal
@@ -30,6 +43,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +52,11 @@ from botocore.exceptions import ClientError
 
 from infra.clients import aws_client, error_code
 from infra.config import StackConfig, StackError
+from infra.snapshots import SnapshotWatch
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 
-__all__ = ["Relay", "RelayPosition", "to_kinesis_record", "partition_key"]
+__all__ = ["HeldBatches", "KinesisLostRecords", "Relay", "RelayPosition", "Written", "partition_key",
+           "to_kinesis_record"]
 
 log = logging.getLogger("cdc.relay")
 
@@ -49,6 +65,8 @@ _MAX_PUT_RECORDS = 500
 _MAX_PUT_BYTES = 4_500_000  # PutRecords limit is 5 MiB including partition keys
 _POLL_IDLE_S = 0.05
 _SHARD_REFRESH_S = 5.0
+_RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+_HEALTHY_LOOP_AGE_S = 10.0
 
 
 # ------------------------------------------------------------------------- record format
@@ -119,11 +137,12 @@ def to_kinesis_record(
 # --------------------------------------------------------------------------- positions
 @dataclass(slots=True)
 class RelayPosition:
-    """Where the relay is in one table's DynamoDB Stream; saved after every written batch."""
+    """Where the relay is in one table's DynamoDB Stream, and the gaps it knows of."""
 
     path: Path
     stream_arn: str | None = None
     shards: dict[str, dict] = field(default_factory=dict)  # shard id -> {"seq": str|None, "done": bool}
+    gaps: list[dict] = field(default_factory=list)  # changes trimmed before they were relayed
 
     @classmethod
     def load(cls, path: Path) -> "RelayPosition":
@@ -133,12 +152,13 @@ class RelayPosition:
             return cls(path)
         except orjson.JSONDecodeError as exc:
             raise StackError(f"relay position file {path} is corrupt ({exc}); move it away to start over") from exc
-        return cls(path, raw.get("stream_arn"), raw.get("shards", {}))
+        return cls(path, raw.get("stream_arn"), raw.get("shards", {}), raw.get("gaps", []))
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps({"stream_arn": self.stream_arn, "shards": self.shards}, option=orjson.OPT_INDENT_2))
+            fh.write(orjson.dumps({"stream_arn": self.stream_arn, "shards": self.shards, "gaps": self.gaps},
+                                  option=orjson.OPT_INDENT_2))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
@@ -147,9 +167,57 @@ class RelayPosition:
         self.stream_arn, self.shards = stream_arn, {}
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """One batch of one stream shard written to Kinesis: where that shard now stands, and the
+    batch's last record as Kinesis acknowledged it (None when the page was empty)."""
+
+    acked_ns: int  # time.time_ns() of the acknowledgement, compared with the snapshot's mtime
+    shard_id: str
+    seq: str | None
+    done: bool
+    last: tuple[str, str, bytes] | None  # (Kinesis shard id, sequence number, data)
+
+
+class HeldBatches:
+    """Written batches whose position is not saved yet, oldest first.
+
+    A batch is due once Kinesis saved it (`SnapshotWatch.saved_before`). Kinesis loses a suffix
+    in time (what it acknowledged since its last snapshot), so reading back the newest due
+    record proves every due batch.
+    """
+
+    def __init__(self) -> None:
+        self._held: deque[Written] = deque()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, written: Written) -> None:
+        self._held.append(written)
+
+    def due(self, saved_before: int | None) -> tuple[list[Written], tuple[str, str, bytes] | None]:
+        """The batches acknowledged before `saved_before`, oldest first, and the record to read
+        back (None: nothing to check)."""
+        if saved_before is None:
+            return [], None
+        due = list(itertools.takewhile(lambda written: written.acked_ns < saved_before, self._held))
+        probe = next((w.last for w in reversed(due) if w.last is not None), None)
+        return due, probe
+
+    def release(self, count: int) -> None:
+        for _ in range(count):
+            self._held.popleft()
+
+
+class KinesisLostRecords(StackError):
+    """A record Kinesis acknowledged is gone (kinesis-mock restarted before saving it)."""
+
+
 # ------------------------------------------------------------------------------- relay
 class Relay:
-    """Relays one source table. `run()` loops until `stop` is set."""
+    """Relays one source table from its saved position. `run()` loops until `stop` is set and
+    raises on any failure; `main` then builds a new one, which starts from the saved position."""
 
     def __init__(self, table: TableSpec, pipeline: PipelineConfig, stack: StackConfig, stop: threading.Event):
         self.table = table
@@ -160,10 +228,15 @@ class Relay:
         self.streams = aws_client("dynamodbstreams", stack, pipeline.region)
         self.kinesis = aws_client("kinesis", stack, pipeline.region)
         stack.relay_dir.mkdir(parents=True, exist_ok=True)
-        self.position = RelayPosition.load(stack.relay_dir / f"{table.name}.json")
+        self.saved = RelayPosition.load(stack.relay_dir / f"{table.name}.json")
+        # where reading stands; ahead of `saved` by the held batches
+        self.shards: dict[str, dict] = {sid: dict(state) for sid, state in self.saved.shards.items()}
+        self.kinesis_saves = SnapshotWatch(stack.kinesis_snapshot)
+        self.held = HeldBatches()
         self.iterators: dict[str, str] = {}
         self.relayed = 0
         self.last_stamp_ns = 0
+        self.loop_at = 0.0  # time.monotonic() of the last completed loop
 
     # -- shards and lineage
     def _stream_arn(self) -> str:
@@ -172,7 +245,7 @@ class Relay:
             raise StackError(f"table {self.table.name} has no DynamoDB Stream: run `make provision`")
         return arn
 
-    def _shards(self, arn: str) -> list[dict]:
+    def _list_shards(self, arn: str) -> list[dict]:
         shards, start = [], None
         while True:
             kwargs = {"StreamArn": arn, **({"ExclusiveStartShardId": start} if start else {})}
@@ -185,7 +258,7 @@ class Relay:
     def _readable(self, shards: list[dict]) -> list[str]:
         """Shards not finished whose parent is finished or gone (trimmed), oldest first."""
         known = {s["ShardId"] for s in shards}
-        state = self.position.shards
+        state = self.shards
         ready = []
         for shard in shards:
             sid, parent = shard["ShardId"], shard.get("ParentShardId")
@@ -197,7 +270,7 @@ class Relay:
         return ready
 
     def _iterator(self, arn: str, shard_id: str) -> str:
-        seq = self.position.shards.get(shard_id, {}).get("seq")
+        seq = self.shards.get(shard_id, {}).get("seq")
         kwargs = {"StreamArn": arn, "ShardId": shard_id}
         if seq:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=seq)
@@ -208,28 +281,31 @@ class Relay:
     # -- the loop
     def run(self) -> None:
         arn = self._stream_arn()
-        if self.position.stream_arn != arn:
-            if self.position.stream_arn:
+        if self.saved.stream_arn != arn:
+            if self.saved.stream_arn:
                 log.warning("table %s has a new stream %s (was %s): starting it from TRIM_HORIZON",
-                            self.table.name, arn, self.position.stream_arn)
-            self.position.reset(arn)
-            self.position.save()
+                            self.table.name, arn, self.saved.stream_arn)
+            self.saved.reset(arn)
+            self.saved.save()
+            self.shards = {}
         readable: list[str] = []
         refreshed = 0.0
         while not self.stop.is_set():
             if time.monotonic() - refreshed > _SHARD_REFRESH_S or not readable:
-                readable = self._readable(self._shards(arn))
+                readable = self._readable(self._list_shards(arn))
                 refreshed = time.monotonic()
             moved = 0
             for shard_id in list(readable):
                 moved += self._pump(arn, shard_id)
-                if self.position.shards.get(shard_id, {}).get("done"):
-                    readable = self._readable(self._shards(arn))
+                if self.shards.get(shard_id, {}).get("done"):
+                    readable = self._readable(self._list_shards(arn))
+            self._save_due()
+            self.loop_at = time.monotonic()
             if not moved:
                 self.stop.wait(_POLL_IDLE_S)
 
     def _pump(self, arn: str, shard_id: str) -> int:
-        """Read one batch from a shard, write it to Kinesis, save the position."""
+        """Read one page from a shard and write it to Kinesis; the batch is then held."""
         if shard_id not in self.iterators:
             self.iterators[shard_id] = self._iterator(arn, shard_id)
         try:
@@ -239,24 +315,13 @@ class Relay:
                 del self.iterators[shard_id]
                 return 0
             if error_code(exc) == "TrimmedDataAccessException":
-                # After a saved position this means changes were trimmed before we relayed them.
-                # From TRIM_HORIZON (no position yet) DynamoDB Local sometimes answers it for a
-                # brand-new shard: a new iterator works.
-                seq = self.position.shards.get(shard_id, {}).get("seq")
-                if seq:
-                    log.error("table %s shard %s: changes after %s were trimmed before they were relayed: "
-                              "LOST; resuming at TRIM_HORIZON", self.table.name, shard_id, seq)
-                    self.position.shards[shard_id] = {"seq": None, "done": False}
-                else:
-                    log.warning("table %s shard %s: TrimmedDataAccessException at TRIM_HORIZON; retrying",
-                                self.table.name, shard_id)
+                self._trimmed(shard_id)
                 del self.iterators[shard_id]
                 return 0
             raise
         records = page.get("Records", [])
-        if records:
-            self._put(arn, records)
-        state = self.position.shards.setdefault(shard_id, {"seq": None, "done": False})
+        last = self._put(arn, records) if records else None
+        state = self.shards.setdefault(shard_id, {"seq": None, "done": False})
         if records:
             state["seq"] = records[-1]["dynamodb"]["SequenceNumber"]
         next_iterator = page.get("NextShardIterator")
@@ -266,10 +331,55 @@ class Relay:
             state["done"] = True
             self.iterators.pop(shard_id, None)
         if records or not next_iterator:
-            self.position.save()
+            self.held.add(Written(time.time_ns(), shard_id, state["seq"], state["done"], last))
         return len(records)
 
-    def _put(self, arn: str, changes: list[dict]) -> None:
+    def _trimmed(self, shard_id: str) -> None:
+        """TrimmedDataAccessException. After a position this means changes were trimmed before
+        they were relayed: recorded as a gap (reported by `make status`), then reading goes on
+        from TRIM_HORIZON. Without a position DynamoDB Local sometimes answers it for a
+        brand-new shard, where a new iterator works."""
+        seq = self.shards.get(shard_id, {}).get("seq")
+        if not seq:
+            log.warning("table %s shard %s: TrimmedDataAccessException at TRIM_HORIZON; retrying",
+                        self.table.name, shard_id)
+            return
+        log.error("table %s shard %s: changes after %s were trimmed before they were relayed: LOST; "
+                  "resuming at TRIM_HORIZON", self.table.name, shard_id, seq)
+        self.shards[shard_id] = {"seq": None, "done": False}
+        self.saved.gaps.append({"shard": shard_id, "after": seq,
+                                "detected": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self.saved.save()
+
+    def _save_due(self) -> None:
+        """Save the position of the batches kinesis-mock saved too, once their newest record reads back."""
+        due, probe = self.held.due(self.kinesis_saves.saved_before())
+        if not due:
+            return
+        if probe is not None and not self._still_in_kinesis(*probe):
+            raise KinesisLostRecords(
+                f"table {self.table.name}: Kinesis no longer has a record it acknowledged "
+                f"({probe[0]} {probe[1]}); the emulator lost records (restarted before saving them?)")
+        for written in due:
+            self.saved.shards[written.shard_id] = {"seq": written.seq, "done": written.done}
+        self.saved.save()
+        self.held.release(len(due))
+
+    def _still_in_kinesis(self, kinesis_shard: str, sequence_number: str, data: bytes) -> bool:
+        try:
+            iterator = self.kinesis.get_shard_iterator(
+                StreamName=self.stream_name, ShardId=kinesis_shard,
+                ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=sequence_number,
+            )["ShardIterator"]
+            found = self.kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
+        except ClientError as exc:
+            if error_code(exc) in ("InvalidArgumentException", "ResourceNotFoundException"):
+                return False
+            raise
+        return bool(found) and found[0]["SequenceNumber"] == sequence_number and found[0]["Data"] == data
+
+    def _put(self, arn: str, changes: list[dict]) -> tuple[str, str, bytes]:
+        """Write one page in order; returns its last record as Kinesis acknowledged it."""
         precision = self.pipeline.creation_time_precision
         stamps = creation_stamps(len(changes), now_ns=time.time_ns(), after_ns=self.last_stamp_ns, precision=precision)
         self.last_stamp_ns = stamps[-1]
@@ -281,23 +391,27 @@ class Relay:
             for c, stamp in zip(changes, stamps)
         ]
         for request in _rounds(encoded):
-            self._put_all(request)
+            acked = self._put_all(request)
         self.relayed += len(changes)
+        return acked
 
-    def _put_all(self, entries: list[tuple[bytes, str]]) -> None:
-        """PutRecords with retries of the failed entries only (one entry per item per call)."""
+    def _put_all(self, entries: list[tuple[bytes, str]]) -> tuple[str, str, bytes]:
+        """PutRecords with retries of the failed entries only (one entry per item per call).
+        Returns the record acknowledged last: (shard id, sequence number, data)."""
         delay = 0.05
         pending = entries
-        while pending:
+        while True:
             response = self.kinesis.put_records(
                 StreamName=self.stream_name,
                 Records=[{"Data": data, "PartitionKey": key} for data, key in pending],
             )
+            results = response["Records"]
             if not response.get("FailedRecordCount"):
-                return
-            failed = [entry for entry, result in zip(pending, response["Records"]) if "ErrorCode" in result]
+                # the newest acknowledgement: this call holds what failed before, nothing else
+                return results[-1]["ShardId"], results[-1]["SequenceNumber"], pending[-1][0]
+            failed = [entry for entry, result in zip(pending, results) if "ErrorCode" in result]
             log.warning("table %s: %d of %d records not accepted (%s); retrying in %.2fs", self.table.name,
-                        len(failed), len(pending), response["Records"][0].get("ErrorCode"), delay)
+                        len(failed), len(pending), next(r["ErrorCode"] for r in results if "ErrorCode" in r), delay)
             pending = failed
             if self.stop.wait(delay):
                 raise StackError("relay stopping with a batch not fully written; it will be repeated")
@@ -341,34 +455,48 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    failures: list[BaseException] = []
-    relays = [Relay(table, pipeline, stack, stop) for table in pipeline.source_tables]
-
-    def guarded(relay: Relay) -> None:
-        try:
-            relay.run()
-        except BaseException as exc:  # noqa: BLE001 - one table failing stops the process loudly
-            if not stop.is_set():
-                log.exception("relay of table %s failed", relay.table.name)
-                failures.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=guarded, args=(r,), name=r.table.name, daemon=True) for r in relays]
+    current: dict[str, Relay] = {}
+    threads = [threading.Thread(target=supervise, args=(table, pipeline, stack, stop, current),
+                                name=table.name, daemon=True) for table in pipeline.source_tables]
     for thread in threads:
         thread.start()
     heartbeat = stack.relay_dir / "heartbeat"
-    log.info("relaying %s", ", ".join(f"{r.table.name} -> {r.stream_name}" for r in relays))
+    log.info("relaying %s", ", ".join(f"{t.name} -> {t.change_stream}" for t in pipeline.source_tables))
     last_report = time.monotonic()
-    heartbeat.touch()
     while not stop.wait(1.0):
-        heartbeat.touch()
+        relays = [current.get(t.name) for t in pipeline.source_tables]
+        if all(r is not None and time.monotonic() - r.loop_at < _HEALTHY_LOOP_AGE_S for r in relays):
+            heartbeat.touch()
         if time.monotonic() - last_report >= 30:
-            log.info("relayed so far: %s", ", ".join(f"{r.table.name}={r.relayed}" for r in relays))
+            log.info("relayed so far: %s", ", ".join(f"{r.table.name}={r.relayed} ({len(r.held)} held)"
+                                                    for r in relays if r is not None))
             last_report = time.monotonic()
     for thread in threads:
         thread.join(timeout=30)
     heartbeat.unlink(missing_ok=True)
-    return 1 if failures else 0
+    return 0
+
+
+def supervise(table: TableSpec, pipeline: PipelineConfig, stack: StackConfig, stop: threading.Event,
+              current: dict[str, Relay]) -> None:
+    """Run one table's relay until `stop`; after a failure start again from the saved position,
+    at once when Kinesis lost records, else after a back-off (reset once a loop completed)."""
+    failures = 0
+    while not stop.is_set():
+        relay = None
+        try:
+            current[table.name] = relay = Relay(table, pipeline, stack, stop)
+            relay.run()
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure is retried from the saved position
+            if stop.is_set():
+                return
+            failures = 1 if relay is not None and relay.loop_at else failures + 1
+            delay = 0 if isinstance(exc, KinesisLostRecords) else _RESTART_BACKOFF_S[
+                min(failures, len(_RESTART_BACKOFF_S)) - 1]
+            log.error("relay of table %s failed: %s: %s; starting again from its saved position in %ss",
+                      table.name, type(exc).__name__, exc, delay)
+        stop.wait(delay)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from infra.config import REPO_ROOT, StackConfig, StackError, Target
 from infra.preflight import check_port_free, check_tools
 from infra.processes import ManagedProcess
 from infra.provision import describe_resources, provision
+from infra.relay import RelayPosition
 from producer_config import PipelineConfig, load_pipeline
 
 __all__ = ["Component", "clean", "components", "down", "status", "up", "wait_healthy", "worker", "workers"]
@@ -85,7 +86,7 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     )
 
     kinesis_pkg = NODE_MODULES / "kinesis-local"
-    kinesis_data = data / "kinesis"
+    kinesis_data = stack.kinesis_snapshot.parent
     kinesis = Component(
         process=managed(
             "kinesis",
@@ -272,11 +273,13 @@ def down(stack: StackConfig | None = None) -> None:
     stack = stack or StackConfig.from_env()
     pipeline = load_pipeline()
     consumers = workers(stack, pipeline)
+    everything = (*consumers, *reversed(components(stack, pipeline)))
+    running = {component.title for component in everything if component.process.pid() is not None}
     for component in consumers:  # in parallel: each one's graceful shutdown checkpoints
         component.process.signal_stop()
-    for component in (*consumers, *reversed(components(stack, pipeline))):
-        stopped = component.process.stop(timeout_s=45)
-        _say(f"  {'stopped' if stopped else 'not running':<12} {component.title}")
+    for component in everything:
+        component.process.stop(timeout_s=45)
+        _say(f"  {'stopped' if component.title in running else 'not running':<12} {component.title}")
 
 
 def clean(stack: StackConfig | None = None) -> None:
@@ -299,6 +302,11 @@ def status(stack: StackConfig | None = None) -> bool:
         all_up &= state == "up"
         print(f"  {state:<8} {component.title:<44} {component.endpoint:<28} pid={pid or '-':<8} "
               f"log={component.process.log_file}")
+    for table in pipeline.source_tables if stack.target is Target.LOCAL else ():
+        for gap in RelayPosition.load(stack.relay_dir / f"{table.name}.json").gaps:
+            print(f"  DATA LOST  relay, table {table.name}, stream shard {gap['shard']}: changes after "
+                  f"{gap['after']} were trimmed before they were relayed (detected {gap['detected']}); "
+                  "run `make verify`")
     if all_up:
         for line in describe_resources(pipeline, stack):
             print(line)

@@ -64,6 +64,9 @@ def render_properties(app: AppConfig, pipeline: PipelineConfig, stack: StackConf
         "shutdownGraceMillis": _GRACE_S * 1000,
         "cleanupLeasesUponShardCompletion": "true",
         "validateSequenceNumberBeforeCheckpointing": "true",
+        # empty polls reach the processor too: a checkpoint held until Kinesis saved the
+        # records (local stack, consumers.runtime.worker) is written on an idle stream
+        "callProcessRecordsEvenForEmptyRecordList": "true",
         "metricsLevel": "NONE",
     }
     if app.starting_timestamp is not None:
@@ -78,7 +81,7 @@ def render_properties(app: AppConfig, pipeline: PipelineConfig, stack: StackConf
 
 
 def _daemon_env(stack: StackConfig, pipeline: PipelineConfig) -> dict[str, str]:
-    env = dict(os.environ, AWS_REGION=pipeline.region)
+    env = dict(os.environ, AWS_REGION=pipeline.region, CDC_STATE_DIR=str(stack.state_dir))
     if stack.target is not Target.AWS:
         env.update(AWS_ACCESS_KEY_ID=LOCAL_CREDENTIALS["aws_access_key_id"],
                    AWS_SECRET_ACCESS_KEY=LOCAL_CREDENTIALS["aws_secret_access_key"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from consumers.runtime.batch import BatchProcessor
@@ -11,10 +12,12 @@ from consumers.shared.sinks import Sink
 from consumers.shared.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
 from consumers.shared.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, template_document_id
 from infra.clients import aws_client, opensearch_client
-from infra.config import StackConfig
+from infra.config import StackConfig, Target
+from infra.snapshots import SnapshotWatch
+from infra.streams import list_shards
 from producer_config import PipelineConfig, load_pipeline
 
-__all__ = ["build_batch_processor", "build_sink", "stats_dir"]
+__all__ = ["build_batch_processor", "build_sink", "kinesis_saved_before", "shard_closed", "stats_dir"]
 
 
 def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> Sink:
@@ -49,3 +52,24 @@ def build_batch_processor(package: str, stack: StackConfig | None = None) -> tup
 
 def stats_dir(app: AppConfig, stack: StackConfig | None = None):
     return (stack or StackConfig.from_env()).state_dir / "apps" / app.package / "stats"
+
+
+def kinesis_saved_before(stack: StackConfig | None = None) -> Callable[[], float | None]:
+    """When records are durable in Kinesis, for the worker's checkpoints: the local stack's
+    kinesis-mock saves them periodically (`infra.snapshots`); Kinesis itself on acknowledging."""
+    stack = stack or StackConfig.from_env()
+    if stack.target is Target.LOCAL:
+        return SnapshotWatch(stack.kinesis_snapshot).saved_before
+    return lambda: math.inf
+
+
+def shard_closed(app: AppConfig, stack: StackConfig | None = None) -> Callable[[str], bool]:
+    """Whether the app's stream reports a shard closed (an ending sequence number) or gone."""
+    stack = stack or StackConfig.from_env()
+    kinesis = aws_client("kinesis", stack, load_pipeline().region)
+
+    def closed(shard_id: str) -> bool:
+        shard = next((s for s in list_shards(kinesis, app.stream_name) if s["ShardId"] == shard_id), None)
+        return shard is None or "EndingSequenceNumber" in shard["SequenceNumberRange"]
+
+    return closed

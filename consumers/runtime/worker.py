@@ -5,9 +5,14 @@
 stdout is the daemon's protocol channel: nothing here prints; logs are JSON lines on stderr.
 Checkpoints: after every batch at its last record (process_records returns only when all of
 it was applied or dead-lettered), at shard end (required to start the children), on a
-requested shutdown; never after a lost lease. When a poison record cannot be dead-lettered,
-the sink is unusable (missing table or index, access denied), or anything unexpected escapes
-the batch, the process exits without checkpointing: the daemon stops, its supervisor restarts
+requested shutdown; never after a lost lease. On the local stack a checkpoint also waits until
+kinesis-mock has saved the record (`infra.snapshots`): a checkpoint at a record kinesis-mock
+then forgets (SIGKILL) makes its GetShardIterator answer ResourceNotFound, which the KCL takes
+for the end of the shard, and the app would stop reading it for good. The daemon is asked to
+call process_records on empty polls too, so a held checkpoint is written on an idle stream. When a poison record cannot be dead-lettered,
+the sink is unusable (missing table or index, access denied), anything unexpected escapes
+the batch, or the KCL reports the end of a shard the stream still reports open, the process
+exits without checkpointing: the daemon stops, its supervisor restarts
 it (with back-off), and the shard resumes from the last checkpoint.
 """
 
@@ -16,9 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +46,7 @@ _TRANSIENT_CHECKPOINT_ERRORS = ("ThrottlingException", "KinesisClientLibDependen
 EXIT_DEAD_LETTER_UNAVAILABLE = 3
 EXIT_UNEXPECTED = 4
 EXIT_SINK_UNUSABLE = 5
+EXIT_SHARD_STILL_OPEN = 6
 #: exit status by the kind of error that escaped a batch (first match); anything else: EXIT_UNEXPECTED
 _EXIT_STATUS = ((DeadLetterUnavailable, EXIT_DEAD_LETTER_UNAVAILABLE), (SinkError, EXIT_SINK_UNUSABLE))
 
@@ -47,11 +55,20 @@ class KclRecordProcessor(processor.RecordProcessorBase):
     """Adapts the KCL callbacks to a `BatchProcessor` built for the shard at initialize."""
 
     def __init__(self, app_name: str, build: Callable[[str], BatchProcessor], stats_dir: Path | None = None,
-                 exit: Callable[[int], None] = os._exit) -> None:
+                 exit: Callable[[int], None] = os._exit,
+                 saved_before: Callable[[], float | None] = lambda: math.inf,
+                 shard_closed: Callable[[str], bool] = lambda shard_id: True) -> None:
+        """``saved_before()``: every record that arrived before this time (ns since the epoch)
+        is stored durably; None while unknown. The default (always) fits Kinesis itself.
+        ``shard_closed(shard_id)``: whether the stream reports the shard closed (or gone)."""
         self.app_name = app_name
         self._build = build
         self._stats_dir = stats_dir
         self._exit = exit
+        self._saved_before = saved_before
+        self._shard_closed = shard_closed
+        # processed, not yet checkpointed: (sequence number, sub-sequence, arrived before, ns)
+        self._unsaved: deque[tuple[str, int | None, int]] = deque()
         self.shard_id = "?"
         self.core: BatchProcessor | None = None
         self.total = BatchStats()
@@ -69,8 +86,11 @@ class KclRecordProcessor(processor.RecordProcessorBase):
                         utc_from_millis(r.timestamp_millis))
             for r in process_records_input.records
         ]
-        if not records:
-            return
+        if records:
+            self._process(records, process_records_input.millis_behind_latest)
+        self._checkpoint_saved(process_records_input.checkpointer)
+
+    def _process(self, records: list[InputRecord], behind_ms: int) -> None:
         started = time.perf_counter()
         try:
             stats = self.core.process(records)
@@ -80,26 +100,45 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             self._log("fatal", error=f"{type(exc).__name__}: {exc}")
             self._exit(next((status for kind, status in _EXIT_STATUS if isinstance(exc, kind)), EXIT_UNEXPECTED))
             raise
-        self.last = (records[-1].sequence_number, records[-1].sub_sequence_number)
+        last = records[-1]
+        self.last = (last.sequence_number, last.sub_sequence_number)
+        # arrival times have millisecond precision: the record arrived before the next millisecond
+        arrived = last.arrival_time
+        self._unsaved.append((*self.last, (round(arrived.timestamp() * 1000) + 1) * 1_000_000 if arrived
+                              else time.time_ns()))
         self.total += stats
-        self._checkpoint(process_records_input.checkpointer, *self.last)
-        self._log("batch", ms=round((time.perf_counter() - started) * 1000, 1),
-                  behind_ms=process_records_input.millis_behind_latest, **_fields(stats))
+        self._log("batch", ms=round((time.perf_counter() - started) * 1000, 1), behind_ms=behind_ms, **_fields(stats))
         self._save_stats()
 
     def lease_lost(self, lease_lost_input) -> None:
         self._log("lease_lost")  # another worker owns the shard now: no checkpoint
 
     def shard_ended(self, shard_ended_input) -> None:
+        if not self._shard_closed(self.shard_id):
+            # The KCL takes a ResourceNotFound for its read position as the end of the shard;
+            # kinesis-mock answers that for records it forgot (killed before saving them). A
+            # SHARD_END checkpoint would stop the app reading this open shard for good: stop
+            # instead, and the restarted daemon resumes from the last (saved) checkpoint.
+            self._log("fatal", error="the KCL reported the end of a shard the stream reports open")
+            self._exit(EXIT_SHARD_STILL_OPEN)
+            return
         self._checkpoint(shard_ended_input.checkpointer)
         self._log("shard_ended")
 
     def shutdown_requested(self, shutdown_requested_input) -> None:
-        if self.last is not None:
-            self._checkpoint(shutdown_requested_input.checkpointer, *self.last)
-        self._log("shutdown_requested")
+        self._checkpoint_saved(shutdown_requested_input.checkpointer)
+        self._log("shutdown_requested", unsaved=len(self._unsaved))
 
     # -- helpers
+    def _checkpoint_saved(self, checkpointer) -> None:
+        """Checkpoint the newest processed batch whose records are stored durably, if any."""
+        saved_before = self._saved_before() if self._unsaved else None
+        target = None
+        while self._unsaved and saved_before is not None and self._unsaved[0][2] <= saved_before:
+            target = self._unsaved.popleft()
+        if target is not None:
+            self._checkpoint(checkpointer, target[0], target[1])
+
     def _checkpoint(self, checkpointer, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None:
         for attempt in range(1, _CHECKPOINT_ATTEMPTS + 1):
             try:
@@ -134,7 +173,8 @@ def _fields(stats: BatchStats) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from consumers.runtime.wiring import build_batch_processor, stats_dir  # needs boto3 / opensearch-py
+    from consumers.runtime.wiring import (  # boto3, opensearch-py
+        build_batch_processor, kinesis_saved_before, shard_closed, stats_dir)
 
     parser = argparse.ArgumentParser(description="CDC record processor (run by the KCL MultiLangDaemon)")
     parser.add_argument("--app", required=True, help="package under consumers/, e.g. app_user_management")
@@ -143,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     build, app = build_batch_processor(args.app)
     directory = stats_dir(app)
     directory.mkdir(parents=True, exist_ok=True)
-    kcl.KCLProcess(KclRecordProcessor(app.name, build, directory)).run()
+    processor = KclRecordProcessor(app.name, build, directory, saved_before=kinesis_saved_before(),
+                                   shard_closed=shard_closed(app))
+    kcl.KCLProcess(processor).run()
     return 0
 
 

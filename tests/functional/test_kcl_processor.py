@@ -22,6 +22,7 @@ from consumers.runtime.config import load_app
 from consumers.runtime.deadletter import DeadLetterUnavailable
 from consumers.runtime.worker import (
     EXIT_DEAD_LETTER_UNAVAILABLE,
+    EXIT_SHARD_STILL_OPEN,
     EXIT_SINK_UNUSABLE,
     EXIT_UNEXPECTED,
     KclRecordProcessor,
@@ -92,12 +93,13 @@ class Daemon:
     ``retry`` overrides the app's retry policy; with ``clock`` (a one-element list, epoch
     seconds) the batch reads that time and every back-off sleep moves it 10 s on."""
 
-    def __init__(self, sink, dead_letters, app="app_user_management", retry=None, clock=None):
+    def __init__(self, sink, dead_letters, app="app_user_management", retry=None, clock=None, **processor_options):
         pipeline = load_pipeline()
         self.app = load_app(app, pipeline)
         if retry:
             self.app = replace(self.app, retry=replace(self.app.retry, **retry))
         self.clock = clock
+        self.processor_options = processor_options  # saved_before, shard_closed
         self.sink, self.dead_letters, self.exits = sink, dead_letters, []
         self.lines: list[dict] = [{"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
                                    "subSequenceNumber": 0}]
@@ -116,7 +118,7 @@ class Daemon:
             return BatchProcessor(self.app, shard_id, self.sink, self.dead_letters, self.app.load_transform(),
                                   self.app.compile_filter(), **timing)
 
-        processor = KclRecordProcessor(self.app.name, build, exit=self.exits.append)
+        processor = KclRecordProcessor(self.app.name, build, exit=self.exits.append, **self.processor_options)
         stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in self.lines))
         stdout, stderr = io.StringIO(), io.StringIO()
         kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=stderr).run()
@@ -236,12 +238,24 @@ def test_shard_end_checkpoints_at_the_end():
     assert output[-1] == {"action": "status", "responseFor": "shardEnded"}
 
 
-def test_requested_shutdown_checkpoints_the_last_applied_record():
-    daemon = Daemon(InMemorySink(), ListDeadLetters())
+def test_an_end_of_a_shard_the_stream_reports_open_stops_the_processor_without_checkpoint():
+    # kinesis-mock, restarted without records it had acknowledged, answers the KCL's read
+    # position with ResourceNotFound, and the KCL reports the end of the (open) shard
+    asked = []
+    daemon = Daemon(InMemorySink(), ListDeadLetters(), shard_closed=lambda shard_id: asked.append(shard_id) or False)
+    output = daemon.send({"action": "shardEnded"}).run()
+    assert asked == [SHARD]
+    assert checkpoints(output) == []
+    assert daemon.exits == [EXIT_SHARD_STILL_OPEN]
+
+
+def test_requested_shutdown_checkpoints_the_last_applied_record_once_saved():
+    answers = iter([None])  # not saved yet after the batch; saved by the shutdown
+    daemon = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: next(answers, (ARRIVAL_MS + 1) * 1_000_000))
     daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                 "records": [kinesis_record(change("u1", 1, "INSERT"), 60)]}, checkpoint_answers=[None])
+                 "records": [kinesis_record(change("u1", 1, "INSERT"), 60)]})
     daemon.send({"action": "shutdownRequested"}, checkpoint_answers=[None])
-    assert checkpoints(daemon.run()) == ["60", "60"]
+    assert checkpoints(daemon.run()) == ["60"]
 
 
 def test_no_checkpoint_after_a_lost_lease():
@@ -267,6 +281,41 @@ def test_a_refused_checkpoint_is_not_retried():
         {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 80)]},
         checkpoint_answers=["InvalidStateException"]).run()
     assert checkpoints(output) == ["80"]
+
+
+def test_a_checkpoint_waits_until_kinesis_saved_the_records_and_an_empty_poll_writes_it():
+    # GIVEN a stream that saves records now and then (the local stack's kinesis-mock): asked
+    # after each of the first three polls, it has saved nothing yet; from the fourth on, them all
+    answers = iter([None, None, None])
+    arrived = (ARRIVAL_MS + 1) * 1_000_000  # the records arrived before this (ns)
+    daemon = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: next(answers, arrived))
+
+    def batch(*seqs):
+        return {"action": "processRecords", "millisBehindLatest": 0,
+                "records": [kinesis_record(change("u1", n, "MODIFY"), n) for n in seqs]}
+
+    empty = {"action": "processRecords", "millisBehindLatest": 0, "records": []}
+    # WHEN two batches are processed, then polls come back empty
+    daemon.send(batch(1, 2)).send(batch(3)).send(empty)
+    daemon.send(empty, checkpoint_answers=[None]).send(empty)
+    output = daemon.run()
+    # THEN the only checkpoint is at the newest record, written on the first poll after the save
+    assert checkpoints(output) == ["3"]
+    assert [m["responseFor"] for m in output if m["action"] == "status"][-3:] == ["processRecords"] * 3
+
+
+def test_a_checkpoint_waits_only_for_records_not_yet_saved():
+    daemon = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: (ARRIVAL_MS + 1) * 1_000_000)
+    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
+                 "records": [kinesis_record(change("u1", 1, "INSERT"), 10)]}, checkpoint_answers=[None])
+    assert checkpoints(daemon.run()) == ["10"]
+    held = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: ARRIVAL_MS * 1_000_000)
+    held.send({"action": "processRecords", "millisBehindLatest": 0,
+               "records": [kinesis_record(change("u1", 1, "INSERT"), 10)]})
+    held.send({"action": "shutdownRequested"})
+    output = held.run()
+    assert checkpoints(output) == [], "arrived in the millisecond the save began: maybe not in it"
+    assert output[-1] == {"action": "status", "responseFor": "shutdownRequested"}
 
 
 @pytest.mark.parametrize("app", ["workplace_user_v2", "workplace_user_search", "app_user_management"])

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Callable
 
 import orjson
+from botocore.exceptions import ClientError
 
 from infra.streams import list_shards
 
@@ -40,7 +41,11 @@ class StreamFollower:
         got = 0
         for sid, iterator in list(self.iterators.items()):
             while iterator:
-                page = self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                try:
+                    page = self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                except ClientError:  # e.g. an iterator from before a restart of the emulator
+                    iterator = self._iterator_after_last_seen(sid)
+                    page = self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)
                 iterator = page.get("NextShardIterator")
                 for r in page["Records"]:
                     self.seen.append(Seen(sid, r["SequenceNumber"], r["PartitionKey"], orjson.loads(r["Data"])))
@@ -49,6 +54,12 @@ class StreamFollower:
                     break
             self.iterators[sid] = iterator
         return got
+
+    def _iterator_after_last_seen(self, sid: str) -> str:
+        last = next((s.sequence_number for s in reversed(self.seen) if s.shard_id == sid), None)
+        position = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": last} if last
+                    else {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": self.since})
+        return self.kinesis.get_shard_iterator(StreamName=self.stream, ShardId=sid, **position)["ShardIterator"]
 
     def collect(self, keep: Callable[[dict], bool], count: int, timeout_s: float) -> list[Seen]:
         """Poll until `count` distinct kept changes (by eventID) were seen, or the timeout;

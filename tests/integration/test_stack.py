@@ -18,11 +18,12 @@ import orjson
 import pytest
 
 from consumers.runtime.config import discover_apps
+from consumers.verify import verify
 from infra.clients import aws_client, aws_resource, opensearch_client
 from infra.config import REPO_ROOT
 from infra.preflight import free_port
 from infra.provision import provision
-from infra.stack import components, wait_healthy
+from infra.stack import components, wait_healthy, workers
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from tests.integration.streams import StreamFollower
 
@@ -147,6 +148,106 @@ def test_relay_killed_with_sigkill_mid_stream_loses_nothing(stack, pipeline, use
     assert len(unique) == len(changes)
     # at-least-once: a repeat is the batch in flight, re-sent with the same eventIDs
     _check_complete_and_ordered(unique.values(), _generated_versions(changes))
+
+
+def _relay_log_since(stack, pipeline, offset: int) -> str:
+    return components(stack, pipeline)[-1].process.log_file.read_text(errors="replace")[offset:]
+
+
+def _log_size(component) -> int:
+    return component.process.log_file.stat().st_size
+
+
+def test_kinesis_killed_before_saving_what_it_acknowledged_the_relay_writes_it_again(stack, pipeline, users_table,
+                                                                                     follower):
+    """kinesis-mock forgets on SIGKILL what it acknowledged since its last snapshot. The relay's
+    saved position stays behind until kinesis-mock saved the records; then it reads the newest
+    record back, and when it is gone writes everything since its saved position again. The
+    consumers' checkpoints wait for the save too."""
+    kinesis, relay = components(stack, pipeline)[1], components(stack, pipeline)[-1]
+    relay_log_at = _log_size(relay)
+    prefix = f"kk-{uuid.uuid4().hex[:8]}-"
+    changes = list(UserChangeGenerator(users=40, seed=6, prefix=prefix).changes(200))
+
+    def mine(change: dict) -> bool:
+        return _user_id(change).startswith(prefix)
+
+    # GIVEN kinesis-mock cannot save (its snapshot's temporary file name is taken by a folder)
+    blocker = stack.kinesis_snapshot.with_name(stack.kinesis_snapshot.name + ".tmp")
+    _block(blocker)
+    try:
+        # AND changes it acknowledged
+        apply_changes(users_table, iter(changes), total=len(changes), progress=False)
+        assert len({s.change["eventID"] for s in follower.collect(mine, count=len(changes), timeout_s=60)}) == len(changes)
+        # WHEN it is killed, and starts again from its last snapshot
+        assert kinesis.process.kill()
+    finally:
+        blocker.rmdir()
+    kinesis.process.start()
+    wait_healthy(kinesis, 60)
+    # AND the consumer workers crash too: they start again from their checkpoints, which must
+    # not be at records kinesis-mock forgot (the KCL would take them for the end of the shard)
+    for consumer in workers(stack, pipeline):
+        assert consumer.process.kill()
+        consumer.process.start()
+    survived = StreamFollower(follower.kinesis, follower.stream, follower.since).collect(mine, count=len(changes), timeout_s=0)
+    assert len(survived) < len(changes), "kinesis-mock lost acknowledged records (the premise)"
+
+    # THEN the relay notices and writes them again: the stream as it now stands has them all
+    seen = StreamFollower(follower.kinesis, follower.stream, follower.since).collect(mine, count=len(changes), timeout_s=180)
+    unique = {s.change["eventID"]: s for s in seen}
+    print(f"\n{len(survived)} of {len(changes)} survived the kill; {len(seen) - len(unique)} repeat(s) after")
+    assert len(unique) == len(changes)
+    _check_complete_and_ordered(unique.values(), _generated_versions(changes))
+    assert "KinesisLostRecords" in _relay_log_since(stack, pipeline, relay_log_at)
+    # AND every consumer app still reads its shards (none took the lost records for a shard
+    # end) and brings its sink level with the source
+    _wait_until_sinks_equal_users(stack, pipeline, timeout_s=300)
+
+
+def _wait_until_sinks_equal_users(stack, pipeline, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reports = verify(stack, pipeline)
+        if all(report.ok for report in reports):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail("sinks did not converge:\n" + "\n".join(map(str, reports)))
+        time.sleep(2)
+
+
+def _block(path: Path, timeout_s: float = 30) -> None:
+    """Create a folder at `path` (retrying while a save writes a file there)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            path.mkdir()
+            return
+        except FileExistsError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def test_dynamodb_local_killed_with_sigkill_the_relay_waits_and_goes_on(stack, pipeline, users_table, follower):
+    dynamodb, relay = components(stack, pipeline)[0], components(stack, pipeline)[-1]
+    relay_log_at = _log_size(relay)
+    prefix = f"kd-{uuid.uuid4().hex[:8]}-"
+    changes = list(UserChangeGenerator(users=40, seed=8, prefix=prefix).changes(300))
+    apply_changes(users_table, iter(changes[:150]), total=150, progress=False)
+    follower.collect(lambda c: _user_id(c).startswith(prefix), count=50, timeout_s=60)
+    assert dynamodb.process.kill()
+    time.sleep(3.0)  # the relay fails meanwhile and retries with back-off
+    dynamodb.process.start()
+    wait_healthy(dynamodb, 60)
+    apply_changes(users_table, iter(changes[150:]), total=150, progress=False)
+
+    seen = follower.collect(lambda c: _user_id(c).startswith(prefix), count=len(changes), timeout_s=240)
+    unique = {s.change["eventID"]: s for s in seen}
+    assert len(unique) == len(changes)
+    _check_complete_and_ordered(unique.values(), _generated_versions(changes))
+    assert "starting again from its saved position" in _relay_log_since(stack, pipeline, relay_log_at)
+    assert relay.healthy()
 
 
 def test_provisioning_twice_changes_nothing(stack, pipeline):

@@ -1,0 +1,40 @@
+"""When has kinesis-mock saved what it acknowledged? (local stack only)
+
+kinesis-mock keeps records in memory and saves a snapshot of all of them in a loop: take the
+snapshot, write it (atomically, infra/kinesis/preload.cjs), wait CDC_KINESIS_PERSIST_INTERVAL.
+A SIGKILL loses what it acknowledged since the last snapshot, and it starts again without it.
+Whoever must not move past a record before it is on disk (the relay's saved position, a
+consumer's checkpoint) asks `saved_before()`.
+
+Only the end of a write is visible (the file's mtime). A record acknowledged at A is in every
+snapshot taken after A; when two writes ended after A, the second snapshot was taken after the
+first write ended, hence after A. So `saved_before()` is the end of the second-to-last write
+seen: everything acknowledged before it is on disk.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+__all__ = ["SnapshotWatch"]
+
+
+class SnapshotWatch:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writes: deque[int] = deque(maxlen=2)  # the last two ends of writes seen (mtime, ns)
+
+    def seen(self, mtime_ns: int | None) -> None:
+        """Note the snapshot's mtime (None: no snapshot yet); older or repeated ones change nothing."""
+        if mtime_ns is not None and (not self._writes or mtime_ns > self._writes[-1]):
+            self._writes.append(mtime_ns)
+
+    def saved_before(self) -> int | None:
+        """Look at the file; every record acknowledged before the returned time (ns since the
+        epoch, as `time.time_ns()`) is on disk. None while no such time is known."""
+        try:
+            self.seen(self.path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            pass
+        return self._writes[0] if len(self._writes) == 2 else None
