@@ -201,7 +201,9 @@ def test_kinesis_killed_before_saving_what_it_acknowledged_the_relay_writes_it_a
     _check_complete_and_ordered(unique.values(), _generated_versions(changes))
     assert "KinesisLostRecords" in _relay_log_since(stack, pipeline, relay_log_at)
     # AND every consumer app still reads its shards (none took the lost records for a shard
-    # end) and brings its sink level with the source
+    # end): changes made now reach every sink
+    later = list(UserChangeGenerator(users=40, seed=7, prefix=f"{prefix}later-").changes(100))
+    apply_changes(users_table, iter(later), total=len(later), progress=False)
     _wait_until_sinks_equal_users(stack, pipeline, timeout_s=300)
 
 
