@@ -84,7 +84,8 @@ class StackConfig:
             opensearch_heap=env.get("CDC_OPENSEARCH_HEAP", "512m"),
             # kinesis-mock rewrites all its data at every interval (CPU grows with retained
             # records); it also writes on SIGTERM. A SIGKILL loses what it acknowledged since
-            # its last save; the relay saves its position only past records saved there.
+            # its last save; the relay's position and the consumers' checkpoints only move past
+            # records it saved (infra/snapshots.py).
             kinesis_persist_interval=env.get("CDC_KINESIS_PERSIST_INTERVAL", "10s"),
         )
 

@@ -9,11 +9,12 @@ requested shutdown; never after a lost lease. On the local stack a checkpoint al
 kinesis-mock has saved the record (`infra.snapshots`): a checkpoint at a record kinesis-mock
 then forgets (SIGKILL) makes its GetShardIterator answer ResourceNotFound, which the KCL takes
 for the end of the shard, and the app would stop reading it for good. The daemon is asked to
-call process_records on empty polls too, so a held checkpoint is written on an idle stream. When a poison record cannot be dead-lettered,
-the sink is unusable (missing table or index, access denied), anything unexpected escapes
-the batch, or the KCL reports the end of a shard the stream still reports open, the process
-exits without checkpointing: the daemon stops, its supervisor restarts
-it (with back-off), and the shard resumes from the last checkpoint.
+call process_records on empty polls too, so a held checkpoint is written on an idle stream.
+
+When a poison record cannot be dead-lettered, the sink is unusable (missing table or index,
+access denied), anything unexpected escapes the batch, or the KCL reports the end of a shard
+the stream still reports open, the process exits without checkpointing: the daemon stops, its
+supervisor restarts it (with back-off), and the shard resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         self.shard_id = "?"
         self.core: BatchProcessor | None = None
         self.total = BatchStats()
-        self.last: tuple[str, int | None] | None = None  # last record applied or dead-lettered
 
     # -- callbacks
     def initialize(self, initialize_input) -> None:
@@ -101,11 +101,10 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             self._exit(next((status for kind, status in _EXIT_STATUS if isinstance(exc, kind)), EXIT_UNEXPECTED))
             raise
         last = records[-1]
-        self.last = (last.sequence_number, last.sub_sequence_number)
         # arrival times have millisecond precision: the record arrived before the next millisecond
         arrived = last.arrival_time
-        self._unsaved.append((*self.last, (round(arrived.timestamp() * 1000) + 1) * 1_000_000 if arrived
-                              else time.time_ns()))
+        self._unsaved.append((last.sequence_number, last.sub_sequence_number,
+                              (round(arrived.timestamp() * 1000) + 1) * 1_000_000 if arrived else time.time_ns()))
         self.total += stats
         self._log("batch", ms=round((time.perf_counter() - started) * 1000, 1), behind_ms=behind_ms, **_fields(stats))
         self._save_stats()

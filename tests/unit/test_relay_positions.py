@@ -1,11 +1,16 @@
-"""Moving past a record only once kinesis-mock saved it: the snapshot watch and the relay's held batches."""
+"""The relay's positions: moved past a record only once kinesis-mock saved it (the snapshot
+watch, the held batches), and gaps it cannot recover reported, not hidden."""
 
 from __future__ import annotations
 
 import os
+import threading
 
-from infra.relay import HeldBatches, Written
+from infra import stack as local_stack
+from infra.config import StackConfig
+from infra.relay import HeldBatches, Relay, Written
 from infra.snapshots import SnapshotWatch
+from producer_config import load_pipeline
 
 
 def _written(acked_ns: int, seq: str = "1", last=("k0", "100", b"x")) -> Written:
@@ -65,3 +70,17 @@ def test_a_batch_without_records_is_due_with_the_others_and_needs_no_read_back_a
     empty_end = Written(31, "s2", None, True, None)
     held.add(empty_end)
     assert held.due(40) == ([empty_end], None)
+
+
+def test_changes_trimmed_before_they_were_relayed_are_recorded_and_reported_by_status(tmp_path, capsys):
+    """The relay cannot recover trimmed changes; it must not hide them (no server needed)."""
+    pipeline = load_pipeline()
+    stack = StackConfig.from_env({"CDC_STATE_DIR": str(tmp_path)})
+    relay = Relay(pipeline.table("Users"), pipeline, stack, threading.Event())
+    relay.shards = {"shard-1": {"seq": "000042", "done": False}}
+    relay._trimmed("shard-1")
+    assert relay.shards["shard-1"] == {"seq": None, "done": False}  # reading goes on at TRIM_HORIZON
+    capsys.readouterr()
+    local_stack.status(stack)
+    report = capsys.readouterr().out
+    assert "DATA LOST" in report and "table Users, stream shard shard-1: changes after 000042" in report
