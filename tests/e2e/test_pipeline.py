@@ -5,6 +5,7 @@ AppUsers_V2, WorkplaceUsers_V2 -> relay -> Kinesis -> worker -> OpenSearch. The 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -169,3 +170,44 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
     finally:
         second.process.stop(timeout_s=60)
         up(stack, pipeline)  # back to the configured worker
+
+
+def _reshard(kinesis, stream: str, shards: int) -> None:
+    kinesis.update_shard_count(StreamName=stream, TargetShardCount=shards, ScalingType="UNIFORM_SCALING")
+    _wait(f"{stream} to have {shards} open shards", lambda: (
+        (summary := kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"])["StreamStatus"]
+        == "ACTIVE" and summary["OpenShardCount"] == shards), timeout_s=60)
+
+
+def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipeline):
+    """Split every shard of the Users stream while changes flow, then merge back: the KCL
+    finishes each parent (a real shard end, which ListShards reports closed) before its
+    children, the relay's partition keys follow the items to the new shards, and every sink
+    ends equal to Users."""
+    from consumers.runtime.config import discover_apps
+
+    kinesis, ddb = aws_client("kinesis", stack, pipeline.region), aws_client("dynamodb", stack, pipeline.region)
+    stream = pipeline.table("Users").change_stream
+    configured = pipeline.streams[stream].shards
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=120, seed=13, prefix=f"rs-{uuid.uuid4().hex[:6]}-").changes(900))
+    readers = [app.name for app in discover_apps(pipeline) if app.stream_name == stream]
+    _converge(stack, pipeline)
+    try:
+        for target, part in ((configured * 2, changes[:500]), (configured, changes[500:])):
+            writer = threading.Thread(target=apply_changes, args=(users, iter(part)),
+                                      kwargs={"total": len(part), "progress": False})
+            writer.start()
+            time.sleep(1.0)  # mid-stream
+            _reshard(kinesis, stream, target)
+            writer.join()
+            for report in _converge(stack, pipeline):
+                assert report.ok, report
+            open_shards = {s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]
+                           if "EndingSequenceNumber" not in s["SequenceNumberRange"]}
+            for app_name in readers:  # each app went on to the new shards
+                _wait(f"{app_name} to lease the new shards",
+                      lambda a=app_name: open_shards <= set(_lease_owners(ddb, a)), timeout_s=60)
+    finally:
+        if kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["OpenShardCount"] != configured:
+            _reshard(kinesis, stream, configured)
