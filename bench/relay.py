@@ -76,7 +76,12 @@ def _run(stack, pipeline, users, n: int) -> int:
     relay = Relay(users, pipeline, stack, stop)
     captured: list[tuple[bytes, str]] = []
     put_all = relay._put_all
-    relay._put_all = lambda entries: (captured.extend(entries), put_all(entries))[1]  # keep payloads for the baseline
+
+    def put_and_keep(entries):  # keep the payloads for the baseline
+        captured.extend(entries)
+        return put_all(entries)
+
+    relay._put_all = put_and_keep
     thread = threading.Thread(target=relay.run, daemon=True)
     started = time.perf_counter()
     thread.start()

@@ -17,7 +17,7 @@ from infra.snapshots import SnapshotWatch
 from infra.streams import list_shards
 from producer_config import PipelineConfig, load_pipeline
 
-__all__ = ["build_batch_processor", "build_sink", "kinesis_saved_before", "shard_closed", "stats_dir"]
+__all__ = ["build_batch_processor", "build_sink", "stats_dir", "stream_hooks"]
 
 
 def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> Sink:
@@ -54,22 +54,20 @@ def stats_dir(app: AppConfig, stack: StackConfig | None = None):
     return (stack or StackConfig.from_env()).state_dir / "apps" / app.package / "stats"
 
 
-def kinesis_saved_before(stack: StackConfig | None = None) -> Callable[[], float | None]:
-    """When records are durable in Kinesis, for the worker's checkpoints: the local stack's
-    kinesis-mock saves them periodically (`infra.snapshots`); Kinesis itself on acknowledging."""
-    stack = stack or StackConfig.from_env()
-    if stack.target is Target.LOCAL:
-        return SnapshotWatch(stack.kinesis_snapshot).saved_before
-    return lambda: math.inf
+def stream_hooks(app: AppConfig, stack: StackConfig | None = None) -> dict[str, Callable]:
+    """The worker's view of its stream (`KclRecordProcessor` options):
 
-
-def shard_closed(app: AppConfig, stack: StackConfig | None = None) -> Callable[[str], bool]:
-    """Whether the app's stream reports a shard closed (an ending sequence number) or gone."""
+    * ``saved_before``: when records are durable -- the local stack's kinesis-mock saves them
+      periodically (`infra.snapshots`), Kinesis itself on acknowledging;
+    * ``shard_closed``: whether the stream reports a shard closed (an ending sequence number)
+      or gone."""
     stack = stack or StackConfig.from_env()
     kinesis = aws_client("kinesis", stack, load_pipeline().region)
 
-    def closed(shard_id: str) -> bool:
+    def shard_closed(shard_id: str) -> bool:
         shard = next((s for s in list_shards(kinesis, app.stream_name) if s["ShardId"] == shard_id), None)
         return shard is None or "EndingSequenceNumber" in shard["SequenceNumberRange"]
 
-    return closed
+    local = stack.target is Target.LOCAL
+    return {"saved_before": SnapshotWatch(stack.kinesis_snapshot).saved_before if local else lambda: math.inf,
+            "shard_closed": shard_closed}

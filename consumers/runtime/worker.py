@@ -172,8 +172,7 @@ def _fields(stats: BatchStats) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from consumers.runtime.wiring import (  # boto3, opensearch-py
-        build_batch_processor, kinesis_saved_before, shard_closed, stats_dir)
+    from consumers.runtime.wiring import build_batch_processor, stats_dir, stream_hooks  # boto3, opensearch-py
 
     parser = argparse.ArgumentParser(description="CDC record processor (run by the KCL MultiLangDaemon)")
     parser.add_argument("--app", required=True, help="package under consumers/, e.g. app_user_management")
@@ -182,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     build, app = build_batch_processor(args.app)
     directory = stats_dir(app)
     directory.mkdir(parents=True, exist_ok=True)
-    processor = KclRecordProcessor(app.name, build, directory, saved_before=kinesis_saved_before(),
-                                   shard_closed=shard_closed(app))
-    kcl.KCLProcess(processor).run()
+    kcl.KCLProcess(KclRecordProcessor(app.name, build, directory, **stream_hooks(app))).run()
     return 0
 
 

@@ -143,20 +143,6 @@ def _fast_matcher(compiled: _Compiled, skip: tuple[str, ...] | None = None) -> M
     pairs = tuple((_getter(path), leaf) for path, leaf in compiled.pairs if path != skip)
     if not pairs:
         return _always
-    if len(pairs) == 1:  # the common case after an index gate: spared the loop (~6% of a match)
-        ((get, leaf),) = pairs
-
-        def one(record: Any) -> bool:
-            try:
-                value = get(record)
-            except AttributeError:
-                return exact(record)
-            if type(value) is list and _holds_containers(value):
-                return exact(record)
-            return leaf(value)
-
-        return one
-
     def all_pairs(record: Any) -> bool:
         for get, leaf in pairs:
             try:

@@ -14,8 +14,8 @@ absent, as wanted); 409 -> STALE (counted, not an error); 429 and 5xx -> ``Retry
 401, 403 (cluster blocks) and 404 ``index_not_found`` -> ``SinkError`` (the index is unusable:
 nothing is dead-lettered); other 4xx (mapping errors...) -> ``SinkRejectedWrite`` carrying the
 writes. The request as a whole: connection errors, timeouts, 429 and 5xx ->
-``RetryableSinkError``; other statuses (401, 403, 404 missing index...) -> ``SinkError``. Documents that cannot be serialised are
-rejected before the request is sent.
+``RetryableSinkError``; other statuses (401, 403, 404 missing index...) -> ``SinkError``.
+Documents that cannot be serialised are rejected before the request is sent.
 
 Documents are serialised with orjson: ``Decimal`` -> JSON number (int when integral, else
 float: beyond 15-17 significant digits precision is lost), ``set``/``frozenset`` -> sorted
