@@ -30,9 +30,9 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from infra import stack as local_stack
-from infra.clients import aws_client, opensearch_client
-from infra.config import StackConfig
-from infra.streams import read_stream
+from targets.clients import aws_client, opensearch_client
+from targets.config import StackConfig
+from targets.kinesis import read_stream
 from producer_config import load_pipeline
 
 HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay WorkplaceUsers_V2", "workplace-user-search")
@@ -76,7 +76,7 @@ def _batch_rates(stack: StackConfig, offsets: dict[str, int]) -> dict[str, tuple
 def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
     """Stop the workers, write `changes` user changes, start them, time until all sinks agree."""
     from consumers.verify import verify
-    from infra.clients import aws_resource
+    from targets.clients import aws_resource
     from scripts.generate_changes import UserChangeGenerator, apply_changes
 
     workers = local_stack.workers(stack, pipeline)

@@ -19,8 +19,8 @@ import tempfile
 import threading
 import time
 
-from infra.clients import aws_client, aws_resource
-from infra.config import StackConfig
+from targets.clients import aws_client, aws_resource
+from targets.config import StackConfig
 from infra.preflight import free_port
 from infra.provision import provision
 from infra.relay import Relay, _rounds

@@ -18,12 +18,13 @@ from opensearchpy import helpers
 
 from consumers.app_user_management.transform import project_user
 from consumers.runtime.config import load_app
-from consumers.shared.records import TOMBSTONE_ATTRIBUTE, decode_image
-from consumers.shared.sinks.opensearch import template_document_id
+from consumers.shared.records import decode_image
+from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
+from consumers.sinks.opensearch import template_document_id
 from consumers.workplace_user_search.transform import search_document
 from consumers.workplace_user_v2.transform import membership_items
-from infra.clients import aws_client, opensearch_client
-from infra.config import StackConfig
+from targets.clients import aws_client, opensearch_client
+from targets.config import StackConfig
 from producer_config import PipelineConfig, load_pipeline
 
 __all__ = ["SinkReport", "verify"]

@@ -12,7 +12,7 @@ import sys
 from consumers.runtime.config import discover_apps
 from consumers.shared.errors import CdcError
 from infra import stack
-from infra.config import StackConfig
+from targets.config import StackConfig
 from infra.provision import provision
 from producer_config import load_pipeline
 

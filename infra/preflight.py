@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from infra.config import StackError
+from targets.config import StackError
 
 __all__ = ["PreflightError", "Tool", "TOOLS", "check_tools", "check_port_free", "free_port"]
 

@@ -17,8 +17,8 @@ from typing import Callable, Iterator, Sequence
 
 from botocore.exceptions import ClientError
 
-from infra.clients import aws_client, error_code, opensearch_client
-from infra.config import StackConfig, StackError
+from targets.clients import aws_client, error_code, opensearch_client
+from targets.config import StackConfig, StackError
 from producer_config import IndexSpec, KeyAttribute, PipelineConfig, StreamSpec, TableSpec, load_pipeline, thaw
 
 __all__ = ["describe_resources", "provision", "supports_streaming_destination"]

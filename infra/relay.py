@@ -2,7 +2,7 @@
 
 Local infrastructure only. DynamoDB Local has no Kinesis streaming destination, so this
 process reads every source table's DynamoDB Stream and writes each change to the table's
-Kinesis stream exactly as AWS would (`shared/reference/ddb-kinesis-change-record.json`).
+Kinesis stream exactly as AWS would (`tests/fixtures/ddb-kinesis-change-record.json`).
 On AWS or LocalStack the native destination does this job and the relay is not started.
 
 Guarantees:
@@ -10,13 +10,12 @@ Guarantees:
     item land on one Kinesis shard; a PutRecords call never holds two changes of one item, and
     a failed record is retried before the item's next change is sent;
   * durability: the position (last DynamoDB Streams sequence number per stream shard) is saved
-    atomically under the state folder, but only past records kinesis-mock has saved too:
-    kinesis-mock keeps records in memory and writes a snapshot of them every
-    CDC_KINESIS_PERSIST_INTERVAL, so a SIGKILL loses what it acknowledged since. A written batch
-    is held until kinesis-mock saved it (see `infra.snapshots`); its last record is
-    then read back, and only if it is still there does the saved position move past it. A
-    missing record means Kinesis lost acknowledged records (it restarted from an older
-    snapshot): the relay goes back to its saved position and writes them again. A restart of
+    atomically under the state folder, but only past records Kinesis has stored for good
+    (`targets.durability`: the local stack's kinesis-mock saves snapshots, and a SIGKILL loses
+    what it acknowledged since). A written batch is held until then; its last record is then
+    read back, and only if it is still there does the saved position move past it. A missing
+    record means Kinesis lost acknowledged records (it restarted from an older snapshot): the
+    relay goes back to its saved position and writes them again. A restart of
     the relay repeats the held batches; repeats carry the same eventID, and the consumers'
     version checks make them harmless;
   * supervision: any failure (an endpoint down, a lost record) restarts that table's relay
@@ -35,7 +34,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import itertools
 import logging
 import os
 import signal
@@ -43,19 +41,18 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 from botocore.exceptions import ClientError
 
-from infra.clients import aws_client, error_code
-from infra.config import StackConfig, StackError
-from infra.snapshots import SnapshotWatch
+from targets.clients import aws_client, error_code
+from targets.config import StackConfig, StackError
+from targets.durability import DurableGate, durability_for
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 
-__all__ = ["HeldBatches", "KinesisLostRecords", "Relay", "RelayPosition", "Written", "partition_key",
+__all__ = ["KinesisLostRecords", "Relay", "RelayPosition", "Written", "partition_key",
            "to_kinesis_record"]
 
 log = logging.getLogger("cdc.relay")
@@ -172,42 +169,10 @@ class Written:
     """One batch of one stream shard written to Kinesis: where that shard now stands, and the
     batch's last record as Kinesis acknowledged it (None when the page was empty)."""
 
-    acked_ns: int  # time.time_ns() of the acknowledgement, compared with the snapshot's mtime
     shard_id: str
     seq: str | None
     done: bool
     last: tuple[str, str, bytes] | None  # (Kinesis shard id, sequence number, data)
-
-
-class HeldBatches:
-    """Written batches whose position is not saved yet, oldest first.
-
-    A batch is due once Kinesis saved it (`SnapshotWatch.saved_before`). Kinesis loses a suffix
-    in time (what it acknowledged since its last snapshot), so reading back the newest due
-    record proves every due batch.
-    """
-
-    def __init__(self) -> None:
-        self._held: deque[Written] = deque()
-
-    def __len__(self) -> int:
-        return len(self._held)
-
-    def add(self, written: Written) -> None:
-        self._held.append(written)
-
-    def due(self, saved_before: int | None) -> tuple[list[Written], tuple[str, str, bytes] | None]:
-        """The batches acknowledged before `saved_before`, oldest first, and the record to read
-        back (None: nothing to check)."""
-        if saved_before is None:
-            return [], None
-        due = list(itertools.takewhile(lambda written: written.acked_ns < saved_before, self._held))
-        probe = next((w.last for w in reversed(due) if w.last is not None), None)
-        return due, probe
-
-    def release(self, count: int) -> None:
-        for _ in range(count):
-            self._held.popleft()
 
 
 class KinesisLostRecords(StackError):
@@ -231,8 +196,8 @@ class Relay:
         self.saved = RelayPosition.load(stack.relay_dir / f"{table.name}.json")
         # where reading stands; ahead of `saved` by the held batches
         self.shards: dict[str, dict] = {sid: dict(state) for sid, state in self.saved.shards.items()}
-        self.kinesis_saves = SnapshotWatch(stack.kinesis_snapshot)
-        self.held = HeldBatches()
+        self.durability = durability_for(stack, self.kinesis, self.stream_name)
+        self.held: DurableGate[Written] = DurableGate(self.durability)
         self.iterators: dict[str, str] = {}
         self.relayed = 0
         self.last_stamp_ns = 0
@@ -331,7 +296,7 @@ class Relay:
             state["done"] = True
             self.iterators.pop(shard_id, None)
         if records or not next_iterator:
-            self.held.add(Written(time.time_ns(), shard_id, state["seq"], state["done"], last))
+            self.held.hold(time.time_ns() + 1, Written(shard_id, state["seq"], state["done"], last))
         return len(records)
 
     def _trimmed(self, shard_id: str) -> None:
@@ -352,11 +317,13 @@ class Relay:
         self.saved.save()
 
     def _save_due(self) -> None:
-        """Save the position of the batches kinesis-mock saved too, once their newest record reads back."""
-        due, probe = self.held.due(self.kinesis_saves.saved_before())
+        """Save the position of the batches Kinesis has stored, once their newest record reads
+        back (an endpoint that loses records loses everything acknowledged after a point)."""
+        due = self.held.due()
         if not due:
             return
-        if probe is not None and not self._still_in_kinesis(*probe):
+        probe = next((written.last for written in reversed(due) if written.last is not None), None)
+        if probe is not None and not self.durability.still_stored(*probe):
             raise KinesisLostRecords(
                 f"table {self.table.name}: Kinesis no longer has a record it acknowledged "
                 f"({probe[0]} {probe[1]}); the emulator lost records (restarted before saving them?)")
@@ -364,19 +331,6 @@ class Relay:
             self.saved.shards[written.shard_id] = {"seq": written.seq, "done": written.done}
         self.saved.save()
         self.held.release(len(due))
-
-    def _still_in_kinesis(self, kinesis_shard: str, sequence_number: str, data: bytes) -> bool:
-        try:
-            iterator = self.kinesis.get_shard_iterator(
-                StreamName=self.stream_name, ShardId=kinesis_shard,
-                ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=sequence_number,
-            )["ShardIterator"]
-            found = self.kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
-        except ClientError as exc:
-            if error_code(exc) in ("InvalidArgumentException", "ResourceNotFoundException"):
-                return False
-            raise
-        return bool(found) and found[0]["SequenceNumber"] == sequence_number and found[0]["Data"] == data
 
     def _put(self, arn: str, changes: list[dict]) -> tuple[str, str, bytes]:
         """Write one page in order; returns its last record as Kinesis acknowledged it."""

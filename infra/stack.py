@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from consumers.runtime.config import AppConfig, discover_apps
-from infra.clients import aws_client
-from infra.config import REPO_ROOT, StackConfig, StackError, Target
+from targets.clients import aws_client
+from targets.config import REPO_ROOT, StackConfig, StackError, Target
 from infra.preflight import check_port_free, check_tools
 from infra.processes import ManagedProcess
 from infra.provision import describe_resources, provision

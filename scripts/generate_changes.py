@@ -207,8 +207,8 @@ def _without_empty_sets(item: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.clients import aws_resource
-    from infra.config import StackConfig
+    from targets.clients import aws_resource
+    from targets.config import StackConfig
     from producer_config import load_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -7,9 +7,9 @@ import sys
 
 import orjson
 
-from infra.clients import aws_client
-from infra.config import StackConfig
-from infra.streams import StreamRecord, read_stream
+from targets.clients import aws_client
+from targets.config import StackConfig
+from targets.kinesis import StreamRecord, read_stream
 from producer_config import load_pipeline
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from infra import stack as local_stack
-from infra.config import StackConfig, Target
+from targets.config import StackConfig, Target
 from producer_config import PipelineConfig, load_pipeline
 
 

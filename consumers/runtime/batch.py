@@ -34,7 +34,7 @@ from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedW
 from consumers.shared.filtering import CompiledFilter
 from consumers.shared.planning import PlannedWrite, Transform, WriteCounts, plan_writes
 from consumers.shared.records import ChangeRecord, parse_payload
-from consumers.shared.sinks import Sink
+from consumers.sinks import Sink
 
 __all__ = ["BatchProcessor", "BatchStats", "InputRecord"]
 

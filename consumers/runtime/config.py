@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from consumers.shared.filtering import CompiledFilter, compile_filter_criteria
 from consumers.shared.planning import Transform
-from consumers.shared.sinks.opensearch import template_document_id
+from consumers.sinks.opensearch import template_document_id
 from producer_config import ConfigError, PipelineConfig, TableSpec
 
 __all__ = ["APPS_DIR", "AppConfig", "RetryPolicy", "SinkSpec", "discover_apps", "load_app"]

@@ -24,8 +24,8 @@ from pathlib import Path
 import amazon_kclpy
 
 from consumers.runtime.config import AppConfig, load_app
-from infra.clients import LOCAL_CREDENTIALS
-from infra.config import REPO_ROOT, StackConfig, Target
+from targets.clients import LOCAL_CREDENTIALS
+from targets.config import REPO_ROOT, StackConfig, Target
 from producer_config import PipelineConfig, load_pipeline
 
 __all__ = ["KCL_JARS", "render_properties", "properties_path", "main"]

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.deadletter import DeadLetterTable
-from consumers.shared.sinks import Sink
-from consumers.shared.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
-from consumers.shared.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, template_document_id
-from infra.clients import aws_client, opensearch_client
-from infra.config import StackConfig, Target
-from infra.snapshots import SnapshotWatch
-from infra.streams import list_shards
+from consumers.sinks import Sink
+from consumers.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
+from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, template_document_id
+from targets.clients import aws_client, opensearch_client
+from targets.config import StackConfig
+from targets.durability import Durability, durability_for
 from producer_config import PipelineConfig, load_pipeline
 
-__all__ = ["build_batch_processor", "build_sink", "stats_dir", "stream_hooks"]
+__all__ = ["build_batch_processor", "build_sink", "durability", "stats_dir"]
 
 
 def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> Sink:
@@ -54,20 +52,7 @@ def stats_dir(app: AppConfig, stack: StackConfig | None = None):
     return (stack or StackConfig.from_env()).state_dir / "apps" / app.package / "stats"
 
 
-def stream_hooks(app: AppConfig, stack: StackConfig | None = None) -> dict[str, Callable]:
-    """The worker's view of its stream (`KclRecordProcessor` options):
-
-    * ``saved_before``: when records are durable -- the local stack's kinesis-mock saves them
-      periodically (`infra.snapshots`), Kinesis itself on acknowledging;
-    * ``shard_closed``: whether the stream reports a shard closed (an ending sequence number)
-      or gone."""
+def durability(app: AppConfig, stack: StackConfig | None = None) -> Durability:
+    """What the app's stream guarantees about the records it acknowledged (``targets.durability``)."""
     stack = stack or StackConfig.from_env()
-    kinesis = aws_client("kinesis", stack, load_pipeline().region)
-
-    def shard_closed(shard_id: str) -> bool:
-        shard = next((s for s in list_shards(kinesis, app.stream_name) if s["ShardId"] == shard_id), None)
-        return shard is None or "EndingSequenceNumber" in shard["SequenceNumberRange"]
-
-    local = stack.target is Target.LOCAL
-    return {"saved_before": SnapshotWatch(stack.kinesis_snapshot).saved_before if local else lambda: math.inf,
-            "shard_closed": shard_closed}
+    return durability_for(stack, aws_client("kinesis", stack, load_pipeline().region), app.stream_name)

@@ -2,14 +2,11 @@
 
     executableName = <python> -m consumers.runtime.worker --app <package>
 
-stdout is the daemon's protocol channel: nothing here prints; logs are JSON lines on stderr.
-Checkpoints: after every batch at its last record (process_records returns only when all of
-it was applied or dead-lettered), at shard end (required to start the children), on a
-requested shutdown; never after a lost lease. On the local stack a checkpoint also waits until
-kinesis-mock has saved the record (`infra.snapshots`): a checkpoint at a record kinesis-mock
-then forgets (SIGKILL) makes its GetShardIterator answer ResourceNotFound, which the KCL takes
-for the end of the shard, and the app would stop reading it for good. The daemon is asked to
-call process_records on empty polls too, so a held checkpoint is written on an idle stream.
+A thin adapter: each KCL callback delegates to a `BatchProcessor` (decode, filter, transform,
+write, dead-letter) and a `Checkpointer` (when and how to checkpoint, see
+`consumers.runtime.checkpoint`). stdout is the daemon's protocol channel: nothing here prints;
+logs are JSON lines on stderr. The daemon is asked to call process_records on empty polls
+too, so a checkpoint held until the stream stored the records is written on an idle stream.
 
 When a poison record cannot be dead-lettered, the sink is unusable (missing table or index,
 access denied), anything unexpected escapes the batch, or the KCL reports the end of a shard
@@ -22,28 +19,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Callable
 
 from amazon_kclpy import kcl
-from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor
 
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, utc_from_millis
+from consumers.runtime.checkpoint import Checkpointer
 from consumers.runtime.deadletter import DeadLetterUnavailable
 from consumers.shared.errors import SinkError
+from targets.durability import Durability
 
 __all__ = ["KclRecordProcessor", "main"]
 
 log = logging.getLogger("cdc.worker")
-_CHECKPOINT_ATTEMPTS = 10
-#: checkpoint errors worth another attempt: throttled, or the lease table unreachable for a moment
-_TRANSIENT_CHECKPOINT_ERRORS = ("ThrottlingException", "KinesisClientLibDependencyException")
 EXIT_DEAD_LETTER_UNAVAILABLE = 3
 EXIT_UNEXPECTED = 4
 EXIT_SINK_UNUSABLE = 5
@@ -53,25 +46,18 @@ _EXIT_STATUS = ((DeadLetterUnavailable, EXIT_DEAD_LETTER_UNAVAILABLE), (SinkErro
 
 
 class KclRecordProcessor(processor.RecordProcessorBase):
-    """Adapts the KCL callbacks to a `BatchProcessor` built for the shard at initialize."""
+    """Adapts the KCL callbacks to a `BatchProcessor` and a `Checkpointer` built for the shard
+    at initialize. ``durability``: what the stream guarantees about stored records."""
 
-    def __init__(self, app_name: str, build: Callable[[str], BatchProcessor], stats_dir: Path | None = None,
-                 exit: Callable[[int], None] = os._exit,
-                 saved_before: Callable[[], float | None] = lambda: math.inf,
-                 shard_closed: Callable[[str], bool] = lambda shard_id: True) -> None:
-        """``saved_before()``: every record that arrived before this time (ns since the epoch)
-        is stored durably; None while unknown. The default (always) fits Kinesis itself.
-        ``shard_closed(shard_id)``: whether the stream reports the shard closed (or gone)."""
+    def __init__(self, app_name: str, build: Callable[[str], BatchProcessor], durability: Durability,
+                 stats_dir: Path | None = None, exit: Callable[[int], None] = os._exit) -> None:
         self.app_name = app_name
         self._build = build
         self._stats_dir = stats_dir
         self._exit = exit
-        self._saved_before = saved_before
-        self._shard_closed = shard_closed
-        # processed, not yet checkpointed: (sequence number, sub-sequence, arrived before, ns)
-        self._unsaved: deque[tuple[str, int | None, int]] = deque()
         self.shard_id = "?"
         self.core: BatchProcessor | None = None
+        self.checkpoints = Checkpointer(durability, self._log)
         self.total = BatchStats()
 
     # -- callbacks
@@ -88,7 +74,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         ]
         if records:
             self._process(records, process_records_input.millis_behind_latest)
-        self._checkpoint_saved(process_records_input.checkpointer)
+        self.checkpoints.checkpoint_stored(process_records_input.checkpointer)
 
     def _process(self, records: list[InputRecord], behind_ms: int) -> None:
         started = time.perf_counter()
@@ -101,10 +87,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             self._exit(next((status for kind, status in _EXIT_STATUS if isinstance(exc, kind)), EXIT_UNEXPECTED))
             raise
         last = records[-1]
-        # arrival times have millisecond precision: the record arrived before the next millisecond
-        arrived = last.arrival_time
-        self._unsaved.append((last.sequence_number, last.sub_sequence_number,
-                              (round(arrived.timestamp() * 1000) + 1) * 1_000_000 if arrived else time.time_ns()))
+        self.checkpoints.applied(last.sequence_number, last.sub_sequence_number, last.arrival_time)
         self.total += stats
         self._log("batch", ms=round((time.perf_counter() - started) * 1000, 1), behind_ms=behind_ms, **_fields(stats))
         self._save_stats()
@@ -113,46 +96,17 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         self._log("lease_lost")  # another worker owns the shard now: no checkpoint
 
     def shard_ended(self, shard_ended_input) -> None:
-        if not self._shard_closed(self.shard_id):
-            # The KCL takes a ResourceNotFound for its read position as the end of the shard;
-            # kinesis-mock answers that for records it forgot (killed before saving them). A
-            # SHARD_END checkpoint would stop the app reading this open shard for good: stop
-            # instead, and the restarted daemon resumes from the last (saved) checkpoint.
+        if not self.checkpoints.checkpoint_shard_end(shard_ended_input.checkpointer, self.shard_id):
             self._log("fatal", error="the KCL reported the end of a shard the stream reports open")
             self._exit(EXIT_SHARD_STILL_OPEN)
             return
-        self._checkpoint(shard_ended_input.checkpointer)
         self._log("shard_ended")
 
     def shutdown_requested(self, shutdown_requested_input) -> None:
-        self._checkpoint_saved(shutdown_requested_input.checkpointer)
-        self._log("shutdown_requested", unsaved=len(self._unsaved))
+        self.checkpoints.checkpoint_stored(shutdown_requested_input.checkpointer)
+        self._log("shutdown_requested", unsaved=self.checkpoints.held)
 
     # -- helpers
-    def _checkpoint_saved(self, checkpointer) -> None:
-        """Checkpoint the newest processed batch whose records are stored durably, if any."""
-        saved_before = self._saved_before() if self._unsaved else None
-        target = None
-        while self._unsaved and saved_before is not None and self._unsaved[0][2] <= saved_before:
-            target = self._unsaved.popleft()
-        if target is not None:
-            self._checkpoint(checkpointer, target[0], target[1])
-
-    def _checkpoint(self, checkpointer, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None:
-        for attempt in range(1, _CHECKPOINT_ATTEMPTS + 1):
-            try:
-                checkpointer.checkpoint(sequence_number, sub_sequence_number)
-                return
-            except CheckpointError as exc:
-                if exc.value == "ShutdownException":  # lease lost meanwhile: the next owner repeats
-                    self._log("checkpoint_skipped", reason=exc.value)
-                    return
-                if exc.value in _TRANSIENT_CHECKPOINT_ERRORS and attempt < _CHECKPOINT_ATTEMPTS:
-                    time.sleep(min(0.1 * 2 ** attempt, 5.0))
-                    continue
-                self._log("checkpoint_failed", reason=exc.value, sequence_number=sequence_number)
-                return
-
     def _log(self, event: str, **fields) -> None:
         log.info(json.dumps({"app": self.app_name, "shard": self.shard_id, "event": event,
                              "ts": round(time.time(), 3), **fields}))
@@ -172,7 +126,7 @@ def _fields(stats: BatchStats) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from consumers.runtime.wiring import build_batch_processor, stats_dir, stream_hooks  # boto3, opensearch-py
+    from consumers.runtime.wiring import build_batch_processor, durability, stats_dir  # boto3, opensearch-py
 
     parser = argparse.ArgumentParser(description="CDC record processor (run by the KCL MultiLangDaemon)")
     parser.add_argument("--app", required=True, help="package under consumers/, e.g. app_user_management")
@@ -181,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     build, app = build_batch_processor(args.app)
     directory = stats_dir(app)
     directory.mkdir(parents=True, exist_ok=True)
-    kcl.KCLProcess(KclRecordProcessor(app.name, build, directory, **stream_hooks(app))).run()
+    kcl.KCLProcess(KclRecordProcessor(app.name, build, durability(app), directory)).run()
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Shared, pure core of the CDC consumers: records, filtering, write planning, sinks.
+"""Shared, pure core of the CDC consumers: codec, change records, filtering, write planning, errors.
+
+No I/O and no client library (boto3, opensearch-py): sinks, dead letters and the KCL runtime
+are adapters built on this core (``consumers.sinks``, ``consumers.runtime``); a contract in
+``tests/unit/test_layers.py`` keeps it so.
 
 Import from the modules (``consumers.shared.records`` ...); the names below are re-exported
 for convenience. Nothing here prints: stdout belongs to the KCL MultiLangDaemon.
@@ -30,8 +34,6 @@ from consumers.shared.planning import (
     upsert,
 )
 from consumers.shared.records import (
-    TOMBSTONE_ATTRIBUTE,
-    TOMBSTONE_TTL_ATTRIBUTE,
     BinaryFormat,
     ChangeRecord,
     EventName,
@@ -59,8 +61,6 @@ __all__ = [
     "SinkError",
     "SinkRejectedWrite",
     "Skip",
-    "TOMBSTONE_ATTRIBUTE",
-    "TOMBSTONE_TTL_ATTRIBUTE",
     "Transform",
     "Upsert",
     "WriteCounts",

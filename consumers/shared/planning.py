@@ -13,7 +13,7 @@ may fan out, e.g. one target item per workplace membership)::
 record's ``version``; sinks apply it only if it is newer than what they hold (the guard below),
 so duplicates, reordering and replays converge to the newest version and never go back.
 
-The guard (``should_apply``), shared by every sink and by ``consumers.shared.testing``:
+The guard (``should_apply``), shared by every sink and by ``consumers.sinks.memory``:
 
 * ``Upsert``: apply when the key is absent or ``stored_version < version``;
 * ``Delete``: apply when the key is absent or ``stored_version <= version``, writing a

@@ -1,26 +1,4 @@
-"""DynamoDB change records as they arrive through Kinesis, and DynamoDB JSON <-> Python values.
-
-Decoding (``decode_image``, ``LazyImage``) maps DynamoDB JSON losslessly:
-
-====== ==========================================================================
-``S``  ``str``
-``N``  ``int`` when the value is integral (``"5"``, ``"-0"``, ``"1.0"``, ``"1E+2"``),
-       else ``decimal.Decimal`` (``"1.50"`` stays ``Decimal("1.50")``); never ``float``
-``B``  ``bytes`` (base64 text in the JSON stream; ``bytes`` accepted as well)
-``BOOL`` ``bool``; ``NULL`` ``None`` (the only valid form is ``{"NULL": true}``)
-``SS``/``NS``/``BS`` ``set`` of the element type (DynamoDB forbids empty sets: rejected)
-``L``  ``list``; ``M`` ``dict`` -- nested to any depth
-====== ==========================================================================
-
-``encode_image`` is the inverse: ``str``->S, ``bool``->BOOL, ``None``->NULL, ``int``->N
-(``str(int)``), finite ``Decimal``->N (``str(d)``, exponent kept, so ``Decimal("1.50")``
-round-trips; integral Decimals decode back as ``int``), ``bytes``/``bytearray``/``memoryview``
-->B, ``Mapping``->M (``str`` keys only), ``list``/``tuple``->L, ``set``/``frozenset``-> SS, NS
-or BS by element type (all ``str``, all ``int``/``Decimal``, or all bytes; elements sorted so
-the output is deterministic; empty or mixed sets are rejected). ``float`` is rejected (inexact:
-use ``int`` or ``Decimal``), as is every other type. ``binary=BinaryFormat.BASE64`` (default)
-writes B as base64 text as in the JSON stream; ``BinaryFormat.RAW`` keeps ``bytes``, which is
-what a boto3 *client* wants (it base64-encodes on the wire itself).
+"""DynamoDB change records as they arrive through Kinesis (the record view).
 
 ``ChangeRecord`` is one change built from one Kinesis record. The hot path is::
 
@@ -29,25 +7,32 @@ what a boto3 *client* wants (it base64-encodes on the wire itself).
         record = ChangeRecord.from_parsed(raw, data, sequence_number=seq, partition_key=pk)
 
 (``ChangeRecord.from_kinesis`` does both steps.) Images are ``LazyImage`` mappings that decode
-an attribute on first access and cache it; malformed DynamoDB JSON inside an image therefore
-raises ``InvalidChangeRecord`` (naming the attribute path) when that attribute is first read,
-or at once with ``ChangeRecord.validate()``. Keys, the version attribute and the envelope are
-checked when the record is built.
+an attribute on first access (``consumers.shared.codec``) and cache it; malformed DynamoDB JSON
+inside an image therefore raises ``InvalidChangeRecord`` (naming the attribute path) when that
+attribute is first read, or at once with ``ChangeRecord.validate()``. Keys, the version
+attribute and the envelope are checked when the record is built.
+
+The codec's public names (``decode_image``, ``encode_image``, ``BinaryFormat`` ...) stay
+importable from here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from decimal import Decimal
 from enum import Enum
 from typing import Any, NamedTuple
 
 import orjson
 
+from consumers.shared.codec import (
+    BinaryFormat,
+    decode_image,
+    decode_number,
+    decode_value,
+    encode_image,
+    encode_value,
+)
 from consumers.shared.errors import DynamoJsonError, InvalidChangeRecord
 
 __all__ = [
@@ -55,8 +40,6 @@ __all__ = [
     "ChangeRecord",
     "EventName",
     "LazyImage",
-    "TOMBSTONE_ATTRIBUTE",
-    "TOMBSTONE_TTL_ATTRIBUTE",
     "decode_image",
     "decode_value",
     "encode_image",
@@ -65,21 +48,10 @@ __all__ = [
     "parse_payload",
 ]
 
-#: Attribute that marks an item written by the DynamoDB sink as a logical delete (a tombstone).
-#: Its value is ``{"BOOL": true}``; its presence alone makes the item a tombstone.
-TOMBSTONE_ATTRIBUTE = "_cdc_tombstone"
-#: Attribute holding a tombstone's expiry (epoch seconds); enable table TTL on it.
-TOMBSTONE_TTL_ATTRIBUTE = "_cdc_expires_at"
-
 # ApproximateCreationDateTime magnitude bands (see normalise_creation_time).
 _SECONDS_BELOW = 100_000_000_000  # 1e11 s is year 5138; 1e11 ms is 1973
 _MILLIS_BELOW = 100_000_000_000_000  # 1e14 ms is year 5138; 1e14 us is 1973
 _MICROS_BELOW = 100_000_000_000_000_000  # 1e17 us is year 5138
-
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_MAX_ADJUSTED_EXPONENT = 125  # DynamoDB numbers: magnitude 1E-130 .. 9.9999...E+125
-_MIN_ADJUSTED_EXPONENT = -130
-
 
 class EventName(str, Enum):
     """The kind of item change."""
@@ -90,262 +62,6 @@ class EventName(str, Enum):
 
 
 _EVENT_NAMES = {member.value: member for member in EventName}
-
-
-class BinaryFormat(Enum):
-    """How ``encode_image`` writes B / BS values."""
-
-    BASE64 = "base64"  # base64 text, as in the DynamoDB JSON of the Kinesis stream
-    RAW = "raw"  # bytes, as boto3's low-level client expects
-
-
-# ---------------------------------------------------------------------------------------------
-# decoding
-# ---------------------------------------------------------------------------------------------
-
-
-class _DecodeError(Exception):
-    """Internal: carries the path segments (innermost first) while unwinding."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.segments: list[str] = []
-
-    def path(self, head: str = "") -> str:
-        parts = [head] if head else []
-        for segment in reversed(self.segments):
-            parts.append(segment if segment.startswith("[") or not parts else "." + segment)
-        return "".join(parts)
-
-
-def _number(text: Any) -> int | Decimal:
-    if type(text) is not str:
-        raise _DecodeError(f"N value must be a string, got {type(text).__name__}")
-    if text.isascii():
-        try:
-            if text.isdigit() or (text[:1] == "-" and text[1:].isdigit()):
-                return int(text)
-        except ValueError:  # more digits than int() converts
-            raise _DecodeError(f"N value has too many digits ({len(text)})") from None
-    if _NUMBER_RE.fullmatch(text) is None:
-        raise _DecodeError(f"N value {text[:40]!r} is not a number")
-    number = Decimal(text)
-    if number and not _MIN_ADJUSTED_EXPONENT <= number.adjusted() <= _MAX_ADJUSTED_EXPONENT:
-        raise _DecodeError(f"N value {text[:40]!r} is outside DynamoDB's number range")
-    if number == number.to_integral_value():
-        return int(number)
-    return number
-
-
-def _binary(value: Any) -> bytes:
-    if type(value) is str:
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise _DecodeError("B value is not valid base64") from None
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise _DecodeError(f"B value must be base64 text or bytes, got {type(value).__name__}")
-
-
-def _set_items(tag: str, items: Any) -> list:
-    if type(items) is not list:
-        raise _DecodeError(f"{tag} value must be a list, got {type(items).__name__}")
-    if not items:
-        raise _DecodeError(f"{tag} value is an empty set (DynamoDB sets cannot be empty)")
-    return items
-
-
-def _decode(value: Any) -> Any:
-    if type(value) is not dict or len(value) != 1:
-        if type(value) is dict:
-            raise _DecodeError(f"expected exactly one type key, got {sorted(value)!r}")
-        raise _DecodeError(f"expected a DynamoDB JSON object, got {type(value).__name__}")
-    ((tag, inner),) = value.items()
-    if tag == "S":
-        if type(inner) is str:
-            return inner
-        raise _DecodeError(f"S value must be a string, got {type(inner).__name__}")
-    if tag == "N":
-        return _number(inner)
-    if tag == "M":
-        if type(inner) is not dict:
-            raise _DecodeError(f"M value must be an object, got {type(inner).__name__}")
-        out = {}
-        for key, item in inner.items():
-            try:
-                out[key] = _decode(item)
-            except _DecodeError as exc:
-                exc.segments.append(key)
-                raise
-        return out
-    if tag == "L":
-        if type(inner) is not list:
-            raise _DecodeError(f"L value must be a list, got {type(inner).__name__}")
-        out_list = []
-        for index, item in enumerate(inner):
-            try:
-                out_list.append(_decode(item))
-            except _DecodeError as exc:
-                exc.segments.append(f"[{index}]")
-                raise
-        return out_list
-    if tag == "BOOL":
-        if type(inner) is bool:
-            return inner
-        raise _DecodeError(f"BOOL value must be true or false, got {inner!r}")
-    if tag == "NULL":
-        if inner is True:
-            return None
-        raise _DecodeError(f"NULL value must be true, got {inner!r}")
-    if tag == "SS":
-        items = _set_items(tag, inner)
-        for index, item in enumerate(items):
-            if type(item) is not str:
-                exc = _DecodeError(f"SS element must be a string, got {type(item).__name__}")
-                exc.segments.append(f"[{index}]")
-                raise exc
-        return set(items)
-    if tag == "NS" or tag == "BS":
-        convert = _number if tag == "NS" else _binary
-        result = set()
-        for index, item in enumerate(_set_items(tag, inner)):
-            try:
-                result.add(convert(item))
-            except _DecodeError as exc:
-                exc.segments.append(f"[{index}]")
-                raise
-        return result
-    if tag == "B":
-        return _binary(inner)
-    raise _DecodeError(f"unknown DynamoDB type {tag!r}")
-
-
-def decode_value(value: Any, *, path: str = "") -> Any:
-    """Decode one DynamoDB JSON attribute value (``{"S": "x"}``) to a Python value.
-
-    Raises ``DynamoJsonError`` naming the path (prefixed with ``path``) of the bad value.
-    """
-    try:
-        return _decode(value)
-    except _DecodeError as exc:
-        raise DynamoJsonError(exc.path(path), exc.reason) from exc
-
-
-def decode_image(image: Mapping[str, Any]) -> dict[str, Any]:
-    """Decode a DynamoDB JSON map (a NewImage, OldImage or Keys) to a dict of Python values."""
-    if not isinstance(image, Mapping):
-        raise DynamoJsonError("", f"an image must be an object, got {type(image).__name__}")
-    out = {}
-    for name, value in image.items():
-        try:
-            out[name] = _decode(value)
-        except _DecodeError as exc:
-            raise DynamoJsonError(exc.path(name), exc.reason) from exc
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# encoding
-# ---------------------------------------------------------------------------------------------
-
-
-def _decimal_text(number: Decimal) -> str:
-    if not number.is_finite():
-        raise _DecodeError(f"Decimal {number} is not finite")
-    if number and not _MIN_ADJUSTED_EXPONENT <= number.adjusted() <= _MAX_ADJUSTED_EXPONENT:
-        raise _DecodeError(f"Decimal {number} is outside DynamoDB's number range")
-    return str(number)
-
-
-def _encode_set(values: set | frozenset, raw_binary: bool) -> dict:
-    if not values:
-        raise _DecodeError("empty sets cannot be stored in DynamoDB")
-    kinds = {type(item) for item in values}
-    if kinds == {str}:
-        return {"SS": sorted(values)}
-    if kinds <= {int, Decimal}:
-        return {"NS": [str(v) if type(v) is int else _decimal_text(v) for v in sorted(values)]}
-    if kinds <= {bytes, bytearray, memoryview}:
-        blobs = sorted(bytes(v) for v in values)
-        if raw_binary:
-            return {"BS": blobs}
-        return {"BS": [base64.b64encode(b).decode("ascii") for b in blobs]}
-    names = sorted(kind.__name__ for kind in kinds)
-    raise _DecodeError(f"a set must hold only str, only numbers or only bytes, got {names}")
-
-
-def _encode(value: Any, raw_binary: bool) -> dict:
-    kind = type(value)
-    if kind is str:
-        return {"S": value}
-    if kind is bool:
-        return {"BOOL": value}
-    if kind is int:
-        return {"N": str(value)}
-    if value is None:
-        return {"NULL": True}
-    if kind is Decimal:
-        return {"N": _decimal_text(value)}
-    if kind is float:
-        raise _DecodeError("float is not supported (inexact): use int or decimal.Decimal")
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise _DecodeError(f"map keys must be str, got {type(key).__name__} {key!r}")
-            try:
-                out[key] = _encode(item, raw_binary)
-            except _DecodeError as exc:
-                exc.segments.append(key)
-                raise
-        return {"M": out}
-    if kind is list or kind is tuple:
-        items = []
-        for index, item in enumerate(value):
-            try:
-                items.append(_encode(item, raw_binary))
-            except _DecodeError as exc:
-                exc.segments.append(f"[{index}]")
-                raise
-        return {"L": items}
-    if kind is set or kind is frozenset:
-        return _encode_set(value, raw_binary)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        blob = bytes(value)
-        return {"B": blob if raw_binary else base64.b64encode(blob).decode("ascii")}
-    if isinstance(value, int) and not isinstance(value, bool):  # IntEnum and friends
-        return {"N": str(int(value))}
-    raise _DecodeError(f"unsupported type {kind.__name__}")
-
-
-def encode_value(
-    value: Any, *, binary: BinaryFormat = BinaryFormat.BASE64, path: str = ""
-) -> dict[str, Any]:
-    """Encode one Python value as a DynamoDB JSON attribute value (``"x"`` -> ``{"S": "x"}``)."""
-    try:
-        return _encode(value, binary is BinaryFormat.RAW)
-    except _DecodeError as exc:
-        raise DynamoJsonError(exc.path(path), exc.reason) from exc
-
-
-def encode_image(
-    item: Mapping[str, Any], *, binary: BinaryFormat = BinaryFormat.BASE64
-) -> dict[str, dict[str, Any]]:
-    """Encode a mapping of Python values as a DynamoDB JSON map (inverse of ``decode_image``)."""
-    if not isinstance(item, Mapping):
-        raise DynamoJsonError("", f"an item must be a mapping, got {type(item).__name__}")
-    raw_binary = binary is BinaryFormat.RAW
-    out = {}
-    for name, value in item.items():
-        if type(name) is not str:
-            raise DynamoJsonError(repr(name), "attribute names must be str")
-        try:
-            out[name] = _encode(value, raw_binary)
-        except _DecodeError as exc:
-            raise DynamoJsonError(exc.path(name), exc.reason) from exc
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,13 +95,8 @@ class LazyImage(Mapping[str, Any]):
         """The image exactly as in the payload (DynamoDB JSON)."""
         return self._raw
 
-    def _fail(self, name: str, exc: _DecodeError) -> InvalidChangeRecord:
-        cause = DynamoJsonError(exc.path(name), exc.reason)
-        error = InvalidChangeRecord(
-            f"{self._field}.{cause.path}", exc.reason, sequence_number=self._sequence_number
-        )
-        error.__cause__ = cause
-        return error
+    def _fail(self, exc: DynamoJsonError) -> InvalidChangeRecord:
+        return InvalidChangeRecord(f"{self._field}.{exc.path}", exc.reason, sequence_number=self._sequence_number)
 
     def __getitem__(self, name: str) -> Any:
         cache = self._cache
@@ -393,9 +104,9 @@ class LazyImage(Mapping[str, Any]):
             return cache[name]
         raw_value = self._raw[name]
         try:
-            value = cache[name] = _decode(raw_value)
-        except _DecodeError as exc:
-            raise self._fail(name, exc) from exc
+            value = cache[name] = decode_value(raw_value, path=name)
+        except DynamoJsonError as exc:
+            raise self._fail(exc) from exc
         return value
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -406,9 +117,9 @@ class LazyImage(Mapping[str, Any]):
         if raw_value is _ABSENT:
             return default
         try:
-            value = cache[name] = _decode(raw_value)
-        except _DecodeError as exc:
-            raise self._fail(name, exc) from exc
+            value = cache[name] = decode_value(raw_value, path=name)
+        except DynamoJsonError as exc:
+            raise self._fail(exc) from exc
         return value
 
     def __contains__(self, name: object) -> bool:
@@ -504,8 +215,8 @@ def _integral_version(raw_value: Any) -> int:
     if type(text) is str and text.isascii() and text.isdigit():
         return int(text)
     try:
-        number = _number(text)
-    except _DecodeError as exc:
+        number = decode_number(text)
+    except DynamoJsonError as exc:
         raise ValueError(exc.reason) from None
     if type(number) is not int:
         raise ValueError(f"must be an integral N, got {text!r}")
@@ -627,9 +338,9 @@ class ChangeRecord(_ChangeRecordFields):
         keys = {}
         for key_name, key_value in raw_keys.items():
             try:
-                keys[key_name] = _decode(key_value)
-            except _DecodeError as exc:
-                raise _invalid(seq, f"dynamodb.Keys.{exc.path(key_name)}", exc.reason) from exc
+                keys[key_name] = decode_value(key_value, path=key_name)
+            except DynamoJsonError as exc:
+                raise _invalid(seq, f"dynamodb.Keys.{exc.path}", exc.reason) from exc
         stamp = body.get("ApproximateCreationDateTime")
         if type(stamp) is int and _MILLIS_BELOW <= stamp < _MICROS_BELOW:
             created_at_us = stamp  # the common case: microsecond precision
@@ -690,24 +401,9 @@ class ChangeRecord(_ChangeRecordFields):
         )
 
     @property
-    def is_tombstone(self) -> bool:
-        """True when NewImage carries ``TOMBSTONE_ATTRIBUTE``: the item was replaced by a
-        tombstone written by the DynamoDB sink, i.e. it was logically deleted."""
-        image = self.new_image
-        return image is not None and TOMBSTONE_ATTRIBUTE in image.raw
-
-    @property
-    def effective_event(self) -> EventName:
-        """``REMOVE`` for a tombstone written over an item (INSERT/MODIFY), else ``event_name``."""
-        image = self.new_image
-        if image is not None and TOMBSTONE_ATTRIBUTE in image.raw:
-            return EventName.REMOVE
-        return self.event_name
-
-    @property
     def is_removal(self) -> bool:
-        """True for REMOVE and for tombstones: the item is gone after this change."""
-        return self.effective_event is EventName.REMOVE
+        """True for REMOVE: the item is gone after this change."""
+        return self.event_name is EventName.REMOVE
 
     def validate(self) -> None:
         """Decode every attribute of both images now; raises ``InvalidChangeRecord``."""

@@ -3,8 +3,9 @@
 * Document id `<WorkplaceId>#<UserId>` (the app's sink.document_id template).
 * INSERT / MODIFY: index the membership item's searchable fields with the item's Version as
   the external version.
-* REMOVE, or a MODIFY that turns the item into a tombstone (how the DynamoDB sink deletes):
-  delete the document at that version.
+* REMOVE, or a MODIFY that turns the item into a tombstone, deletes the document at that
+  version: WorkplaceUsers_V2 is written by our DynamoDB sink, which deletes an item by
+  replacing it with a tombstone (``consumers.sinks.dynamodb.TOMBSTONE_ATTRIBUTE``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Iterable, Mapping
 
 from consumers.shared.planning import PlannedWrite, delete, upsert
 from consumers.shared.records import ChangeRecord
+from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
 
-__all__ = ["SEARCH_FIELDS", "search_document", "transform"]
+__all__ = ["SEARCH_FIELDS", "is_deleted", "search_document", "transform"]
 
 SEARCH_FIELDS = ("Email", "DisplayName", "Role", "Title", "Status", "JoinedAt")
 
@@ -23,8 +25,13 @@ def search_document(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: item[name] for name in SEARCH_FIELDS if item.get(name) is not None}
 
 
+def is_deleted(record: ChangeRecord) -> bool:
+    """REMOVE, or the item replaced by the DynamoDB sink's tombstone."""
+    return record.is_removal or TOMBSTONE_ATTRIBUTE in record.new_image
+
+
 def transform(record: ChangeRecord) -> Iterable[PlannedWrite]:
     key = {"WorkplaceId": record.keys["WorkplaceId"], "UserId": record.keys["UserId"]}
-    if record.is_removal:
+    if is_deleted(record):
         return (delete(record, key),)
     return (upsert(record, key, {**search_document(record.new_image), "Version": record.version}),)

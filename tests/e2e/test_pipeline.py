@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from consumers.verify import verify
-from infra.clients import aws_client, aws_resource
+from targets.clients import aws_client, aws_resource
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 
 pytestmark = pytest.mark.stack

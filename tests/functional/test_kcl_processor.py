@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +29,7 @@ from consumers.runtime.worker import (
     KclRecordProcessor,
 )
 from consumers.shared.errors import RetryableSinkError, SinkError
-from consumers.shared.testing import InMemorySink
+from consumers.sinks.memory import InMemorySink
 from producer_config import load_pipeline
 
 SHARD = "shardId-000000000001"
@@ -87,19 +88,32 @@ class UnusableSink(InMemorySink):
         raise SinkError("AppUsers_V2: ResourceNotFoundException (test)")
 
 
+class StreamDouble:
+    """A `targets.durability.Durability` answering from the given functions (default: Kinesis
+    itself: everything acknowledged is stored, every reported shard end is real)."""
+
+    stream_name = "users-changes"
+
+    def __init__(self, saved_before=lambda: math.inf, shard_closed=lambda shard_id: True):
+        self.saved_before, self.shard_closed = saved_before, shard_closed
+
+    def still_stored(self, shard_id, sequence_number, data):
+        return True
+
+
 class Daemon:
     """Plays the MultiLangDaemon's side: the lines it sends, then what the processor wrote.
 
     ``retry`` overrides the app's retry policy; with ``clock`` (a one-element list, epoch
     seconds) the batch reads that time and every back-off sleep moves it 10 s on."""
 
-    def __init__(self, sink, dead_letters, app="app_user_management", retry=None, clock=None, **processor_options):
+    def __init__(self, sink, dead_letters, app="app_user_management", retry=None, clock=None, **stream):
         pipeline = load_pipeline()
         self.app = load_app(app, pipeline)
         if retry:
             self.app = replace(self.app, retry=replace(self.app.retry, **retry))
         self.clock = clock
-        self.processor_options = processor_options  # saved_before, shard_closed
+        self.stream = StreamDouble(**stream)
         self.sink, self.dead_letters, self.exits = sink, dead_letters, []
         self.lines: list[dict] = [{"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
                                    "subSequenceNumber": 0}]
@@ -118,7 +132,7 @@ class Daemon:
             return BatchProcessor(self.app, shard_id, self.sink, self.dead_letters, self.app.load_transform(),
                                   self.app.compile_filter(), **timing)
 
-        processor = KclRecordProcessor(self.app.name, build, exit=self.exits.append, **self.processor_options)
+        processor = KclRecordProcessor(self.app.name, build, self.stream, exit=self.exits.append)
         stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in self.lines))
         stdout, stderr = io.StringIO(), io.StringIO()
         kcl.KCLProcess(processor, input_file=stdin, output_file=stdout, error_file=stderr).run()

@@ -10,7 +10,7 @@ from typing import Callable
 import orjson
 from botocore.exceptions import ClientError
 
-from infra.streams import list_shards
+from targets.kinesis import list_shards
 
 
 @dataclass(frozen=True, slots=True)

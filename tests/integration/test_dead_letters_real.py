@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from consumers.runtime.deadletter import MAX_STORED_PAYLOAD, DeadLetter, DeadLetterTable
-from infra.clients import aws_client
+from targets.clients import aws_client
 
 pytestmark = pytest.mark.stack
 

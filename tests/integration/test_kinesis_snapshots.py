@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.clients import aws_client
-from infra.config import StackConfig
+from targets.clients import aws_client
+from targets.config import StackConfig
 from infra.preflight import free_port
 from infra.stack import components, wait_healthy
 

@@ -13,10 +13,10 @@ import uuid
 import pytest
 
 from consumers.shared.planning import Delete, Upsert, WriteCounts
-from consumers.shared.records import TOMBSTONE_ATTRIBUTE
-from consumers.shared.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
-from consumers.shared.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig
-from infra.clients import aws_client, opensearch_client
+from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
+from consumers.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
+from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig
+from targets.clients import aws_client, opensearch_client
 
 pytestmark = pytest.mark.stack
 

@@ -19,8 +19,8 @@ import pytest
 
 from consumers.runtime.config import discover_apps
 from consumers.verify import verify
-from infra.clients import aws_client, aws_resource, opensearch_client
-from infra.config import REPO_ROOT
+from targets.clients import aws_client, aws_resource, opensearch_client
+from targets.config import REPO_ROOT
 from infra.preflight import free_port
 from infra.provision import provision
 from infra.stack import components, wait_healthy, workers

@@ -9,10 +9,11 @@ from consumers.app_user_management import transform as app_users
 from consumers.runtime.config import discover_apps, load_app
 from consumers.runtime.daemon import render_properties
 from consumers.shared.planning import Delete, Skip, Upsert, plan_writes
-from consumers.shared.records import TOMBSTONE_ATTRIBUTE, ChangeRecord, encode_image
+from consumers.shared.records import ChangeRecord, encode_image
+from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
 from consumers.workplace_user_search import transform as search
 from consumers.workplace_user_v2 import transform as workplace
-from infra.config import StackConfig
+from targets.config import StackConfig
 from producer_config import ConfigError, load_pipeline
 
 PIPELINE = load_pipeline()

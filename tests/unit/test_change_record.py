@@ -1,4 +1,4 @@
-"""ChangeRecord: the reference payload, time units, versions, tombstones, every invalid reason."""
+"""ChangeRecord: the reference payload, time units, versions, every invalid reason."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from consumers.shared.errors import InvalidChangeRecord
 from consumers.shared.records import (
-    TOMBSTONE_ATTRIBUTE,
     ChangeRecord,
     EventName,
     LazyImage,
@@ -40,7 +39,7 @@ def test_reference_payload(reference_record):
     assert (record.sequence_number, record.partition_key, record.arrival_time) == ("4960001", "pk-1", ARRIVAL)
     assert record.raw_payload == payload
     assert record.raw == reference_record
-    assert not record.is_tombstone and record.effective_event is EventName.MODIFY
+    assert record.event_name is EventName.MODIFY and not record.is_removal
 
 
 def test_images_decode_lazily_and_cache(reference_record):
@@ -104,14 +103,13 @@ def test_custom_version_attribute(make_payload):
     assert build(payload, version_attribute="Rev").version == 42
 
 
-def test_tombstone_is_a_logical_delete(make_payload):
+def test_the_core_knows_no_sink_convention(make_payload):
+    # an attribute that one sink uses to mark deletes is just an attribute here
     payload = make_payload(
-        set={"dynamodb.NewImage": {"UserId": {"S": "12345"}, "Version": {"N": "9"}, TOMBSTONE_ATTRIBUTE: {"BOOL": True}}}
+        set={"dynamodb.NewImage": {"UserId": {"S": "12345"}, "Version": {"N": "9"}, "_cdc_tombstone": {"BOOL": True}}}
     )
     record = build(payload)
-    assert record.event_name is EventName.MODIFY
-    assert record.is_tombstone and record.is_removal
-    assert record.effective_event is EventName.REMOVE
+    assert record.event_name is EventName.MODIFY and not record.is_removal
     assert record.version == 9
 
 

@@ -22,7 +22,7 @@ from consumers.shared.planning import (
     upsert,
 )
 from consumers.shared.records import ChangeRecord, decode_image
-from consumers.shared.testing import InMemorySink, key_of
+from consumers.sinks.memory import InMemorySink, key_of
 
 
 def record_from(raw: dict, sequence_number: str = "1") -> ChangeRecord:

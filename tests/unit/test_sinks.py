@@ -14,10 +14,11 @@ from opensearchpy.exceptions import TransportError
 
 from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
 from consumers.shared.planning import Delete, Skip, Upsert, WriteCounts
-from consumers.shared.records import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE, decode_image
-from consumers.shared.sinks import Disposition
-from consumers.shared.sinks import dynamodb as ddb
-from consumers.shared.sinks import opensearch as osink
+from consumers.shared.records import decode_image
+from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
+from consumers.sinks import Disposition
+from consumers.sinks import dynamodb as ddb
+from consumers.sinks import opensearch as osink
 
 # --- DynamoDB ----------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ enable the table's TTL on that attribute) -- under ``DELETE_CONDITION``:
 ``consumers.shared.planning``). A late, older upsert then fails its condition instead of
 resurrecting the item. Keep the retention longer than the source stream's retention (Kinesis:
 24 h by default, up to 365 days), or a replay older than the tombstone could resurrect an item.
-Consumers of this table's own change stream see "item replaced by tombstone" as a MODIFY;
-``ChangeRecord.effective_event`` reports it as REMOVE.
+Consumers of this table's own change stream see "item replaced by tombstone" as a MODIFY whose
+NewImage carries ``TOMBSTONE_ATTRIBUTE``: such a consumer must treat it as a delete (see
+``consumers.workplace_user_search.transform``).
 
 The target table must only be written through this sink: an item without the version
 attribute is never overwritten (its condition always fails, counted STALE).
@@ -41,13 +42,8 @@ from consumers.shared.errors import (
     SinkRejectedWrite,
 )
 from consumers.shared.planning import Delete, Outcome, PlannedWrite, Skip, Upsert, WriteCounts
-from consumers.shared.records import (
-    TOMBSTONE_ATTRIBUTE,
-    TOMBSTONE_TTL_ATTRIBUTE,
-    BinaryFormat,
-    encode_image,
-)
-from consumers.shared.sinks import Disposition
+from consumers.shared.codec import BinaryFormat, encode_image
+from consumers.sinks import Disposition
 
 __all__ = [
     "DELETE_CONDITION",
@@ -62,6 +58,11 @@ __all__ = [
     "classify_error",
 ]
 
+#: Attribute that marks an item written by this sink as a logical delete (a tombstone). Its
+#: value is ``{"BOOL": true}``; its presence alone makes the item a tombstone.
+TOMBSTONE_ATTRIBUTE = "_cdc_tombstone"
+#: Attribute holding a tombstone's expiry (epoch seconds); enable table TTL on it.
+TOMBSTONE_TTL_ATTRIBUTE = "_cdc_expires_at"
 UPSERT_CONDITION = "attribute_not_exists(#pk) OR #version < :version"
 DELETE_CONDITION = "attribute_not_exists(#pk) OR #version <= :version"
 DEFAULT_TOMBSTONE_RETENTION = timedelta(days=7)

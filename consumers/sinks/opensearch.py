@@ -35,7 +35,7 @@ import orjson
 
 from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
 from consumers.shared.planning import Delete, Outcome, PlannedWrite, Skip, Upsert, WriteCounts
-from consumers.shared.sinks import Disposition
+from consumers.sinks import Disposition
 
 __all__ = [
     "DELETE_VERSION_TYPE",

@@ -10,7 +10,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from opensearchpy import OpenSearch
 
-from infra.config import StackConfig, Target
+from targets.config import StackConfig, Target
 
 __all__ = ["aws_client", "aws_resource", "error_code", "opensearch_client", "LOCAL_CREDENTIALS"]
 
