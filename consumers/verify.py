@@ -1,33 +1,42 @@
-"""Reconciliation: recompute every sink from the current `Users` table and compare.
+"""Reconciliation: recompute every app's sink from its source table and compare.
 
     python -m consumers.verify        (make verify)   exit 0 when every sink equals its source
 
-For each sink it reports the items that are missing, extra (present but absent from the
-source, tombstones excluded) or stale (present with other content). It is the oracle of the
-end-to-end tests. It reads whole tables: meant for the local stack and test data sizes.
+Driven by each app's configuration alone (``consumers/<app>/app.toml``): every item of the
+app's source table goes through the app's own filter and transform as if it had just been
+inserted; the upserts planned are what the sink must hold, read back the way the sink stores
+them (a table keyed by sink type below). A new app folder is verified without editing this
+file. For each sink it reports the items that are missing, extra (present but not expected;
+tombstones and deleted documents excluded) or stale (present with other content). It is the
+oracle of the end-to-end tests. It reads whole tables: meant for the local stack and test
+data sizes.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
+import orjson
 from botocore.exceptions import EndpointConnectionError
 from opensearchpy import helpers
 
-from consumers.app_user_management.transform import project_user
-from consumers.runtime.config import load_app
-from consumers.shared.records import decode_image
-from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
-from consumers.sinks.opensearch import template_document_id
-from consumers.workplace_user_search.transform import search_document
-from consumers.workplace_user_v2.transform import membership_items
+from consumers.runtime.config import AppConfig, discover_apps
+from consumers.shared.codec import decode_image, encode_image
+from consumers.shared.planning import Upsert, plan_writes
+from consumers.shared.records import ChangeRecord
+from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
+from consumers.sinks.opensearch import default_document_id, serialise_document, template_document_id
+from producer_config import PipelineConfig, TableSpec, load_pipeline
 from targets.clients import aws_client, opensearch_client
 from targets.config import StackConfig
-from producer_config import PipelineConfig, load_pipeline
 
-__all__ = ["SinkReport", "verify"]
+__all__ = ["SinkReport", "expected_contents", "verify"]
+
+Contents = dict[Any, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,60 +60,112 @@ class SinkReport:
         return "\n".join([head, *samples])
 
 
-def _compare(sink: str, expected: Mapping[str, Any], actual: Mapping[str, Any]) -> SinkReport:
+def _compare(sink: str, expected: Contents, actual: Contents) -> SinkReport:
+    def names(keys) -> tuple[str, ...]:
+        return tuple(sorted(str(key) for key in keys))
+
     return SinkReport(
         sink=sink,
         expected=len(expected),
         actual=len(actual),
-        missing=tuple(sorted(expected.keys() - actual.keys())),
-        extra=tuple(sorted(actual.keys() - expected.keys())),
-        stale=tuple(sorted(k for k in expected.keys() & actual.keys() if expected[k] != actual[k])),
+        missing=names(expected.keys() - actual.keys()),
+        extra=names(actual.keys() - expected.keys()),
+        stale=names(k for k in expected.keys() & actual.keys() if expected[k] != actual[k]),
     )
 
 
 def _scan(ddb, table: str) -> Iterator[dict[str, Any]]:
     for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
-        for item in page["Items"]:
-            yield decode_image(item)
+        yield from page["Items"]
 
 
-def _live(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    return (item for item in items if not item.get(TOMBSTONE_ATTRIBUTE))
+def _as_inserted(table: TableSpec, item: Mapping[str, Any], now_ms: int) -> ChangeRecord:
+    """The change record of ``item`` (DynamoDB JSON) had it just been inserted."""
+    raw = {"eventName": "INSERT", "tableName": table.name, "userIdentity": None, "eventSource": "aws:dynamodb",
+           "recordFormat": "application/json",
+           "dynamodb": {"ApproximateCreationDateTime": now_ms, "Keys": {k: item[k] for k in table.key_names},
+                        "NewImage": dict(item), "SizeBytes": 0}}
+    return ChangeRecord.from_parsed(raw, b"", sequence_number=None, partition_key=None,
+                                    version_attribute=table.version_attribute or "Version")
 
 
-def _without(item: Mapping[str, Any], *names: str) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in names}
+def expected_contents(app: AppConfig, source_items: Iterator[Mapping[str, Any]],
+                      stored: Callable[[Upsert], tuple[Any, dict[str, Any]]]) -> Contents:
+    """What the app's sink must hold for these source items (DynamoDB JSON): each one through
+    the app's filter and transform as an INSERT; ``stored(upsert)`` is (identity, item) as the
+    sink stores it."""
+    transform, compiled = app.load_transform(), app.compile_filter()
+    now_ms = int(time.time() * 1000)
+    expected: Contents = {}
+    for item in source_items:
+        record = _as_inserted(app.source, item, now_ms)
+        if compiled.matches(record.raw):
+            for write in plan_writes(record, transform):
+                if type(write) is Upsert:
+                    identity, stored_item = stored(write)
+                    expected[identity] = stored_item
+    return expected
+
+
+# --------------------------------------------------------------------------- per sink type
+@dataclass(frozen=True, slots=True)
+class _SinkView:
+    stored: Callable[[Upsert], tuple[Any, dict[str, Any]]]  # an upsert as the sink holds it
+    actual: Callable[[], Contents]  # what the sink holds, live items only
+
+
+def _dynamodb_view(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> _SinkView:
+    table = pipeline.table(app.sink.target)
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    bookkeeping = {table.version_attribute or "Version", table.ttl_attribute or TOMBSTONE_TTL_ATTRIBUTE}
+
+    def identity(item: Mapping[str, Any]) -> tuple:
+        return tuple(f"{name}={item[name]}" for name in table.key_names)
+
+    def stored(write: Upsert) -> tuple[Any, dict[str, Any]]:
+        item = decode_image(encode_image({**write.document, **write.key}))  # as DynamoDB gives it back
+        return identity(item), {k: v for k, v in item.items() if k not in bookkeeping}
+
+    def actual() -> Contents:
+        items = (decode_image(raw) for raw in _scan(ddb, table.name) if TOMBSTONE_ATTRIBUTE not in raw)
+        return {identity(item): {k: v for k, v in item.items() if k not in bookkeeping} for item in items}
+
+    return _SinkView(stored, actual)
+
+
+def _opensearch_view(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> _SinkView:
+    document_id = template_document_id(app.sink.document_id) if app.sink.document_id else default_document_id
+    search = opensearch_client(stack)
+
+    def stored(write: Upsert) -> tuple[Any, dict[str, Any]]:
+        return document_id(write.key), orjson.loads(serialise_document({**write.document, **write.key}))
+
+    def actual() -> Contents:
+        search.indices.refresh(index=app.sink.target)
+        hits = helpers.scan(search, index=app.sink.target, query={"query": {"match_all": {}}})
+        return {hit["_id"]: hit["_source"] for hit in hits}
+
+    return _SinkView(stored, actual)
+
+
+_VIEWS: dict[str, Callable[[AppConfig, PipelineConfig, StackConfig], _SinkView]] = {
+    "dynamodb": _dynamodb_view,
+    "opensearch": _opensearch_view,
+}
 
 
 def verify(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None) -> tuple[SinkReport, ...]:
+    """One report per app (sorted by package), comparing its sink with its source table now."""
     stack = stack or StackConfig.from_env()
     pipeline = pipeline or load_pipeline()
     ddb = aws_client("dynamodb", stack, pipeline.region)
-    app_table, wp_table = pipeline.table("AppUsers_V2"), pipeline.table("WorkplaceUsers_V2")
-    bookkeeping = ("Version", app_table.ttl_attribute, wp_table.ttl_attribute)
-
-    users = {user["UserId"]: user for user in _scan(ddb, "Users")}
-    expected_app = {uid: project_user(user) for uid, user in users.items()}
-    actual_app = {item["UserId"]: _without(item, "UserId", *bookkeeping) for item in _live(_scan(ddb, app_table.name))}
-
-    # membership items and search documents both keyed by the search app's (unambiguous) document id
-    doc_id = template_document_id(load_app("workplace_user_search", pipeline).sink.document_id)
-    expected_wp = {doc_id({"WorkplaceId": wid, "UserId": uid}): item
-                   for uid, user in users.items() for wid, item in membership_items(user).items()}
-    actual_wp = {doc_id(item): _without(item, "WorkplaceId", "UserId", *bookkeeping)
-                 for item in _live(_scan(ddb, wp_table.name))}
-
-    (index,) = pipeline.indexes
-    search = opensearch_client(stack)
-    search.indices.refresh(index=index)
-    expected_docs = {doc_id: search_document(item) for doc_id, item in expected_wp.items()}
-    actual_docs = {hit["_id"]: _without(hit["_source"], "WorkplaceId", "UserId", "Version")
-                   for hit in helpers.scan(search, index=index, query={"query": {"match_all": {}}})}
-    return (
-        _compare(app_table.name, expected_app, actual_app),
-        _compare(wp_table.name, expected_wp, actual_wp),
-        _compare(f"opensearch:{index}", expected_docs, actual_docs),
-    )
+    reports = []
+    for app in discover_apps(pipeline):
+        view = _VIEWS[app.sink.type](app, pipeline, stack)
+        expected = expected_contents(app, _scan(ddb, app.source.name), view.stored)
+        name = app.sink.target if app.sink.type == "dynamodb" else f"{app.sink.type}:{app.sink.target}"
+        reports.append(_compare(name, expected, view.actual()))
+    return tuple(reports)
 
 
 def main() -> int:

@@ -1,9 +1,8 @@
 """Users change -> AppUsers_V2 item (pure; the rules are in the README).
 
 * Key: UserId. One item per user, carrying the source Version (added by the sink).
-* Email lower-cased and trimmed; DisplayName = "First Last" (trimmed; the e-mail's local part
-  when both are empty); Status lower-cased, "active" when absent; Roles sorted; WorkplaceCount =
-  number of workplace memberships.
+* The user profile (Email, DisplayName, Status: `consumers.domain.users`); Roles sorted;
+  WorkplaceCount = number of workplace memberships.
 * Activity attributes (LastSeenAt) are not projected; the app's `changed_attributes` filter
   drops MODIFYs that touch only them, so they cost no write.
 * REMOVE deletes (a tombstone with the removed version).
@@ -13,22 +12,19 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from consumers.domain.users import PROFILE_ATTRIBUTES, user_profile
 from consumers.shared.planning import PlannedWrite, delete, upsert
 from consumers.shared.records import ChangeRecord
 
 __all__ = ["PROJECTED_ATTRIBUTES", "project_user", "transform"]
 
 # The Users attributes the projection reads: a MODIFY changing none of them changes nothing.
-PROJECTED_ATTRIBUTES = ("Email", "FirstName", "LastName", "Status", "Roles", "Workplaces")
+PROJECTED_ATTRIBUTES = (*PROFILE_ATTRIBUTES, "Roles", "Workplaces")
 
 
 def project_user(user: Mapping[str, Any]) -> dict[str, Any]:
-    email = str(user.get("Email") or "").strip().lower()
-    name = f"{user.get('FirstName') or ''} {user.get('LastName') or ''}".strip()
     return {
-        "Email": email,
-        "DisplayName": name or email.partition("@")[0],
-        "Status": str(user.get("Status") or "active").lower(),
+        **user_profile(user),
         "Roles": sorted(user.get("Roles") or ()),
         "WorkplaceCount": len(user.get("Workplaces") or {}),
     }

@@ -2,8 +2,8 @@
 
 A user's memberships live in `Workplaces` (a map WorkplaceId -> {Role, Title, JoinedAt});
 `WorkplaceIds` (a string set) lists the same ids for filtering. Each membership item carries
-the membership (Role, Title, JoinedAt) and the user's searchable fields (Email lower-cased,
-DisplayName, Status), so a membership item changes when either changes.
+the membership (Role, Title, JoinedAt) and the user profile (Email, DisplayName, Status:
+`consumers.domain.users`), so a membership item changes when either changes.
 
 * INSERT: an upsert per membership in NewImage.
 * MODIFY: compares OldImage and NewImage: memberships only in NewImage are created, those only
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from consumers.app_user_management.transform import project_user
+from consumers.domain.users import user_profile
 from consumers.shared.planning import PlannedWrite, delete, skip, upsert
 from consumers.shared.records import ChangeRecord
 
@@ -27,12 +27,10 @@ def membership_items(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
     """WorkplaceId -> the membership item (without keys) of a user image; {} for None."""
     if user is None:
         return {}
-    profile = project_user(user)
+    profile = user_profile(user)
     return {
         workplace_id: {
-            "Email": profile["Email"],
-            "DisplayName": profile["DisplayName"],
-            "Status": profile["Status"],
+            **profile,
             "Role": membership.get("Role") or "member",
             "Title": membership.get("Title") or "",
             "JoinedAt": membership.get("JoinedAt"),

@@ -1,0 +1,1 @@
+"""Business rules shared by several apps (pure, like the apps' transforms)."""
