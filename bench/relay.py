@@ -23,7 +23,8 @@ from targets.clients import aws_client, aws_resource
 from targets.config import StackConfig
 from infra.preflight import free_port
 from infra.provision import provision
-from infra.relay import Relay, _rounds
+from infra.relay import Relay
+from infra.relay_format import put_rounds
 from infra.stack import components, wait_healthy
 from producer_config import load_pipeline
 from scripts.generate_changes import UserChangeGenerator
@@ -97,7 +98,7 @@ def _run(stack, pipeline, users, n: int) -> int:
     while kinesis.describe_stream_summary(StreamName="bench-baseline")["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
         time.sleep(0.05)
     started = time.perf_counter()
-    for call in _rounds(captured):
+    for call in put_rounds(captured):
         response = kinesis.put_records(StreamName="bench-baseline",
                                        Records=[{"Data": d, "PartitionKey": k} for d, k in call])
         assert not response.get("FailedRecordCount"), response

@@ -32,15 +32,12 @@ Local truncates its own to the minute), at the precision the pipeline file asks 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,85 +47,17 @@ from botocore.exceptions import ClientError
 from targets.clients import aws_client, error_code
 from targets.config import StackConfig, StackError
 from targets.durability import DurableGate, durability_for
+from infra.relay_format import creation_stamps, put_rounds, to_kinesis_record
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 
-__all__ = ["KinesisLostRecords", "Relay", "RelayPosition", "Written", "partition_key",
-           "to_kinesis_record"]
+__all__ = ["KinesisLostRecords", "Relay", "RelayPosition", "Written"]
 
 log = logging.getLogger("cdc.relay")
 
-_EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a7e-3b7d-4c55-9a0e-6a1f0d2b9c41")
-_MAX_PUT_RECORDS = 500
-_MAX_PUT_BYTES = 4_500_000  # PutRecords limit is 5 MiB including partition keys
 _POLL_IDLE_S = 0.05
 _SHARD_REFRESH_S = 5.0
 _RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 _HEALTHY_LOOP_AGE_S = 10.0
-
-
-# ------------------------------------------------------------------------- record format
-def _bytes_to_base64(value):
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def _repair(value: dict) -> dict:
-    """DynamoDB Local's stream records write an empty map as {} (no type), at any depth;
-    AWS writes {"M": {}}. An AttributeValue is never empty otherwise, so {} is unambiguous."""
-    if not value:
-        return {"M": {}}
-    if "M" in value:
-        return {"M": {k: _repair(v) for k, v in value["M"].items()}}
-    if "L" in value:
-        return {"L": [_repair(v) for v in value["L"]]}
-    return value
-
-
-def partition_key(table: str, keys: dict) -> str:
-    """Stable per item: md5 of the table name and the item's canonical key JSON."""
-    canonical = orjson.dumps(keys, option=orjson.OPT_SORT_KEYS, default=_bytes_to_base64)
-    return hashlib.md5(table.encode() + b"\0" + canonical).hexdigest()
-
-
-def creation_stamps(count: int, *, now_ns: int, after_ns: int, precision: str) -> list[int]:
-    """``ApproximateCreationDateTime`` (in ns) for ``count`` changes read in stream order:
-    now, or just after the previous page's last one, one unit of ``precision`` apart. Distinct
-    stamps keep the changes of one item ordered where an item has no version attribute (the
-    version then falls back to this time); one stamp per page made them tie."""
-    unit = 1_000 if precision == "MICROSECOND" else 1_000_000
-    start = max(now_ns, after_ns + unit)
-    return [start + index * unit for index in range(count)]
-
-
-def to_kinesis_record(
-    change: dict, *, table: str, region: str, stream_arn: str, precision: str, now_ns: int
-) -> tuple[bytes, str]:
-    """One DynamoDB Streams record (as boto3 returns it) -> (Kinesis data, partition key)."""
-    ddb = change["dynamodb"]
-    image = {
-        "ApproximateCreationDateTime": now_ns // (1_000 if precision == "MICROSECOND" else 1_000_000),
-        "Keys": ddb["Keys"],
-    }
-    for name in ("NewImage", "OldImage"):
-        if name in ddb:
-            image[name] = {attr: _repair(value) for attr, value in ddb[name].items()}
-    image["SizeBytes"] = ddb.get("SizeBytes", 0)
-    identity = change.get("userIdentity")
-    record = {
-        "awsRegion": region,
-        # Deterministic: a change relayed twice (after a crash) carries the same eventID.
-        "eventID": str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{stream_arn}/{ddb['SequenceNumber']}")),
-        "eventName": change["eventName"],
-        "userIdentity": None if not identity else {
-            "principalId": identity.get("PrincipalId"), "type": identity.get("Type"),
-        },
-        "recordFormat": "application/json",
-        "tableName": table,
-        "dynamodb": image,
-        "eventSource": "aws:dynamodb",
-    }
-    return orjson.dumps(record, default=_bytes_to_base64), partition_key(table, ddb["Keys"])
 
 
 # --------------------------------------------------------------------------- positions
@@ -344,7 +273,7 @@ class Relay:
             )
             for c, stamp in zip(changes, stamps)
         ]
-        for request in _rounds(encoded):
+        for request in put_rounds(encoded):
             acked = self._put_all(request)
         self.relayed += len(changes)
         return acked
@@ -370,30 +299,6 @@ class Relay:
             if self.stop.wait(delay):
                 raise StackError("relay stopping with a batch not fully written; it will be repeated")
             delay = min(delay * 2, 2.0)
-
-
-def _rounds(entries: list[tuple[bytes, str]]) -> list[list[tuple[bytes, str]]]:
-    """Split into PutRecords calls that hold at most one change per item, in order, within limits.
-
-    The n-th change of an item goes to a later call than its (n-1)-th, so retrying a failed
-    entry can never overtake an earlier change of the same item.
-    """
-    calls: list[list[tuple[bytes, str]]] = []
-    sizes: list[int] = []
-    last_call_of: dict[str, int] = {}
-    for data, key in entries:
-        index = last_call_of.get(key, -1) + 1
-        size = len(data) + len(key)
-        while index < len(calls) and (len(calls[index]) >= _MAX_PUT_RECORDS or sizes[index] + size > _MAX_PUT_BYTES):
-            index += 1
-        if index == len(calls):
-            calls.append([])
-            sizes.append(0)
-        calls[index].append((data, key))
-        sizes[index] += size
-        last_call_of[key] = index
-    return calls
-
 
 
 # -------------------------------------------------------------------------------- main

@@ -2,7 +2,7 @@
 
 In the spirit of a serverless.yml function: source, batch size, filter criteria,
 changed_attributes, starting position, polling interval, retry policy, dead-letter table,
-sink. The KCL `.properties` file is generated from it (consumers.runtime.properties).
+sink. The KCL `.properties` file is generated from it (consumers.runtime.daemon).
 """
 
 from __future__ import annotations

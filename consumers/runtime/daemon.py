@@ -64,8 +64,9 @@ def render_properties(app: AppConfig, pipeline: PipelineConfig, stack: StackConf
         "shutdownGraceMillis": _GRACE_S * 1000,
         "cleanupLeasesUponShardCompletion": "true",
         "validateSequenceNumberBeforeCheckpointing": "true",
-        # empty polls reach the processor too: a checkpoint held until Kinesis saved the
-        # records (local stack, consumers.runtime.worker) is written on an idle stream
+        # empty polls reach the processor too: a checkpoint held until the stream stored the
+        # records (consumers.runtime.checkpoint) is written on an idle stream, and the lag
+        # (millis_behind_latest) is seen while idle
         "callProcessRecordsEvenForEmptyRecordList": "true",
         "metricsLevel": "NONE",
     }

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.relay import _MAX_PUT_RECORDS, _rounds, creation_stamps, partition_key, to_kinesis_record
+from infra.relay_format import MAX_PUT_RECORDS, creation_stamps, partition_key, put_rounds, to_kinesis_record
 
 from tests.unit.conftest import load_fixture
 
@@ -87,11 +87,11 @@ def test_partition_key_depends_on_table_and_key_not_on_key_order():
 @given(st.lists(st.integers(min_value=0, max_value=30), max_size=1500))
 def test_rounds_keep_each_items_order_and_never_put_one_item_twice_in_a_call(keys):
     entries = [(f"{i}".encode(), f"k{k}") for i, k in enumerate(keys)]
-    calls = _rounds(entries)
+    calls = put_rounds(entries)
     assert sorted(e for call in calls for e in call) == sorted(entries)
     position = {entry: (n, call.index(entry)) for n, call in enumerate(calls) for entry in call}
     for call in calls:
-        assert len(call) <= _MAX_PUT_RECORDS
+        assert len(call) <= MAX_PUT_RECORDS
         assert len({key for _, key in call}) == len(call)
     by_key: dict[str, list] = {}
     for entry in entries:
@@ -102,7 +102,7 @@ def test_rounds_keep_each_items_order_and_never_put_one_item_twice_in_a_call(key
 
 def test_rounds_split_by_size():
     big = b"x" * 1_000_000
-    calls = _rounds([(big, f"k{i}") for i in range(9)])
+    calls = put_rounds([(big, f"k{i}") for i in range(9)])
     assert [len(c) for c in calls] == [4, 4, 1]
 
 
