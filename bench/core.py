@@ -21,6 +21,7 @@ target; exits non-zero only when something raises (a missed target is not an err
 from __future__ import annotations
 
 import argparse
+import functools
 import base64
 import json
 import random
@@ -144,7 +145,7 @@ def _transform(record: ChangeRecord):
     """Touches 6 attributes, fans out nothing: one write per change."""
     if record.is_removal:
         return (delete(record, record.keys),)
-    image = record.new_image
+    image = record.after
     document = {
         "username": image["Username"],
         "email": image["Email"],
@@ -257,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "baseline": lambda: _baseline(payloads),
     }
     for depth in range(1, len(_STAGES) + 1):
-        runs[_STAGES[depth - 1]] = lambda depth=depth: _ours(payloads, depth)
+        runs[_STAGES[depth - 1]] = functools.partial(_ours, payloads, depth)
     rates = _best_rates(runs, args.rounds)
     parse_rate, baseline_rate, ours_rate = rates["ceiling"], rates["baseline"], rates[_STAGES[-1]]
     ratio = ours_rate / baseline_rate

@@ -40,11 +40,11 @@ HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay Workpl
 
 def _arrivals(kinesis, stream: str, since: datetime, key) -> dict:
     """(key of the record) -> arrival time (epoch s) of its first copy on the stream."""
-    seen = {}
+    seen: dict = {}
     for record in read_stream(kinesis, stream, since):
         k = key(orjson.loads(record.data))
         if k is not None:
-            seen.setdefault(k, record.arrival.timestamp())
+            seen.setdefault(k, record.arrival.timestamp() if record.arrival else time.time())
     return seen
 
 
@@ -66,11 +66,11 @@ def _batch_rates(stack: StackConfig, offsets: dict[str, int]) -> dict[str, tuple
         for line in lines:
             if line.startswith('{"app"') and '"event": "batch"' in line:
                 batch = json.loads(line)
-                span = spans.setdefault(batch["app"], [0, float("inf"), 0.0])
+                span = spans.setdefault(batch["app"], [0.0, float("inf"), 0.0])
                 span[0] += batch["received"]
                 span[1] = min(span[1], batch["ts"] - batch["ms"] / 1000)
                 span[2] = max(span[2], batch["ts"])
-    return {app: (received, end - start) for app, (received, start, end) in spans.items()}
+    return {app: (int(received), end - start) for app, (received, start, end) in spans.items()}
 
 
 def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     users_arrival = _arrivals(kinesis, "users-changes", since, users_key)
     wp_arrival = _arrivals(kinesis, "workplace-users-v2-changes", since, users_key)
-    hops = {name: [] for name in HOPS}
+    hops: dict[str, list[float]] = {name: [] for name in HOPS}
     for key, t0 in written.items():
         if key in users_arrival:
             hops["relay Users"].append(users_arrival[key] - t0)

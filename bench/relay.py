@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = load_pipeline()
     users = pipeline.table("Users")
     pipeline = dataclasses.replace(
-        pipeline, tables={"Users": users}, streams={users.change_stream: pipeline.streams[users.change_stream]},
+        pipeline, tables={"Users": users}, streams={users.stream: pipeline.streams[users.stream]},
         indexes={},
     )
     dynamodb, kinesis_proc = components(stack, pipeline)[:2]
@@ -82,7 +82,7 @@ def _run(stack, pipeline, users, n: int) -> int:
         captured.extend(entries)
         return put_all(entries)
 
-    relay._put_all = put_and_keep
+    relay._put_all = put_and_keep  # type: ignore[method-assign]
     thread = threading.Thread(target=relay.run, daemon=True)
     started = time.perf_counter()
     thread.start()

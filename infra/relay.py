@@ -117,7 +117,7 @@ class Relay:
         self.table = table
         self.pipeline = pipeline
         self.stop = stop
-        self.stream_name = table.change_stream
+        self.stream_name = table.stream
         self.ddb = aws_client("dynamodb", stack, pipeline.region)
         self.streams = aws_client("dynamodbstreams", stack, pipeline.region)
         self.kinesis = aws_client("kinesis", stack, pipeline.region)

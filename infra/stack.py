@@ -53,6 +53,13 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+def _prepare(data_dir: Path, *installed: tuple[Path, str]) -> None:
+    """Check that each (path, what) is installed, then create the data folder."""
+    for path, what in installed:
+        _require(path, what)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+
 def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
     """The processes of the local stack, in start order."""
     pids, logs, data = stack.pid_dir, stack.log_dir, stack.data_dir
@@ -78,11 +85,9 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         ports=((stack.dynamodb_port, "CDC_DYNAMODB_PORT"),),
         tools=("java",),
         healthy=lambda: _aws_answers(lambda: aws_client("dynamodb", stack, pipeline.region).list_tables(Limit=1)),
-        prepare=lambda: (
-            _require(ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
-            _require(stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class", "DynamoDB Local launcher"),
-            ddb_data.mkdir(parents=True, exist_ok=True),
-        ),
+        prepare=lambda: _prepare(ddb_data, (ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
+                                 (stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class",
+                                  "DynamoDB Local launcher")),
     )
 
     kinesis_pkg = NODE_MODULES / "kinesis-local"
@@ -115,7 +120,7 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         ports=((stack.kinesis_port, "CDC_KINESIS_PORT"), (stack.kinesis_tls_port, "CDC_KINESIS_TLS_PORT")),
         tools=("node",),
         healthy=lambda: _aws_answers(lambda: aws_client("kinesis", stack, pipeline.region).list_streams(Limit=1)),
-        prepare=lambda: (_require(kinesis_pkg / "main.js", "kinesis-mock"), kinesis_data.mkdir(parents=True, exist_ok=True)),
+        prepare=lambda: _prepare(kinesis_data, (kinesis_pkg / "main.js", "kinesis-mock")),
     )
 
     os_base = data / "opensearch"

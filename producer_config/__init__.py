@@ -57,6 +57,13 @@ class TableSpec:
     change_stream: str | None
 
     @property
+    def stream(self) -> str:
+        """The name of the table's change stream; ``ValueError`` for a table that has none."""
+        if self.change_stream is None:
+            raise ValueError(f"table {self.name} has no change_stream in producer_config")
+        return self.change_stream
+
+    @property
     def key_attributes(self) -> tuple[KeyAttribute, ...]:
         return (self.hash_key,) if self.range_key is None else (self.hash_key, self.range_key)
 

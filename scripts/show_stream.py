@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     table = pipeline.table(args.table)
     kinesis = aws_client("kinesis", StackConfig.from_env(), pipeline.region)
     lines = []
-    for record in read_stream(kinesis, table.change_stream):
+    for record in read_stream(kinesis, table.stream):
         created, text = _describe(record, table.version_attribute or "")
         # newest by creation time: sequence numbers are ordered within a shard only
         lines.append((created, record.shard_id, int(record.sequence_number), text))

@@ -34,4 +34,4 @@ def transform(record: ChangeRecord) -> Iterable[PlannedWrite]:
     key = {"UserId": record.keys["UserId"]}
     if record.is_removal:
         return (delete(record, key),)
-    return (upsert(record, key, project_user(record.new_image)),)
+    return (upsert(record, key, project_user(record.after)),)

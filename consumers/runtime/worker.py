@@ -56,7 +56,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         self._stats_dir = stats_dir
         self._exit = exit
         self.shard_id = "?"
-        self.core: BatchProcessor | None = None
+        self.core: BatchProcessor = None  # type: ignore[assignment]  # built at initialize, the first callback
         self.checkpoints = Checkpointer(durability, self._log)
         self.total = BatchStats()
 

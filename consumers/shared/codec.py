@@ -109,7 +109,7 @@ def _binary(value: Any) -> bytes:
     raise _BadValue(f"B value must be base64 text or bytes, got {type(value).__name__}")
 
 
-def _set_items(tag: str, items: Any) -> list:
+def _set_items(tag: str, items: Any) -> list[Any]:
     if type(items) is not list:
         raise _BadValue(f"{tag} value must be a list, got {type(items).__name__}")
     if not items:
@@ -163,9 +163,9 @@ def _decode(value: Any) -> Any:
         items = _set_items(tag, inner)
         for index, item in enumerate(items):
             if type(item) is not str:
-                exc = _BadValue(f"SS element must be a string, got {type(item).__name__}")
-                exc.segments.append(f"[{index}]")
-                raise exc
+                bad = _BadValue(f"SS element must be a string, got {type(item).__name__}")
+                bad.segments.append(f"[{index}]")
+                raise bad
         return set(items)
     if tag == "NS" or tag == "BS":
         convert = _number if tag == "NS" else _binary
@@ -219,7 +219,7 @@ def _decimal_text(number: Decimal) -> str:
     return str(number)
 
 
-def _encode_set(values: set | frozenset, raw_binary: bool) -> dict:
+def _encode_set(values: set[Any] | frozenset[Any], raw_binary: bool) -> dict[str, Any]:
     if not values:
         raise _BadValue("empty sets cannot be stored in DynamoDB")
     kinds = {type(item) for item in values}
@@ -236,7 +236,7 @@ def _encode_set(values: set | frozenset, raw_binary: bool) -> dict:
     raise _BadValue(f"a set must hold only str, only numbers or only bytes, got {names}")
 
 
-def _encode(value: Any, raw_binary: bool) -> dict:
+def _encode(value: Any, raw_binary: bool) -> dict[str, Any]:
     kind = type(value)
     if kind is str:
         return {"S": value}

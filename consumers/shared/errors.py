@@ -68,7 +68,7 @@ class RetryableSinkError(SinkError):
     that did succeed only counts them as STALE. ``writes`` are the writes that failed.
     """
 
-    def __init__(self, message: str, *, writes: tuple = ()) -> None:
+    def __init__(self, message: str, *, writes: tuple[object, ...] = ()) -> None:
         self.writes = writes
         super().__init__(message)
 
@@ -79,7 +79,7 @@ class SinkRejectedWrite(SinkError):
     all of them as ``(write, reason)`` pairs, ``counts`` the outcomes of the other writes of the
     batch (they were applied, found stale or skipped)."""
 
-    def __init__(self, rejections: tuple, *, counts=None) -> None:
+    def __init__(self, rejections: tuple[tuple[object, str], ...], *, counts: object = None) -> None:
         self.rejections = rejections
         self.write, self.reason = rejections[0]
         self.counts = counts

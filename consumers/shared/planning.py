@@ -115,7 +115,8 @@ class WriteCounts:
         )
 
     def count(self, outcome: Outcome) -> int:
-        return getattr(self, _OUTCOME_FIELDS[outcome])
+        count: int = getattr(self, _OUTCOME_FIELDS[outcome])
+        return count
 
     @property
     def total(self) -> int:
@@ -150,7 +151,7 @@ def mirror(record: ChangeRecord) -> tuple[PlannedWrite, ...]:
     """The identity transform: upsert the whole NewImage under the record's keys, or delete."""
     if record.is_removal:
         return (Delete(record.keys, record.version),)
-    return (Upsert(record.keys, record.new_image.to_dict(), record.version),)
+    return (Upsert(record.keys, record.after.to_dict(), record.version),)
 
 
 def _check(write: Any, record: ChangeRecord) -> None:

@@ -147,7 +147,7 @@ _ABSENT = object()
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_payload(data: bytes | bytearray | memoryview | str, *, sequence_number: str | None = None) -> dict:
+def parse_payload(data: bytes | bytearray | memoryview | str, *, sequence_number: str | None = None) -> dict[str, Any]:
     """Parse a Kinesis record's payload (orjson) and check it is a JSON object.
 
     Raises ``InvalidChangeRecord`` (field ``<payload>``) when it is not JSON or not an object.
@@ -185,25 +185,27 @@ def normalise_creation_time(value: Any) -> int:
             raise ValueError(f"not a number: {value[:40]!r}") from None
         kind = type(value)
     if kind is int:
-        if value <= 0:
-            raise ValueError(f"must be positive, got {value}")
-        if value < _SECONDS_BELOW:
-            return value * 1_000_000
-        if value < _MILLIS_BELOW:
-            return value * 1_000
-        if value < _MICROS_BELOW:
-            return value
-        raise ValueError(f"too large for an epoch in s, ms or us: {value}")
+        whole: int = value
+        if whole <= 0:
+            raise ValueError(f"must be positive, got {whole}")
+        if whole < _SECONDS_BELOW:
+            return whole * 1_000_000
+        if whole < _MILLIS_BELOW:
+            return whole * 1_000
+        if whole < _MICROS_BELOW:
+            return whole
+        raise ValueError(f"too large for an epoch in s, ms or us: {whole}")
     if kind is float:
-        if not value > 0 or value != value or value == float("inf"):
-            raise ValueError(f"must be a positive finite number, got {value}")
-        if value < _SECONDS_BELOW:
-            return round(value * 1_000_000)
-        if value < _MILLIS_BELOW:
-            return round(value * 1_000)
-        if value < _MICROS_BELOW:
-            return round(value)
-        raise ValueError(f"too large for an epoch in s, ms or us: {value}")
+        real: float = value
+        if not real > 0 or real != real or real == float("inf"):
+            raise ValueError(f"must be a positive finite number, got {real}")
+        if real < _SECONDS_BELOW:
+            return round(real * 1_000_000)
+        if real < _MILLIS_BELOW:
+            return round(real * 1_000)
+        if real < _MICROS_BELOW:
+            return round(real)
+        raise ValueError(f"too large for an epoch in s, ms or us: {real}")
     raise ValueError(f"must be a number, got {type(value).__name__}")
 
 
@@ -225,7 +227,7 @@ def _integral_version(raw_value: Any) -> int:
     return number
 
 
-_EMPTY: dict = {}
+_EMPTY: dict[str, Any] = {}
 _tuple_new = tuple.__new__
 
 
@@ -366,7 +368,7 @@ class ChangeRecord(_ChangeRecordFields):
             raise _invalid(seq, "dynamodb.OldImage", "not an object")
         else:
             old_image = LazyImage(raw_old, "dynamodb.OldImage", seq)
-        version_value = (raw_new if new_image is not None else raw_old or _EMPTY).get(version_attribute)
+        version_value = (raw_new if raw_new is not None else raw_old or _EMPTY).get(version_attribute)
         if version_value is None:
             version = created_at_us
         else:
@@ -380,8 +382,8 @@ class ChangeRecord(_ChangeRecordFields):
                     image_name = "NewImage" if new_image is not None else "OldImage"
                     field_name = f"dynamodb.{image_name}.{version_attribute}"
                     raise _invalid(seq, field_name, f"bad version: {exc}") from exc
-        if type(data) is not bytes:
-            data = bytes(data.encode() if type(data) is str else data)
+        if not isinstance(data, bytes):
+            data = data.encode() if isinstance(data, str) else bytes(data)
         return _tuple_new(
             cls,
             (
@@ -399,6 +401,15 @@ class ChangeRecord(_ChangeRecordFields):
                 raw,
             ),
         )
+
+    @property
+    def after(self) -> LazyImage:
+        """The item after an INSERT or MODIFY: its NewImage (checked present when the record
+        was built). ``ValueError`` for a REMOVE, which leaves no item."""
+        image = self.new_image
+        if image is None:
+            raise ValueError(f"a {self.event_name.value} change has no NewImage")
+        return image
 
     @property
     def is_removal(self) -> bool:

@@ -212,7 +212,7 @@ class DynamoDbSink:
 
     def _apply(self, write: Upsert | Delete, now: float) -> Outcome:
         try:
-            if type(write) is Upsert:
+            if isinstance(write, Upsert):
                 request = build_put_request(write, self._config)
             else:
                 request = build_tombstone_request(write, self._config, now)
@@ -233,7 +233,7 @@ class DynamoDbSink:
     def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts:
         """Apply a batch; returns the counts or raises (see the module docstring)."""
         now = self._clock()
-        pending = [w for w in writes if type(w) is not Skip]
+        pending = [w for w in writes if not isinstance(w, Skip)]
         skipped = len(writes) - len(pending)
         if len(pending) <= 1 or self._config.max_workers == 1:
             results = [self._apply_captured(w, now) for w in pending]

@@ -193,11 +193,9 @@ def classify_transport_error(exc: BaseException) -> Disposition:
     status = getattr(exc, "status_code", None)
     if type(status) is int:
         return Disposition.RETRY if status == 429 or status >= 500 else Disposition.FAIL
-    try:
-        from opensearchpy import exceptions as os_exceptions
-    except ImportError:  # pragma: no cover
-        os_exceptions = None
-    if os_exceptions is not None and isinstance(exc, os_exceptions.ConnectionError):
+    from opensearchpy import exceptions as os_exceptions
+
+    if isinstance(exc, os_exceptions.ConnectionError):
         return Disposition.RETRY  # includes ConnectionTimeout (status 'N/A')
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return Disposition.RETRY
@@ -224,7 +222,7 @@ class OpenSearchSink:
 
     def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts:
         """Apply a batch with one ``_bulk`` request; returns counts or raises."""
-        pending = [w for w in writes if type(w) is not Skip]
+        pending = [w for w in writes if not isinstance(w, Skip)]
         skipped = WriteCounts(skipped=len(writes) - len(pending))
         body, rejected = build_bulk_body(pending, self._config)
         rejected_writes = {id(w) for w, _ in rejected}

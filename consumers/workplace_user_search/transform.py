@@ -27,11 +27,11 @@ def search_document(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def is_deleted(record: ChangeRecord) -> bool:
     """REMOVE, or the item replaced by the DynamoDB sink's tombstone."""
-    return record.is_removal or TOMBSTONE_ATTRIBUTE in record.new_image
+    return record.is_removal or TOMBSTONE_ATTRIBUTE in record.after
 
 
 def transform(record: ChangeRecord) -> Iterable[PlannedWrite]:
     key = {"WorkplaceId": record.keys["WorkplaceId"], "UserId": record.keys["UserId"]}
     if is_deleted(record):
         return (delete(record, key),)
-    return (upsert(record, key, {**search_document(record.new_image), "Version": record.version}),)
+    return (upsert(record, key, {**search_document(record.after), "Version": record.version}),)

@@ -42,7 +42,7 @@ def membership_items(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
 def transform(record: ChangeRecord) -> Iterable[PlannedWrite]:
     user_id = record.keys["UserId"]
     before = membership_items(record.old_image)
-    after = {} if record.is_removal else membership_items(record.new_image)
+    after = {} if record.is_removal else membership_items(record.after)
     writes: list[PlannedWrite] = []
     for workplace_id in sorted(before.keys() - after.keys()):
         writes.append(delete(record, {"WorkplaceId": workplace_id, "UserId": user_id}))
