@@ -15,7 +15,7 @@ export CDC_TARGET ?= $(STACK)
 PYTEST_ARGS ?=
 DEMO_CHANGES ?= 12
 
-.PHONY: help install up down status clean provision verify test test-unit bench demo
+.PHONY: help install up down status clean provision verify lint test test-unit bench demo
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,7 +88,12 @@ demo: up  ## write a few user changes, show them on the Users stream, then check
 	$(PY) -m scripts.wait_converged
 
 # --------------------------------------------------------------------------------- tests
-test: install  ## run the whole test suite (starts the stack if needed)
+lint: $(VENV)/.installed  ## ruff (lint, format check) and mypy (strict on the core), configured in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install lint  ## lint, then the whole test suite (starts the stack if needed)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed  ## only the tests that need no server
