@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["ManagedProcess"]
+__all__ = ["ManagedProcess", "running_commands"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,20 @@ class ManagedProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log yet)"
+
+
+def running_commands() -> list[tuple[int, str]]:
+    """(PID, command line) of every live process this user can see."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and not _is_zombie(int(entry.name)):
+            try:
+                raw = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if raw:
+                found.append((int(entry.name), raw.replace(b"\0", b" ").decode(errors="replace").strip()))
+    return found
 
 
 def _cmdline(pid: int) -> str:

@@ -7,6 +7,7 @@ the three servers start together and are then waited for one by one.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -19,12 +20,13 @@ from consumers.runtime.config import AppConfig, discover_apps
 from targets.clients import aws_client
 from targets.config import REPO_ROOT, StackConfig, StackError, Target
 from infra.preflight import check_port_free, check_tools
-from infra.processes import ManagedProcess
+from infra.processes import ManagedProcess, running_commands
 from infra.provision import describe_resources, provision
 from infra.relay import RelayPosition
 from producer_config import PipelineConfig, load_pipeline
 
-__all__ = ["Component", "clean", "components", "down", "status", "up", "wait_healthy", "worker", "workers"]
+__all__ = ["Component", "clean", "components", "down", "running_workers", "status", "up", "wait_healthy", "worker",
+           "workers"]
 
 NODE_MODULES = REPO_ROOT / "infra" / "node_modules"
 RELAY_HEARTBEAT_MAX_AGE_S = 15.0
@@ -162,16 +164,41 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     return dynamodb, kinesis, opensearch, relay
 
 
-def worker(stack: StackConfig, app: AppConfig, n: int) -> Component:
-    """Worker `n` of an app: a supervised KCL MultiLangDaemon (consumers.runtime.daemon)."""
-    name = f"worker-{app.package}-{n}"
-    args = ["--app", app.package, "--worker", str(n), "--state-dir", str(stack.state_dir)]
-    process = ManagedProcess(
+def _worker_process(stack: StackConfig, package: str, n: int) -> ManagedProcess:
+    name = f"worker-{package}-{n}"
+    args = ["--app", package, "--worker", str(n), "--state-dir", str(stack.state_dir)]
+    return ManagedProcess(
         name, (sys.executable, "-m", "consumers.runtime.daemon", *args),
         marker="consumers.runtime.daemon " + " ".join(args),
         pid_file=stack.pid_dir / f"{name}.pid", log_file=stack.log_dir / f"{name}.log", cwd=REPO_ROOT,
         term_group=False,
     )
+
+
+def running_workers(stack: StackConfig) -> tuple[ManagedProcess, ...]:
+    """Every worker process of this stack that runs, whatever `app.workers` says now: found by
+    its command line (``--state-dir`` of this stack), PID file or not (a `clean` removes them).
+    A worker found without its PID file gets it back, so it can be stopped like the others."""
+    found = []
+    for pid, cmdline in running_commands():
+        match = _WORKER_COMMAND.search(cmdline)
+        if match is None or match["state_dir"] != str(stack.state_dir):
+            continue
+        process = _worker_process(stack, match["package"], int(match["n"]))
+        if process.pid() is None:
+            process.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            process.pid_file.write_text(f"{pid}\n")
+        found.append(process)
+    return tuple(sorted(found, key=lambda process: process.name))
+
+
+_WORKER_COMMAND = re.compile(r"consumers\.runtime\.daemon --app (?P<package>\S+) --worker (?P<n>\d+) "
+                             r"--state-dir (?P<state_dir>.+?)\s*$")
+
+
+def worker(stack: StackConfig, app: AppConfig, n: int) -> Component:
+    """Worker `n` of an app: a supervised KCL MultiLangDaemon (consumers.runtime.daemon)."""
+    process = _worker_process(stack, app.package, n)
     return Component(process=process, title=f"{app.name} worker {n} (KCL)", endpoint=app.stream_name,
                      ports=(), tools=("java",), healthy=lambda: process.pid() is not None)
 
@@ -274,17 +301,20 @@ def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None)
 
 
 def down(stack: StackConfig | None = None) -> None:
-    """Stop every component by its PID file, consumers and relay first; data stays."""
+    """Stop every component, consumers and relay first; data stays. Every worker of the stack
+    is found by its command line (`running_workers`), however many the apps configure now."""
     stack = stack or StackConfig.from_env()
     pipeline = load_pipeline()
-    consumers = workers(stack, pipeline)
-    everything = (*consumers, *reversed(components(stack, pipeline)))
-    running = {component.title for component in everything if component.process.pid() is not None}
-    for component in consumers:  # in parallel: each one's graceful shutdown checkpoints
-        component.process.signal_stop()
-    for component in everything:
-        component.process.stop(timeout_s=45)
-        _say(f"  {'stopped' if component.title in running else 'not running':<12} {component.title}")
+    configured = {c.process.name: c.process for c in workers(stack, pipeline)}
+    consumers = {**configured, **{p.name: p for p in running_workers(stack)}}
+    servers = {c.process.name: c.process for c in reversed(components(stack, pipeline))}
+    running = {name for name, process in {**consumers, **servers}.items() if process.pid() is not None}
+    for process in consumers.values():  # in parallel: each one's graceful shutdown checkpoints
+        process.signal_stop()
+    for name, process in (*sorted(consumers.items()), *servers.items()):
+        process.stop(timeout_s=45)
+        extra = "" if name in configured or name in servers else " (not in the apps' configuration now)"
+        _say(f"  {'stopped' if name in running else 'not running':<12} {name}{extra}")
 
 
 def clean(stack: StackConfig | None = None) -> None:
