@@ -1,5 +1,6 @@
 """compile_filter_criteria: one table per operator, AWS's documented examples, arrays, $or,
-the ``data`` wrapper, compile errors, changed_attributes, and index == brute force."""
+the ``data`` wrapper, compile errors, numeric operands no double stands for, changed_attributes,
+and index == brute force."""
 
 from __future__ import annotations
 
@@ -442,6 +443,97 @@ def test_invalid_pattern_is_a_cdc_error():
     assert issubclass(InvalidFilterPattern, CdcError)
 
 
+# --- numeric operands no double stands for (event-ruler: "Cannot compare number") --------------
+
+#: operand texts event-ruler refuses, written into the pattern's JSON as they are (json.dumps
+#: cannot write 1E-325, and orjson reads it as 0.0), with the reason we give
+REFUSED_OPERANDS = [
+    ("1E-325", "it underflows, the nearest double reads as 0"),
+    ("-1E-325", "it underflows, the nearest double reads as -0"),
+    ("1e-99999", "it underflows, the nearest double reads as 0"),
+    ("2.5e-324", "it underflows, the nearest double reads as 4.9E-324"),
+    ("5e-324", "it underflows, the nearest double reads as 4.9E-324"),  # Java writes 2 digits here
+    ("1.0000000000000001", "the nearest double reads as 1"),
+    ("0.30000000000000000000001", "the nearest double reads as 0.3"),
+    ("9007199254740993", "the nearest double reads as 9007199254740992"),
+    ("123456789012345678901234567890", "the nearest double reads as 1.2345678901234568E+29"),
+    ("1.7976931348623158e308", "the nearest double reads as 1.7976931348623157E+308"),
+]
+#: operand texts that are what Java writes for their double, up to zeros and notation
+TAKEN_OPERANDS = [
+    "0.1",
+    "1e-320",
+    "4.9e-324",
+    "2.2250738585072014E-308",
+    "0E-400",
+    "-0.0",
+    "1E+2",
+    "1.50000000000000000000",
+    "9007199254740992",
+]
+
+# operator style: (leaf rule as JSON text, @ standing for the operand; where the operand sits in
+# the rule; whether the rule matches the operand's own double)
+NUMERIC_OPERAND_TABLE = {
+    "numeric equals": ('{"numeric": ["=", @]}', "numeric[1]", True),
+    "numeric less": ('{"numeric": ["<", @]}', "numeric[1]", False),
+    "numeric at least": ('{"numeric": [">=", @]}', "numeric[1]", True),
+    "numeric range bottom": ('{"numeric": [">", @, "<", 1e300]}', "numeric[1]", False),
+    "numeric range top": ('{"numeric": [">", -1, "<=", @]}', "numeric[3]", True),
+    "anything-but number": ('{"anything-but": @}', "anything-but", False),
+    "anything-but number list": ('{"anything-but": [7, @]}', "anything-but[1]", False),
+}
+
+
+def _operand_cases(operands):
+    for style, (rule, where, own_double) in NUMERIC_OPERAND_TABLE.items():
+        for operand in operands:
+            text = operand[0] if isinstance(operand, tuple) else operand
+            pattern = '{"f": [' + rule.replace("@", text) + "]}"
+            yield pytest.param(pattern, where, operand, own_double, id=f"{style}-{text}")
+
+
+@pytest.mark.parametrize(("pattern", "where", "operand", "_own_double"), list(_operand_cases(REFUSED_OPERANDS)))
+def test_numeric_operands_no_double_stands_for_are_refused(pattern, where, operand, _own_double):
+    text, reason = operand
+    with pytest.raises(InvalidFilterPattern) as caught:
+        compile_filter_criteria({"Filters": [{"Pattern": pattern}]})
+    assert caught.value.path == f"$.f[0].{where}"
+    assert caught.value.reason.endswith(f"{text} cannot be compared as a double: {reason}")
+
+
+@pytest.mark.parametrize(("pattern", "where", "operand", "own_double"), list(_operand_cases(TAKEN_OPERANDS)))
+def test_numeric_operands_compare_as_their_double(pattern, where, operand, own_double):
+    compiled = compile_filter_criteria({"Filters": [{"Pattern": pattern}]})
+    assert compiled.matches({"f": float(operand)}) is own_double
+
+
+def test_operands_of_patterns_given_as_objects_follow_the_same_rule():
+    with pytest.raises(InvalidFilterPattern, match="9007199254740993 cannot be compared as a double"):
+        compile_filter_criteria({"Filters": [{"Pattern": {"f": [{"numeric": ["=", 2**53 + 1]}]}}]})
+    with pytest.raises(InvalidFilterPattern, match="it overflows"):
+        compile_filter_criteria({"Filters": [{"Pattern": {"f": [{"anything-but": [10**400]}]}}]})
+    assert matches({"f": [{"numeric": ["=", 2**53]}]}, {"f": 2**53})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event", "expected"),
+    [
+        ('{"f": [1E-325]}', {"f": 0.0}, True),  # an exact value is no operand: it reads as 0.0
+        ('{"f": [9007199254740993]}', {"f": 9007199254740992}, True),
+        ('{"f": ["1E-325"], "g": [{"numeric": [">", 0]}]}', {"f": "1E-325", "g": 1}, True),  # in a string
+        ('{"f": [{"prefix": 1E-325}]}', None, "prefix takes a string or"),
+        ('{"f": [{"numeric": [">", 0, 1E-325, 5]}]}', None, "bad numeric range operator 1E-325"),
+    ],
+)
+def test_number_literals_outside_numeric_operands(pattern, event, expected):
+    if event is None:
+        with pytest.raises(InvalidFilterPattern, match=expected):
+            compile_filter_criteria({"Filters": [{"Pattern": pattern}]})
+    else:
+        assert compile_filter_criteria({"Filters": [{"Pattern": pattern}]}).matches(event) is expected
+
+
 # --- changed_attributes ------------------------------------------------------------------------
 
 
@@ -589,5 +681,3 @@ def test_compiled_filter_agrees_with_a_naive_interpreter(patterns, events):
     for event in events:
         expected = any(_naive_object(p, event) for p in patterns)
         assert compiled.matches(event) is expected, (patterns, event)
-        # the generated (unrolled) matcher and the readable reference loop agree
-        assert compiled._criteria_match(event) is expected

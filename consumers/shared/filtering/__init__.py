@@ -36,7 +36,9 @@ Semantics, as in AWS:
   field defined again in an alternative *replaces* the earlier definition
   (``{"a": ["x"], "$or": [{"a": ["y"]}, {"b": ["z"]}]}`` is ``a=y`` OR ``a=x AND b=z``).
 * Bad patterns are rejected at compile time with ``InvalidFilterPattern`` naming the filter
-  index, the JSON path inside the pattern and the reason.
+  index, the JSON path inside the pattern and the reason. That includes, as in event-ruler, a
+  ``numeric`` bound or ``anything-but`` number that no double stands for as written
+  (``1E-325`` underflows, ``9007199254740993`` has too many digits: ``_numbers``).
 
 ``changed_attributes`` (beyond Lambda) AND-s one more condition: a MODIFY passes only if one
 of the named attributes differs between OldImage and NewImage (raw DynamoDB JSON compared
@@ -52,7 +54,9 @@ field name like nested objects (``{"a.b": ...}`` ~ ``{"a": {"b": ...}}``, which 
 not to rely on; we match names as written); and it matches a number that no double holds
 exactly (integers beyond 2**53, decimals past 17 digits) by its text alone, while we compare
 numbers as doubles (a parsed record has no text). DynamoDB images carry numbers as strings
-(``{"N": "..."}``), so change records meet the last case only in their envelope.
+(``{"N": "..."}``), so change records meet the last case only in their envelope. Which numeric
+operands event-ruler refuses depends on Java's ``Double.toString``: we follow it as specified
+since JDK 19; older JDKs also refuse a few more (``1e23``, see ``_numbers``).
 
 Performance: each alternative compiles to closures; alternatives are indexed by one
 "discriminating" path whose values are exact strings, so a record only evaluates the

@@ -8,6 +8,8 @@ from typing import Any
 
 from consumers.shared.filtering._common import Matcher
 
+__all__ = ["changed_test"]
+
 
 def _number_value(text: Any) -> Any:
     try:
@@ -37,7 +39,7 @@ def _same_value(a: Any, b: Any) -> bool:
         return False
     try:
         if tag == "N":
-            return _number_value(x) == _number_value(y)
+            return bool(_number_value(x) == _number_value(y))
         if tag == "SS":
             return set(x) == set(y)
         if tag == "NS":
@@ -45,24 +47,24 @@ def _same_value(a: Any, b: Any) -> bool:
         if tag == "BS":
             return {_blob(v) for v in x} == {_blob(v) for v in y}
         if tag == "B":
-            return _blob(x) == _blob(y)
+            return bool(_blob(x) == _blob(y))
         if tag == "L":
-            return type(x) is list and type(y) is list and len(x) == len(y) and all(
-                _same_value(p, q) for p, q in zip(x, y)
+            return (
+                type(x) is list
+                and type(y) is list
+                and len(x) == len(y)
+                and all(_same_value(p, q) for p, q in zip(x, y, strict=True))
             )
         if tag == "M":
             return (
-                type(x) is dict
-                and type(y) is dict
-                and x.keys() == y.keys()
-                and all(_same_value(x[k], y[k]) for k in x)
+                type(x) is dict and type(y) is dict and x.keys() == y.keys() and all(_same_value(x[k], y[k]) for k in x)
             )
     except TypeError:  # malformed (unhashable set members...): treat as changed
         return False
     return False
 
 
-def _changed_test(names: tuple[str, ...]) -> Matcher:
+def changed_test(names: tuple[str, ...]) -> Matcher:
     def changed(record: Any) -> bool:
         if type(record) is not dict or record.get("eventName") != "MODIFY":
             return True

@@ -21,7 +21,7 @@ __all__ = [
     "json_type",
 ]
 
-EMPTY: dict = {}  # stands in for an absent object on a lookup chain
+EMPTY: dict[str, Any] = {}  # stands in for an absent object on a lookup chain
 MISSING = object()  # an absent field
 COMPLEX = object()  # an index path runs through an array: evaluate every pattern of that path
 OR = "$or"
@@ -68,7 +68,8 @@ class InexactNumber:
 
 
 def is_number(value: Any) -> bool:
-    return type(value) in _NUMBER_TYPES and math.isfinite(value)
+    """A JSON number: an int (bool is not) or a finite float."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
 def json_type(value: Any) -> str:

@@ -13,52 +13,58 @@ element where ``a`` matched, while ``{"b": {"c": [{"exists": false}], "z": ["x"]
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from consumers.shared.filtering._common import _MISSING, Matcher
+from consumers.shared.filtering._common import MISSING, Matcher, Path
 
-__all__ = ["ConsistentField", "consistent_matcher"]
+if TYPE_CHECKING:
+    from consumers.shared.filtering._operators import Leaf
 
-#: one field of an alternative: its path, the test of one leaf value (the field's compiled value
-#: list), and whether absence (``{"exists": false}``) satisfies it
-ConsistentField = tuple[tuple[str, ...], Matcher, bool]
+__all__ = ["consistent_matcher"]
+
+#: for each array of objects on the way to a value (by id), the element the value sits in
 _Membership = dict[int, int]
+#: the values found at one path, each with its membership
+_Found = list[tuple[Any, _Membership]]
 
 
-def consistent_matcher(fields: list[ConsistentField]) -> Matcher:
-    """A matcher over a whole event for the AND of ``fields`` (see the module docstring)."""
-    ordered = tuple(sorted(fields, key=lambda field: ".".join(field[0])))
+def consistent_matcher(rule: Mapping[Path, Leaf]) -> Matcher:
+    """A matcher over a whole event for the AND of the fields of ``rule`` (see the module
+    docstring): each field path with its compiled value list."""
+    paths = sorted(rule, key=".".join)
+    leaves = tuple(rule[path] for path in paths)
 
     def match(record: Any) -> bool:
-        return _step(ordered, [_values(record, path) for path, _test, _absent_ok in ordered], 0, {})
+        return _step(leaves, [_values(record, path) for path in paths], 0, {})
 
     return match
 
 
-def _step(fields: tuple[ConsistentField, ...], candidates: list, index: int, chosen: _Membership) -> bool:
-    """Can fields[index:] be satisfied, given the array elements ``chosen`` so far?"""
-    if index == len(fields):
+def _step(leaves: tuple[Leaf, ...], candidates: list[_Found], index: int, chosen: _Membership) -> bool:
+    """Can the fields from ``index`` on be satisfied, given the array elements ``chosen`` so far?"""
+    if index == len(leaves):
         return True
-    _path, test, absent_ok = fields[index]
+    leaf = leaves[index]
     values = candidates[index]
-    if absent_ok and not any(_agree(chosen, membership) for _value, membership in values):
-        if _step(fields, candidates, index + 1, chosen):
+    if leaf.absent_ok and not any(_agree(chosen, membership) for _value, membership in values):
+        if _step(leaves, candidates, index + 1, chosen):
             return True
     for value, membership in values:
-        if test(value):
+        if leaf.matcher(value):
             merged = _merge(chosen, membership)
-            if merged is not None and _step(fields, candidates, index + 1, merged):
+            if merged is not None and _step(leaves, candidates, index + 1, merged):
                 return True
     return False
 
 
-def _values(node: Any, path: tuple[str, ...]) -> list[tuple[Any, _Membership]]:
-    found: list[tuple[Any, _Membership]] = []
+def _values(node: Any, path: Path) -> _Found:
+    found: _Found = []
     _collect(node, path, {}, found)
     return found
 
 
-def _collect(node: Any, path: tuple[str, ...], membership: _Membership, found: list) -> None:
+def _collect(node: Any, path: Path, membership: _Membership, found: _Found) -> None:
     kind = type(node)
     if kind is list:
         for index, item in enumerate(node):
@@ -73,8 +79,8 @@ def _collect(node: Any, path: tuple[str, ...], membership: _Membership, found: l
             found.append((node, membership))
         return
     if kind is dict:
-        child = node.get(path[0], _MISSING)
-        if child is not _MISSING:
+        child = node.get(path[0], MISSING)
+        if child is not MISSING:
             _collect(child, path[1:], membership, found)
 
 

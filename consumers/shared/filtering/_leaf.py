@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.shared.filtering._common import Matcher, _MISSING, _PatternError
+from consumers.shared.filtering._common import MISSING, Matcher, PatternError
 
+__all__ = ["LeafSpec", "Range", "ip_literal", "leaf_matcher", "wildcard_regex"]
 
 # event-ruler's test for "looks like an IP address" (before it parses one)
 _IPV4_TEXT = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
@@ -31,24 +33,34 @@ def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     return None
 
 
-class _LeafSpec:
+@dataclass(frozen=True, slots=True)
+class Range:
+    """``numeric``'s interval; an open bound excludes its value, None is unbounded."""
+
+    lower: float | None
+    lower_open: bool
+    upper: float | None
+    upper_open: bool
+
+
+@dataclass(slots=True)
+class LeafSpec:
     """Everything one field's value list asks for, grouped by match type."""
 
-    def __init__(self) -> None:
-        self.strings: set[str] = set()
-        self.numbers: set[float] = set()
-        self.literals: list[Any] = []  # True / False / None, compared by identity
-        self.prefixes: list[str] = []
-        self.suffixes: list[str] = []
-        self.ci_equals: set[str] = set()
-        self.ci_prefixes: list[str] = []
-        self.ci_suffixes: list[str] = []
-        self.wildcards: list[str] = []
-        self.ranges: list[tuple[float | None, bool, float | None, bool]] = []
-        self.networks: list[Any] = []
-        self.negations: list[Matcher] = []  # anything-but tests (already negated)
-        self.exists_true = False
-        self.exists_false = False
+    strings: set[str] = field(default_factory=set)
+    numbers: set[float] = field(default_factory=set)
+    literals: list[Any] = field(default_factory=list)  # True / False / None, compared by identity
+    prefixes: list[str] = field(default_factory=list)
+    suffixes: list[str] = field(default_factory=list)
+    ci_equals: set[str] = field(default_factory=set)
+    ci_prefixes: list[str] = field(default_factory=list)
+    ci_suffixes: list[str] = field(default_factory=list)
+    wildcards: list[str] = field(default_factory=list)
+    ranges: list[Range] = field(default_factory=list)
+    networks: list[Any] = field(default_factory=list)
+    negations: list[Matcher] = field(default_factory=list)  # anything-but tests (already negated)
+    exists_true: bool = False
+    exists_false: bool = False
 
     def only_strings(self) -> bool:
         return bool(self.strings) and not (
@@ -68,7 +80,7 @@ class _LeafSpec:
         )
 
 
-def _wildcard_regex(patterns: Iterable[str], path: str) -> str:
+def wildcard_regex(patterns: Iterable[str], path: str) -> str:
     parts = []
     for pattern in patterns:
         out = []
@@ -79,18 +91,14 @@ def _wildcard_regex(patterns: Iterable[str], path: str) -> str:
             if char == "\\":
                 following = pattern[index + 1 : index + 2]
                 if following not in ("*", "\\"):
-                    raise _PatternError(
-                        path, f"wildcard {pattern!r}: a backslash may only escape '*' or '\\'"
-                    )
+                    raise PatternError(path, f"wildcard {pattern!r}: a backslash may only escape '*' or '\\'")
                 out.append(re.escape(following))
                 index += 2
                 previous_star = False
                 continue
             if char == "*":
                 if previous_star:
-                    raise _PatternError(
-                        path, f"wildcard {pattern!r}: consecutive wildcard characters"
-                    )
+                    raise PatternError(path, f"wildcard {pattern!r}: consecutive wildcard characters")
                 out.append(".*")
                 previous_star = True
             else:
@@ -101,7 +109,7 @@ def _wildcard_regex(patterns: Iterable[str], path: str) -> str:
     return "|".join(parts)
 
 
-def _string_test(spec: _LeafSpec, path: str) -> Matcher | None:
+def _string_test(spec: LeafSpec, path: str) -> Matcher | None:
     """One predicate over strings covering every positive string test in ``spec``."""
     tests: list[Matcher] = []
     if spec.strings:
@@ -125,7 +133,7 @@ def _string_test(spec: _LeafSpec, path: str) -> Matcher | None:
 
         tests.append(ignore_case)
     if spec.wildcards:
-        tests.append(_fullmatch(re.compile(_wildcard_regex(spec.wildcards, path), re.DOTALL)))
+        tests.append(_fullmatch(re.compile(wildcard_regex(spec.wildcards, path), re.DOTALL)))
     if spec.networks:
         networks = tuple(spec.networks)
 
@@ -166,7 +174,9 @@ def _any_of(tests: list[Matcher]) -> Matcher | None:
     return any_test
 
 
-def _range_test(lower: float | None, lower_open: bool, upper: float | None, upper_open: bool) -> Matcher:
+def _range_test(bounds: Range) -> Matcher:
+    lower, lower_open, upper, upper_open = bounds.lower, bounds.lower_open, bounds.upper, bounds.upper_open
+
     def in_range(number: float) -> bool:
         if lower is not None and (number <= lower if lower_open else number < lower):
             return False
@@ -177,16 +187,16 @@ def _range_test(lower: float | None, lower_open: bool, upper: float | None, uppe
     return in_range
 
 
-def _number_test(spec: _LeafSpec) -> Matcher | None:
+def _number_test(spec: LeafSpec) -> Matcher | None:
     tests: list[Matcher] = []
     if spec.numbers:
         tests.append(frozenset(spec.numbers).__contains__)
-    for lower, lower_open, upper, upper_open in spec.ranges:
-        tests.append(_range_test(lower, lower_open, upper, upper_open))
+    for bounds in spec.ranges:
+        tests.append(_range_test(bounds))
     return _any_of(tests)
 
 
-def _value_test(spec: _LeafSpec, path: str) -> Matcher:
+def _value_test(spec: LeafSpec, path: str) -> Matcher:
     """Predicate over one present scalar leaf value (str, int, float, bool or None)."""
     string_test = _string_test(spec, path)
     number_test = _number_test(spec)
@@ -221,7 +231,7 @@ def _value_test(spec: _LeafSpec, path: str) -> Matcher:
     return test
 
 
-def _leaves(items: list) -> Iterable[Any]:
+def _leaves(items: list[Any]) -> Iterable[Any]:
     for item in items:
         kind = type(item)
         if kind is list:
@@ -230,8 +240,8 @@ def _leaves(items: list) -> Iterable[Any]:
             yield item
 
 
-def _leaf_matcher(spec: _LeafSpec, path: str) -> Matcher:
-    """Matcher for one field's value list, called with the event's value (or _MISSING)."""
+def leaf_matcher(spec: LeafSpec, path: str) -> Matcher:
+    """Matcher for one field's value list, called with the event's value (or MISSING)."""
     exists_true = spec.exists_true
     exists_false = spec.exists_false
     test = _value_test(spec, path) if _has_value_tests(spec) else _never
@@ -259,14 +269,14 @@ def _leaf_matcher(spec: _LeafSpec, path: str) -> Matcher:
                     return True
                 present = True
             return exists_false and not present
-        if kind is dict or value is _MISSING:
+        if kind is dict or value is MISSING:
             return exists_false
         return exists_true or test(value)
 
     return leaf
 
 
-def _has_value_tests(spec: _LeafSpec) -> bool:
+def _has_value_tests(spec: LeafSpec) -> bool:
     return bool(
         spec.strings
         or spec.numbers
