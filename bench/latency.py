@@ -25,15 +25,15 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from infra import stack as local_stack
+from producer_config import load_pipeline
 from targets.clients import aws_client, opensearch_client
 from targets.config import StackConfig
 from targets.kinesis import read_stream
-from producer_config import load_pipeline
 
 HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay WorkplaceUsers_V2", "workplace-user-search")
 
@@ -76,8 +76,8 @@ def _batch_rates(stack: StackConfig, offsets: dict[str, int]) -> dict[str, tuple
 def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
     """Stop the workers, write `changes` user changes, start them, time until all sinks agree."""
     from consumers.verify import verify
-    from targets.clients import aws_resource
     from scripts.generate_changes import UserChangeGenerator, apply_changes
+    from targets.clients import aws_resource
 
     workers = local_stack.workers(stack, pipeline)
     for worker in workers:
@@ -92,11 +92,15 @@ def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
     local_stack.up(stack, pipeline)
     while not all(r.ok for r in verify(stack, pipeline)):
         time.sleep(1)
-    print(f"catch-up: {changes} changes behind, all sinks equal {time.monotonic() - started:.1f}s after the "
-          f"workers started (KCL start-up and lease assignment included)")
+    print(
+        f"catch-up: {changes} changes behind, all sinks equal {time.monotonic() - started:.1f}s after the "
+        f"workers started (KCL start-up and lease assignment included)"
+    )
     for app, (received, seconds) in _batch_rates(stack, offsets).items():
-        print(f"  {app:<26} {received:>6} records in {seconds:6.1f}s of processing = "
-              f"{received / seconds:6.0f} records/s (one worker, all its shards)")
+        print(
+            f"  {app:<26} {received:>6} records in {seconds:6.1f}s of processing = "
+            f"{received / seconds:6.0f} records/s (one worker, all its shards)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,20 +116,29 @@ def main(argv: list[str] | None = None) -> int:
     kinesis = aws_client("kinesis", stack, pipeline.region)
     search = opensearch_client(stack)
     run = uuid.uuid4().hex[:6]
-    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    since = datetime.now(UTC) - timedelta(seconds=1)
     users = [f"lat-{run}-{i}" for i in range(args.users)]
     versions = {u: 1 for u in users}
 
     def put(user_id: str, version: int) -> None:
-        ddb.put_item(TableName="Users", Item={
-            "UserId": {"S": user_id}, "Email": {"S": f"{version}.{user_id}@example.com"}, "FirstName": {"S": "Lat"},
-            "Version": {"N": str(version)}, "WorkplaceIds": {"SS": ["w-lat"]},
-            "Workplaces": {"M": {"w-lat": {"M": {"Role": {"S": "staff"}, "JoinedAt": {"N": "1"}}}}}})
+        ddb.put_item(
+            TableName="Users",
+            Item={
+                "UserId": {"S": user_id},
+                "Email": {"S": f"{version}.{user_id}@example.com"},
+                "FirstName": {"S": "Lat"},
+                "Version": {"N": str(version)},
+                "WorkplaceIds": {"SS": ["w-lat"]},
+                "Workplaces": {"M": {"w-lat": {"M": {"Role": {"S": "staff"}, "JoinedAt": {"N": "1"}}}}},
+            },
+        )
 
     for user_id in users:
         put(user_id, 1)
     warm_up = time.monotonic() + 180  # workers just started hold no lease yet: wait for the pipeline
-    while search.count(index="workplace-users-v2", body={"query": {"prefix": {"UserId": f"lat-{run}-"}}})["count"] < len(users):
+    while search.count(index="workplace-users-v2", body={"query": {"prefix": {"UserId": f"lat-{run}-"}}})[
+        "count"
+    ] < len(users):
         if time.monotonic() > warm_up:
             raise SystemExit("the pipeline did not deliver the warm-up users to OpenSearch within 180 s")
         time.sleep(0.5)

@@ -19,8 +19,6 @@ import tempfile
 import threading
 import time
 
-from targets.clients import aws_client, aws_resource
-from targets.config import StackConfig
 from infra.preflight import free_port
 from infra.provision import provision
 from infra.relay import Relay
@@ -28,7 +26,8 @@ from infra.relay_format import put_rounds
 from infra.stack import components, wait_healthy
 from producer_config import load_pipeline
 from scripts.generate_changes import UserChangeGenerator
-
+from targets.clients import aws_client, aws_resource
+from targets.config import StackConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,17 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=5000)
     args = parser.parse_args(argv)
     state = tempfile.mkdtemp(prefix="cdc-bench-relay-")
-    stack = StackConfig.from_env({
-        **os.environ, "CDC_STATE_DIR": state, "CDC_DYNAMODB_PORT": str(free_port()),
-        "CDC_KINESIS_PORT": str(free_port()), "CDC_KINESIS_TLS_PORT": str(free_port()),
-        # kinesis-mock stalls ~1 s at every save; whichever run a save lands in loses, so no
-        # save during the runs (the relay's position then stays put, which costs it nothing)
-        "CDC_KINESIS_PERSIST_INTERVAL": "600s",
-    })
+    stack = StackConfig.from_env(
+        {
+            **os.environ,
+            "CDC_STATE_DIR": state,
+            "CDC_DYNAMODB_PORT": str(free_port()),
+            "CDC_KINESIS_PORT": str(free_port()),
+            "CDC_KINESIS_TLS_PORT": str(free_port()),
+            # kinesis-mock stalls ~1 s at every save; whichever run a save lands in loses, so no
+            # save during the runs (the relay's position then stays put, which costs it nothing)
+            "CDC_KINESIS_PERSIST_INTERVAL": "600s",
+        }
+    )
     pipeline = load_pipeline()
     users = pipeline.table("Users")
     pipeline = dataclasses.replace(
-        pipeline, tables={"Users": users}, streams={users.stream: pipeline.streams[users.stream]},
+        pipeline,
+        tables={"Users": users},
+        streams={users.stream: pipeline.streams[users.stream]},
         indexes={},
     )
     dynamodb, kinesis_proc = components(stack, pipeline)[:2]
@@ -95,18 +101,24 @@ def _run(stack, pipeline, users, n: int) -> int:
     # baseline: the same payloads, same call plan, into a fresh stream with the same shards
     spec = pipeline.streams[users.change_stream]
     kinesis.create_stream(StreamName="bench-baseline", ShardCount=spec.shards)
-    while kinesis.describe_stream_summary(StreamName="bench-baseline")["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+    while (
+        kinesis.describe_stream_summary(StreamName="bench-baseline")["StreamDescriptionSummary"]["StreamStatus"]
+        != "ACTIVE"
+    ):
         time.sleep(0.05)
     started = time.perf_counter()
     for call in put_rounds(captured):
-        response = kinesis.put_records(StreamName="bench-baseline",
-                                       Records=[{"Data": d, "PartitionKey": k} for d, k in call])
+        response = kinesis.put_records(
+            StreamName="bench-baseline", Records=[{"Data": d, "PartitionKey": k} for d, k in call]
+        )
         assert not response.get("FailedRecordCount"), response
     baseline_s = time.perf_counter() - started
 
     relay_rate, baseline_rate = n / relay_s, len(captured) / baseline_s
     print(f"relay     {n:>7} changes in {relay_s:6.2f}s = {relay_rate:8.0f} changes/s")
-    print(f"baseline  {len(captured):>7} records in {baseline_s:6.2f}s = {baseline_rate:8.0f} records/s (raw PutRecords)")
+    print(
+        f"baseline  {len(captured):>7} records in {baseline_s:6.2f}s = {baseline_rate:8.0f} records/s (raw PutRecords)"
+    )
     print(f"ratio relay/baseline = {relay_rate / baseline_rate:.2f}")
     return 0
 

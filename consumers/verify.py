@@ -53,10 +53,15 @@ class SinkReport:
         return not (self.missing or self.extra or self.stale)
 
     def __str__(self) -> str:
-        head = (f"{self.sink:<32} expected {self.expected:>6}  actual {self.actual:>6}  missing {len(self.missing):>4}"
-                f"  extra {len(self.extra):>4}  stale {len(self.stale):>4}  {'OK' if self.ok else 'DIFFERS'}")
-        samples = [f"    {kind}: {', '.join(keys[:5])}" for kind, keys in
-                   (("missing", self.missing), ("extra", self.extra), ("stale", self.stale)) if keys]
+        head = (
+            f"{self.sink:<32} expected {self.expected:>6}  actual {self.actual:>6}  missing {len(self.missing):>4}"
+            f"  extra {len(self.extra):>4}  stale {len(self.stale):>4}  {'OK' if self.ok else 'DIFFERS'}"
+        )
+        samples = [
+            f"    {kind}: {', '.join(keys[:5])}"
+            for kind, keys in (("missing", self.missing), ("extra", self.extra), ("stale", self.stale))
+            if keys
+        ]
         return "\n".join([head, *samples])
 
 
@@ -81,16 +86,27 @@ def _scan(ddb, table: str) -> Iterator[dict[str, Any]]:
 
 def _as_inserted(table: TableSpec, item: Mapping[str, Any], now_ms: int) -> ChangeRecord:
     """The change record of ``item`` (DynamoDB JSON) had it just been inserted."""
-    raw = {"eventName": "INSERT", "tableName": table.name, "userIdentity": None, "eventSource": "aws:dynamodb",
-           "recordFormat": "application/json",
-           "dynamodb": {"ApproximateCreationDateTime": now_ms, "Keys": {k: item[k] for k in table.key_names},
-                        "NewImage": dict(item), "SizeBytes": 0}}
-    return ChangeRecord.from_parsed(raw, b"", sequence_number=None, partition_key=None,
-                                    version_attribute=table.version_attribute or "Version")
+    raw = {
+        "eventName": "INSERT",
+        "tableName": table.name,
+        "userIdentity": None,
+        "eventSource": "aws:dynamodb",
+        "recordFormat": "application/json",
+        "dynamodb": {
+            "ApproximateCreationDateTime": now_ms,
+            "Keys": {k: item[k] for k in table.key_names},
+            "NewImage": dict(item),
+            "SizeBytes": 0,
+        },
+    }
+    return ChangeRecord.from_parsed(
+        raw, b"", sequence_number=None, partition_key=None, version_attribute=table.version_attribute or "Version"
+    )
 
 
-def expected_contents(app: AppConfig, source_items: Iterator[Mapping[str, Any]],
-                      stored: Callable[[Upsert], tuple[Any, dict[str, Any]]]) -> Contents:
+def expected_contents(
+    app: AppConfig, source_items: Iterator[Mapping[str, Any]], stored: Callable[[Upsert], tuple[Any, dict[str, Any]]]
+) -> Contents:
     """What the app's sink must hold for these source items (DynamoDB JSON): each one through
     the app's filter and transform as an INSERT; ``stored(upsert)`` is (identity, item) as the
     sink stores it."""

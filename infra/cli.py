@@ -12,9 +12,9 @@ import sys
 from consumers.runtime.config import discover_apps
 from consumers.shared.errors import CdcError
 from infra import stack
-from targets.config import StackConfig
 from infra.provision import provision
 from producer_config import load_pipeline
+from targets.config import StackConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if stack.status() else 1
         elif args.command == "provision":
             pipeline = load_pipeline()
-            provision(pipeline, StackConfig.from_env(), discover_apps(pipeline),
-                      say=lambda m: print(m, file=sys.stderr))
+            provision(
+                pipeline, StackConfig.from_env(), discover_apps(pipeline), say=lambda m: print(m, file=sys.stderr)
+            )
     except CdcError as exc:
         print(f"cdc {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -13,19 +13,18 @@ relay (infra/relay.py) does the destination's job.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from botocore.exceptions import ClientError
 
+from producer_config import IndexSpec, KeyAttribute, PipelineConfig, StreamSpec, TableSpec, load_pipeline, thaw
 from targets.clients import aws_client, error_code, opensearch_client
 from targets.config import StackConfig, StackError
-from producer_config import IndexSpec, KeyAttribute, PipelineConfig, StreamSpec, TableSpec, load_pipeline, thaw
 
 __all__ = ["describe_resources", "provision", "supports_streaming_destination"]
 
 _DYNAMIC_INDEX_SETTINGS = ("number_of_replicas", "refresh_interval", "gc_deletes")
 _WAIT_S = 60.0
-
 
 
 def supports_streaming_destination(ddb, table_name: str) -> bool:
@@ -41,8 +40,9 @@ def supports_streaming_destination(ddb, table_name: str) -> bool:
     return True
 
 
-def provision(pipeline: PipelineConfig, stack: StackConfig, apps: Sequence = (),
-              say: Callable[[str], None] = print) -> list[str]:
+def provision(
+    pipeline: PipelineConfig, stack: StackConfig, apps: Sequence = (), say: Callable[[str], None] = print
+) -> list[str]:
     """Bring the target in line with the pipeline file and the consumer apps' dead-letter
     tables (the apps' lease tables are the KCL's own); return the changes made."""
     ddb = aws_client("dynamodb", stack, pipeline.region)
@@ -71,8 +71,10 @@ def provision(pipeline: PipelineConfig, stack: StackConfig, apps: Sequence = (),
             _ensure_index(search, index, changed)
     mode = "native streaming destination" if native else "DynamoDB Streams + local relay"
     total = len(pipeline.streams) + len(pipeline.tables) + len(pipeline.indexes) + len(apps)
-    say(f"provisioning ({mode}): " + (f"{len(changes)} change(s)" if changes else
-                                      f"nothing to change, {total} resources up to date"))
+    say(
+        f"provisioning ({mode}): "
+        + (f"{len(changes)} change(s)" if changes else f"nothing to change, {total} resources up to date")
+    )
     return changes
 
 
@@ -209,7 +211,9 @@ def describe_resources(pipeline: PipelineConfig, stack: StackConfig) -> Iterator
     yield "streams:"
     for name in pipeline.streams:
         try:
-            shards = [s for page in kinesis.get_paginator("list_shards").paginate(StreamName=name) for s in page["Shards"]]
+            shards = [
+                s for page in kinesis.get_paginator("list_shards").paginate(StreamName=name) for s in page["Shards"]
+            ]
         except ClientError as exc:
             yield f"  {name:<32} {error_code(exc)}"
             continue

@@ -44,11 +44,11 @@ from pathlib import Path
 import orjson
 from botocore.exceptions import ClientError
 
+from infra.relay_format import creation_stamps, put_rounds, to_kinesis_record
+from producer_config import PipelineConfig, TableSpec, load_pipeline
 from targets.clients import aws_client, error_code
 from targets.config import StackConfig, StackError
 from targets.durability import DurableGate, durability_for
-from infra.relay_format import creation_stamps, put_rounds, to_kinesis_record
-from producer_config import PipelineConfig, TableSpec, load_pipeline
 
 __all__ = ["KinesisLostRecords", "Relay", "RelayPosition", "Written"]
 
@@ -71,7 +71,7 @@ class RelayPosition:
     gaps: list[dict] = field(default_factory=list)  # changes trimmed before they were relayed
 
     @classmethod
-    def load(cls, path: Path) -> "RelayPosition":
+    def load(cls, path: Path) -> RelayPosition:
         try:
             raw = orjson.loads(path.read_bytes())
         except FileNotFoundError:
@@ -83,8 +83,12 @@ class RelayPosition:
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps({"stream_arn": self.stream_arn, "shards": self.shards, "gaps": self.gaps},
-                                  option=orjson.OPT_INDENT_2))
+            fh.write(
+                orjson.dumps(
+                    {"stream_arn": self.stream_arn, "shards": self.shards, "gaps": self.gaps},
+                    option=orjson.OPT_INDENT_2,
+                )
+            )
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
@@ -177,8 +181,12 @@ class Relay:
         arn = self._stream_arn()
         if self.saved.stream_arn != arn:
             if self.saved.stream_arn:
-                log.warning("table %s has a new stream %s (was %s): starting it from TRIM_HORIZON",
-                            self.table.name, arn, self.saved.stream_arn)
+                log.warning(
+                    "table %s has a new stream %s (was %s): starting it from TRIM_HORIZON",
+                    self.table.name,
+                    arn,
+                    self.saved.stream_arn,
+                )
             self.saved.reset(arn)
             self.saved.save()
             self.shards = {}
@@ -235,14 +243,20 @@ class Relay:
         brand-new shard, where a new iterator works."""
         seq = self.shards.get(shard_id, {}).get("seq")
         if not seq:
-            log.warning("table %s shard %s: TrimmedDataAccessException at TRIM_HORIZON; retrying",
-                        self.table.name, shard_id)
+            log.warning(
+                "table %s shard %s: TrimmedDataAccessException at TRIM_HORIZON; retrying", self.table.name, shard_id
+            )
             return
-        log.error("table %s shard %s: changes after %s were trimmed before they were relayed: LOST; "
-                  "resuming at TRIM_HORIZON", self.table.name, shard_id, seq)
+        log.error(
+            "table %s shard %s: changes after %s were trimmed before they were relayed: LOST; resuming at TRIM_HORIZON",
+            self.table.name,
+            shard_id,
+            seq,
+        )
         self.shards[shard_id] = {"seq": None, "done": False}
-        self.saved.gaps.append({"shard": shard_id, "after": seq,
-                                "detected": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self.saved.gaps.append(
+            {"shard": shard_id, "after": seq, "detected": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        )
         self.saved.save()
 
     def _save_due(self) -> None:
@@ -255,7 +269,8 @@ class Relay:
         if probe is not None and not self.durability.still_stored(*probe):
             raise KinesisLostRecords(
                 f"table {self.table.name}: Kinesis no longer has a record it acknowledged "
-                f"({probe[0]} {probe[1]}); the emulator lost records (restarted before saving them?)")
+                f"({probe[0]} {probe[1]}); the emulator lost records (restarted before saving them?)"
+            )
         for written in due:
             self.saved.shards[written.shard_id] = {"seq": written.seq, "done": written.done}
         self.saved.save()
@@ -268,10 +283,14 @@ class Relay:
         self.last_stamp_ns = stamps[-1]
         encoded = [
             to_kinesis_record(
-                c, table=self.table.name, region=self.pipeline.region, stream_arn=arn,
-                precision=precision, now_ns=stamp,
+                c,
+                table=self.table.name,
+                region=self.pipeline.region,
+                stream_arn=arn,
+                precision=precision,
+                now_ns=stamp,
             )
-            for c, stamp in zip(changes, stamps)
+            for c, stamp in zip(changes, stamps, strict=True)
         ]
         for request in put_rounds(encoded):
             acked = self._put_all(request)
@@ -292,9 +311,15 @@ class Relay:
             if not response.get("FailedRecordCount"):
                 # the newest acknowledgement: this call holds what failed before, nothing else
                 return results[-1]["ShardId"], results[-1]["SequenceNumber"], pending[-1][0]
-            failed = [entry for entry, result in zip(pending, results) if "ErrorCode" in result]
-            log.warning("table %s: %d of %d records not accepted (%s); retrying in %.2fs", self.table.name,
-                        len(failed), len(pending), next(r["ErrorCode"] for r in results if "ErrorCode" in r), delay)
+            failed = [entry for entry, result in zip(pending, results, strict=True) if "ErrorCode" in result]
+            log.warning(
+                "table %s: %d of %d records not accepted (%s); retrying in %.2fs",
+                self.table.name,
+                len(failed),
+                len(pending),
+                next(r["ErrorCode"] for r in results if "ErrorCode" in r),
+                delay,
+            )
             pending = failed
             if self.stop.wait(delay):
                 raise StackError("relay stopping with a batch not fully written; it will be repeated")
@@ -306,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", help="state folder (default: CDC_STATE_DIR or .state)")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"
+    )
     env = dict(os.environ, **({"CDC_STATE_DIR": args.state_dir} if args.state_dir else {}))
     stack = StackConfig.from_env(env)
     pipeline = load_pipeline()
@@ -315,8 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     current: dict[str, Relay] = {}
-    threads = [threading.Thread(target=supervise, args=(table, pipeline, stack, stop, current),
-                                name=table.name, daemon=True) for table in pipeline.source_tables]
+    threads = [
+        threading.Thread(target=supervise, args=(table, pipeline, stack, stop, current), name=table.name, daemon=True)
+        for table in pipeline.source_tables
+    ]
     for thread in threads:
         thread.start()
     heartbeat = stack.relay_dir / "heartbeat"
@@ -327,8 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         if all(r is not None and time.monotonic() - r.loop_at < _HEALTHY_LOOP_AGE_S for r in relays):
             heartbeat.touch()
         if time.monotonic() - last_report >= 30:
-            log.info("relayed so far: %s", ", ".join(f"{r.table.name}={r.relayed} ({len(r.held)} held)"
-                                                    for r in relays if r is not None))
+            log.info(
+                "relayed so far: %s",
+                ", ".join(f"{r.table.name}={r.relayed} ({len(r.held)} held)" for r in relays if r is not None),
+            )
             last_report = time.monotonic()
     for thread in threads:
         thread.join(timeout=30)
@@ -336,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def supervise(table: TableSpec, pipeline: PipelineConfig, stack: StackConfig, stop: threading.Event,
-              current: dict[str, Relay]) -> None:
+def supervise(
+    table: TableSpec, pipeline: PipelineConfig, stack: StackConfig, stop: threading.Event, current: dict[str, Relay]
+) -> None:
     """Run one table's relay until `stop`; after a failure start again from the saved position,
     at once when Kinesis lost records, else after a back-off (reset once a loop completed)."""
     failures = 0
@@ -351,10 +382,18 @@ def supervise(table: TableSpec, pipeline: PipelineConfig, stack: StackConfig, st
             if stop.is_set():
                 return
             failures = 1 if relay is not None and relay.loop_at else failures + 1
-            delay = 0 if isinstance(exc, KinesisLostRecords) else _RESTART_BACKOFF_S[
-                min(failures, len(_RESTART_BACKOFF_S)) - 1]
-            log.error("relay of table %s failed: %s: %s; starting again from its saved position in %ss",
-                      table.name, type(exc).__name__, exc, delay)
+            delay = (
+                0
+                if isinstance(exc, KinesisLostRecords)
+                else _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S)) - 1]
+            )
+            log.error(
+                "relay of table %s failed: %s: %s; starting again from its saved position in %ss",
+                table.name,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
         stop.wait(delay)
 
 

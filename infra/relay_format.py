@@ -71,8 +71,11 @@ def to_kinesis_record(
         # Deterministic: a change relayed twice (after a crash) carries the same eventID.
         "eventID": str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{stream_arn}/{ddb['SequenceNumber']}")),
         "eventName": change["eventName"],
-        "userIdentity": None if not identity else {
-            "principalId": identity.get("PrincipalId"), "type": identity.get("Type"),
+        "userIdentity": None
+        if not identity
+        else {
+            "principalId": identity.get("PrincipalId"),
+            "type": identity.get("Type"),
         },
         "recordFormat": "application/json",
         "tableName": table,

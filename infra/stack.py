@@ -12,21 +12,31 @@ import shutil
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from consumers.runtime.config import AppConfig, discover_apps
-from targets.clients import aws_client
-from targets.config import REPO_ROOT, StackConfig, StackError, Target
 from infra.preflight import check_port_free, check_tools
 from infra.processes import ManagedProcess, running_commands
 from infra.provision import describe_resources, provision
 from infra.relay import RelayPosition
 from producer_config import PipelineConfig, load_pipeline
+from targets.clients import aws_client
+from targets.config import REPO_ROOT, StackConfig, StackError, Target
 
-__all__ = ["Component", "clean", "components", "down", "running_workers", "status", "up", "wait_healthy", "worker",
-           "workers"]
+__all__ = [
+    "Component",
+    "clean",
+    "components",
+    "down",
+    "running_workers",
+    "status",
+    "up",
+    "wait_healthy",
+    "worker",
+    "workers",
+]
 
 NODE_MODULES = REPO_ROOT / "infra" / "node_modules"
 RELAY_HEARTBEAT_MAX_AGE_S = 15.0
@@ -74,11 +84,19 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         process=managed(
             "dynamodb",
             [
-                "java", "-Xmx1g", f"-Dcdc.bind.host={stack.bind_host}",
+                "java",
+                "-Xmx1g",
+                f"-Dcdc.bind.host={stack.bind_host}",
                 f"-Djava.library.path={ddb_dir / 'DynamoDBLocal_lib'}",
-                "-cp", f"{ddb_dir / 'DynamoDBLocal.jar'}:{stack.deps_dir / 'dynamodb-launcher'}",
+                "-cp",
+                f"{ddb_dir / 'DynamoDBLocal.jar'}:{stack.deps_dir / 'dynamodb-launcher'}",
                 "LoopbackDynamoDBLocal",
-                "-port", str(stack.dynamodb_port), "-dbPath", str(ddb_data), "-sharedDb", "-disableTelemetry",
+                "-port",
+                str(stack.dynamodb_port),
+                "-dbPath",
+                str(ddb_data),
+                "-sharedDb",
+                "-disableTelemetry",
             ],
             marker=str(ddb_data),
         ),
@@ -87,9 +105,11 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         ports=((stack.dynamodb_port, "CDC_DYNAMODB_PORT"),),
         tools=("java",),
         healthy=lambda: _aws_answers(lambda: aws_client("dynamodb", stack, pipeline.region).list_tables(Limit=1)),
-        prepare=lambda: _prepare(ddb_data, (ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
-                                 (stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class",
-                                  "DynamoDB Local launcher")),
+        prepare=lambda: _prepare(
+            ddb_data,
+            (ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
+            (stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class", "DynamoDB Local launcher"),
+        ),
     )
 
     kinesis_pkg = NODE_MODULES / "kinesis-local"
@@ -97,8 +117,13 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     kinesis = Component(
         process=managed(
             "kinesis",
-            ["node", "--require", str(REPO_ROOT / "infra" / "kinesis" / "preload.cjs"),
-             str(kinesis_pkg / "main.js"), f"--cdc-data={kinesis_data}"],
+            [
+                "node",
+                "--require",
+                str(REPO_ROOT / "infra" / "kinesis" / "preload.cjs"),
+                str(kinesis_pkg / "main.js"),
+                f"--cdc-data={kinesis_data}",
+            ],
             marker=f"--cdc-data={kinesis_data}",
             env={
                 "CDC_BIND_HOST": stack.bind_host,
@@ -110,11 +135,21 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
                 "PERSIST_INTERVAL": stack.kinesis_persist_interval,
                 "AWS_REGION": pipeline.region,
                 "LOG_LEVEL": "WARN",
-                **{f"{op}_DURATION": "200ms" for op in (
-                    "CREATE_STREAM", "DELETE_STREAM", "MERGE_SHARDS", "SPLIT_SHARD", "UPDATE_SHARD_COUNT",
-                    "REGISTER_STREAM_CONSUMER", "DEREGISTER_STREAM_CONSUMER", "UPDATE_STREAM_MODE",
-                    "START_STREAM_ENCRYPTION", "STOP_STREAM_ENCRYPTION",
-                )},
+                **{
+                    f"{op}_DURATION": "200ms"
+                    for op in (
+                        "CREATE_STREAM",
+                        "DELETE_STREAM",
+                        "MERGE_SHARDS",
+                        "SPLIT_SHARD",
+                        "UPDATE_SHARD_COUNT",
+                        "REGISTER_STREAM_CONSUMER",
+                        "DEREGISTER_STREAM_CONSUMER",
+                        "UPDATE_STREAM_MODE",
+                        "START_STREAM_ENCRYPTION",
+                        "STOP_STREAM_ENCRYPTION",
+                    )
+                },
             },
         ),
         title="Kinesis (kinesis-mock)",
@@ -130,19 +165,30 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         process=managed(
             "opensearch",
             [
-                "java", f"-Xms{stack.opensearch_heap}", f"-Xmx{stack.opensearch_heap}",
-                "-cp", f"{stack.deps_dir / 'opensearch'}/*",
+                "java",
+                f"-Xms{stack.opensearch_heap}",
+                f"-Xmx{stack.opensearch_heap}",
+                "-cp",
+                f"{stack.deps_dir / 'opensearch'}/*",
                 "org.codelibs.opensearch.runner.OpenSearchRunner",
-                "-basePath", str(os_base), "-numOfNode", "1",
+                "-basePath",
+                str(os_base),
+                "-numOfNode",
+                "1",
                 # the runner's HTTP port is its base port + 1
-                "-baseHttpPort", str(stack.opensearch_port - 1), "-clusterName", "cdc-local",
+                "-baseHttpPort",
+                str(stack.opensearch_port - 1),
+                "-clusterName",
+                "cdc-local",
             ],
             marker=str(os_base),
         ),
         title="OpenSearch",
         endpoint=stack.opensearch_url,
-        ports=((stack.opensearch_port, "CDC_OPENSEARCH_PORT"),
-               (stack.opensearch_transport_port, "CDC_OPENSEARCH_TRANSPORT_PORT")),
+        ports=(
+            (stack.opensearch_port, "CDC_OPENSEARCH_PORT"),
+            (stack.opensearch_transport_port, "CDC_OPENSEARCH_TRANSPORT_PORT"),
+        ),
         tools=("java",),
         healthy=lambda: _opensearch_healthy(stack),
         prepare=lambda: _write_opensearch_yml(stack, os_base),
@@ -168,9 +214,12 @@ def _worker_process(stack: StackConfig, package: str, n: int) -> ManagedProcess:
     name = f"worker-{package}-{n}"
     args = ["--app", package, "--worker", str(n), "--state-dir", str(stack.state_dir)]
     return ManagedProcess(
-        name, (sys.executable, "-m", "consumers.runtime.daemon", *args),
+        name,
+        (sys.executable, "-m", "consumers.runtime.daemon", *args),
         marker="consumers.runtime.daemon " + " ".join(args),
-        pid_file=stack.pid_dir / f"{name}.pid", log_file=stack.log_dir / f"{name}.log", cwd=REPO_ROOT,
+        pid_file=stack.pid_dir / f"{name}.pid",
+        log_file=stack.log_dir / f"{name}.log",
+        cwd=REPO_ROOT,
         term_group=False,
     )
 
@@ -192,15 +241,23 @@ def running_workers(stack: StackConfig) -> tuple[ManagedProcess, ...]:
     return tuple(sorted(found, key=lambda process: process.name))
 
 
-_WORKER_COMMAND = re.compile(r"consumers\.runtime\.daemon --app (?P<package>\S+) --worker (?P<n>\d+) "
-                             r"--state-dir (?P<state_dir>.+?)\s*$")
+_WORKER_COMMAND = re.compile(
+    r"consumers\.runtime\.daemon --app (?P<package>\S+) --worker (?P<n>\d+) "
+    r"--state-dir (?P<state_dir>.+?)\s*$"
+)
 
 
 def worker(stack: StackConfig, app: AppConfig, n: int) -> Component:
     """Worker `n` of an app: a supervised KCL MultiLangDaemon (consumers.runtime.daemon)."""
     process = _worker_process(stack, app.package, n)
-    return Component(process=process, title=f"{app.name} worker {n} (KCL)", endpoint=app.stream_name,
-                     ports=(), tools=("java",), healthy=lambda: process.pid() is not None)
+    return Component(
+        process=process,
+        title=f"{app.name} worker {n} (KCL)",
+        endpoint=app.stream_name,
+        ports=(),
+        tools=("java",),
+        healthy=lambda: process.pid() is not None,
+    )
 
 
 def workers(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
@@ -335,13 +392,17 @@ def status(stack: StackConfig | None = None) -> bool:
         pid = component.process.pid()
         state = "up" if pid is not None and component.healthy() else ("starting" if pid else "down")
         all_up &= state == "up"
-        print(f"  {state:<8} {component.title:<44} {component.endpoint:<28} pid={pid or '-':<8} "
-              f"log={component.process.log_file}")
+        print(
+            f"  {state:<8} {component.title:<44} {component.endpoint:<28} pid={pid or '-':<8} "
+            f"log={component.process.log_file}"
+        )
     for table in pipeline.source_tables if stack.target is Target.LOCAL else ():
         for gap in RelayPosition.load(stack.relay_dir / f"{table.name}.json").gaps:
-            print(f"  DATA LOST  relay, table {table.name}, stream shard {gap['shard']}: changes after "
-                  f"{gap['after']} were trimmed before they were relayed (detected {gap['detected']}); "
-                  "run `make verify`")
+            print(
+                f"  DATA LOST  relay, table {table.name}, stream shard {gap['shard']}: changes after "
+                f"{gap['after']} were trimmed before they were relayed (detected {gap['detected']}); "
+                "run `make verify`"
+            )
     if all_up:
         for line in describe_resources(pipeline, stack):
             print(line)

@@ -8,10 +8,11 @@ the KCL properties of the consumer apps) derives from what :func:`load_pipeline`
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from consumers.shared.errors import CdcError
 

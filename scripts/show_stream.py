@@ -7,10 +7,10 @@ import sys
 
 import orjson
 
+from producer_config import load_pipeline
 from targets.clients import aws_client
 from targets.config import StackConfig
 from targets.kinesis import StreamRecord, read_stream
-from producer_config import load_pipeline
 
 
 def _describe(record: StreamRecord, version_attribute: str) -> tuple[int, str]:
@@ -22,8 +22,10 @@ def _describe(record: StreamRecord, version_attribute: str) -> tuple[int, str]:
         version = next(iter(image.get(version_attribute, {"-": "-"}).values()))
         keys = ",".join(f"{k}={next(iter(v.values()))}" for k, v in body["Keys"].items())
         created = int(body["ApproximateCreationDateTime"])
-        return created, (f"{change['eventName']:<6}  {keys:<16}  {version_attribute}={version:<14}  "
-                         f"t={created}  id={change['eventID'][:8]}")
+        return created, (
+            f"{change['eventName']:<6}  {keys:<16}  {version_attribute}={version:<14}  "
+            f"t={created}  id={change['eventID'][:8]}"
+        )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, StopIteration):
         return 0, f"(not a change record: {record.data[:60]!r})"
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append((created, record.shard_id, int(record.sequence_number), text))
     lines.sort()
     print(f"{table.change_stream}: {len(lines)} records in retention; the newest {min(args.last, len(lines))}:")
-    for _, shard_id, _, text in lines[-args.last:]:
+    for _, shard_id, _, text in lines[-args.last :]:
         print(f"  {shard_id}  {text}")
     return 0
 

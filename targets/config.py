@@ -14,10 +14,10 @@ Targets (``CDC_TARGET``, or ``STACK`` in the Makefile):
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Mapping
 
 from consumers.shared.errors import CdcError
 
@@ -54,7 +54,7 @@ class StackConfig:
     kinesis_persist_interval: str
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "StackConfig":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
         def port(name: str, default: int) -> int:
             raw = env.get(name, str(default))
             if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -64,9 +64,7 @@ class StackConfig:
         try:
             target = Target(env.get("CDC_TARGET", "local"))
         except ValueError:
-            raise StackError(
-                f"CDC_TARGET={env['CDC_TARGET']!r}: expected one of {[t.value for t in Target]}"
-            ) from None
+            raise StackError(f"CDC_TARGET={env['CDC_TARGET']!r}: expected one of {[t.value for t in Target]}") from None
         aws_endpoint = env.get("CDC_AWS_ENDPOINT") or None
         return cls(
             target=target,

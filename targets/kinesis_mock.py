@@ -58,8 +58,10 @@ class KinesisMockDurability(KinesisDurability):
     def still_stored(self, shard_id: str, sequence_number: str, data: bytes) -> bool:
         try:
             iterator = self._kinesis.get_shard_iterator(
-                StreamName=self.stream_name, ShardId=shard_id,
-                ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=sequence_number,
+                StreamName=self.stream_name,
+                ShardId=shard_id,
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                StartingSequenceNumber=sequence_number,
             )["ShardIterator"]
             found = self._kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
         except ClientError as exc:

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from infra import stack as local_stack
-from targets.config import StackConfig, Target
 from producer_config import PipelineConfig, load_pipeline
+from targets.config import StackConfig, Target
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from consumers.domain.users import PROFILE_ATTRIBUTES, user_profile
 from consumers.shared.planning import PlannedWrite, delete, upsert

@@ -15,9 +15,9 @@ Rules:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 
@@ -41,8 +41,9 @@ class Checkpointer:
 
     ``log(event, **fields)`` reports skipped and failed checkpoints."""
 
-    def __init__(self, durability: Durability, log: Callable[..., None], *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, durability: Durability, log: Callable[..., None], *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._gate: DurableGate[Position] = DurableGate(durability)
         self._durability = durability
         self._log = log
@@ -85,7 +86,7 @@ class Checkpointer:
                     self._log("checkpoint_skipped", reason=exc.value)
                     return
                 if exc.value in _TRANSIENT_ERRORS and attempt < _ATTEMPTS:
-                    self._sleep(min(0.1 * 2 ** attempt, 5.0))
+                    self._sleep(min(0.1 * 2**attempt, 5.0))
                     continue
                 self._log("checkpoint_failed", reason=exc.value, sequence_number=sequence_number)
                 return

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from consumers.shared.errors import CdcError
@@ -75,15 +75,15 @@ class DeadLetterTable:
         self._sleep = sleep
 
     def put(self, letter: DeadLetter) -> None:
-        item = letter.item(datetime.now(timezone.utc))
+        item = letter.item(datetime.now(UTC))
         for attempt in range(1, self._attempts + 1):
             try:
                 self._client.put_item(TableName=self.table_name, Item=item)
                 return
-            except Exception as exc:  # noqa: BLE001 - every failure is retried, then raised with context
+            except Exception as exc:
                 if attempt == self._attempts:
                     raise DeadLetterUnavailable(
                         f"cannot write record {letter.sequence_number} of shard {letter.shard_id} to dead-letter "
                         f"table {self.table_name} after {attempt} attempts: {exc!r}"
                     ) from exc
-                self._sleep(min(0.2 * 2 ** attempt, 5.0))
+                self._sleep(min(0.2 * 2**attempt, 5.0))

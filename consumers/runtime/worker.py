@@ -22,8 +22,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
@@ -49,8 +49,14 @@ class KclRecordProcessor(processor.RecordProcessorBase):
     """Adapts the KCL callbacks to a `BatchProcessor` and a `Checkpointer` built for the shard
     at initialize. ``durability``: what the stream guarantees about stored records."""
 
-    def __init__(self, app_name: str, build: Callable[[str], BatchProcessor], durability: Durability,
-                 stats_dir: Path | None = None, exit: Callable[[int], None] = os._exit) -> None:
+    def __init__(
+        self,
+        app_name: str,
+        build: Callable[[str], BatchProcessor],
+        durability: Durability,
+        stats_dir: Path | None = None,
+        exit: Callable[[int], None] = os._exit,
+    ) -> None:
         self.app_name = app_name
         self._build = build
         self._stats_dir = stats_dir
@@ -68,8 +74,13 @@ class KclRecordProcessor(processor.RecordProcessorBase):
 
     def process_records(self, process_records_input) -> None:
         records = [
-            InputRecord(r.binary_data, r.sequence_number, r.sub_sequence_number, r.partition_key,
-                        utc_from_millis(r.timestamp_millis))
+            InputRecord(
+                r.binary_data,
+                r.sequence_number,
+                r.sub_sequence_number,
+                r.partition_key,
+                utc_from_millis(r.timestamp_millis),
+            )
             for r in process_records_input.records
         ]
         if records:
@@ -80,7 +91,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         started = time.perf_counter()
         try:
             stats = self.core.process(records)
-        except BaseException as exc:  # noqa: BLE001 - kclpy would swallow it and the KCL move on
+        except BaseException as exc:
             # Not every record of the batch is applied or dead-lettered: stop before any later
             # batch can checkpoint past them; the daemon restarts from the last checkpoint.
             self._log("fatal", error=f"{type(exc).__name__}: {exc}")
@@ -108,8 +119,11 @@ class KclRecordProcessor(processor.RecordProcessorBase):
 
     # -- helpers
     def _log(self, event: str, **fields) -> None:
-        log.info(json.dumps({"app": self.app_name, "shard": self.shard_id, "event": event,
-                             "ts": round(time.time(), 3), **fields}))
+        log.info(
+            json.dumps(
+                {"app": self.app_name, "shard": self.shard_id, "event": event, "ts": round(time.time(), 3), **fields}
+            )
+        )
 
     def _save_stats(self) -> None:
         """Running totals of this process, for operators and the tests (one small file)."""

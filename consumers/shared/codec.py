@@ -51,6 +51,7 @@ _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _MAX_ADJUSTED_EXPONENT = 125  # DynamoDB numbers: magnitude 1E-130 .. 9.9999...E+125
 _MIN_ADJUSTED_EXPONENT = -130
 
+
 class BinaryFormat(Enum):
     """How ``encode_image`` writes B / BS values."""
 
@@ -280,9 +281,7 @@ def _encode(value: Any, raw_binary: bool) -> dict[str, Any]:
     raise _BadValue(f"unsupported type {kind.__name__}")
 
 
-def encode_value(
-    value: Any, *, binary: BinaryFormat = BinaryFormat.BASE64, path: str = ""
-) -> dict[str, Any]:
+def encode_value(value: Any, *, binary: BinaryFormat = BinaryFormat.BASE64, path: str = "") -> dict[str, Any]:
     """Encode one Python value as a DynamoDB JSON attribute value (``"x"`` -> ``{"S": "x"}``)."""
     try:
         return _encode(value, binary is BinaryFormat.RAW)
@@ -290,9 +289,7 @@ def encode_value(
         raise DynamoJsonError(exc.path(path), exc.reason) from exc
 
 
-def encode_image(
-    item: Mapping[str, Any], *, binary: BinaryFormat = BinaryFormat.BASE64
-) -> dict[str, dict[str, Any]]:
+def encode_image(item: Mapping[str, Any], *, binary: BinaryFormat = BinaryFormat.BASE64) -> dict[str, dict[str, Any]]:
     """Encode a mapping of Python values as a DynamoDB JSON map (inverse of ``decode_image``)."""
     if not isinstance(item, Mapping):
         raise DynamoJsonError("", f"an item must be a mapping, got {type(item).__name__}")

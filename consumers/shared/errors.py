@@ -4,6 +4,13 @@ Every error we raise derives from :class:`CdcError`, carries the context needed 
 (which record, which field, which component, which file) and is raised ``from`` its cause.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # planning imports this module
+    from consumers.shared.planning import WriteCounts
+
 
 class CdcError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -79,7 +86,7 @@ class SinkRejectedWrite(SinkError):
     all of them as ``(write, reason)`` pairs, ``counts`` the outcomes of the other writes of the
     batch (they were applied, found stale or skipped)."""
 
-    def __init__(self, rejections: tuple[tuple[object, str], ...], *, counts: object = None) -> None:
+    def __init__(self, rejections: tuple[tuple[object, str], ...], *, counts: WriteCounts | None = None) -> None:
         self.rejections = rejections
         self.write, self.reason = rejections[0]
         self.counts = counts

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from consumers.shared.errors import InvalidPlan
 from consumers.shared.records import ChangeRecord
@@ -86,7 +86,7 @@ class Skip:
     reason: str
 
 
-PlannedWrite = Union[Upsert, Delete, Skip]
+PlannedWrite = Upsert | Delete | Skip
 Transform = Callable[[ChangeRecord], Iterable[PlannedWrite]]
 
 _OUTCOME_FIELDS = {Outcome.APPLIED: "applied", Outcome.STALE: "stale", Outcome.SKIPPED: "skipped"}
@@ -110,9 +110,7 @@ class WriteCounts:
     def __add__(self, other: WriteCounts) -> WriteCounts:
         if not isinstance(other, WriteCounts):
             return NotImplemented
-        return WriteCounts(
-            self.applied + other.applied, self.stale + other.stale, self.skipped + other.skipped
-        )
+        return WriteCounts(self.applied + other.applied, self.stale + other.stale, self.skipped + other.skipped)
 
     def count(self, outcome: Outcome) -> int:
         count: int = getattr(self, _OUTCOME_FIELDS[outcome])
@@ -162,8 +160,7 @@ def _check(write: Any, record: ChangeRecord) -> None:
         return
     if kind is not Upsert and kind is not Delete:
         raise InvalidPlan(
-            f"transform returned {kind.__name__} for record {record.sequence_number}: "
-            "expected Upsert, Delete or Skip"
+            f"transform returned {kind.__name__} for record {record.sequence_number}: expected Upsert, Delete or Skip"
         )
     version = write.version
     if type(version) is not int or version < 0:

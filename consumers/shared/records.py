@@ -53,6 +53,7 @@ _SECONDS_BELOW = 100_000_000_000  # 1e11 s is year 5138; 1e11 ms is 1973
 _MILLIS_BELOW = 100_000_000_000_000  # 1e14 ms is year 5138; 1e14 us is 1973
 _MICROS_BELOW = 100_000_000_000_000_000  # 1e17 us is year 5138
 
+
 class EventName(str, Enum):
     """The kind of item change."""
 
@@ -155,9 +156,7 @@ def parse_payload(data: bytes | bytearray | memoryview | str, *, sequence_number
     try:
         raw = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidChangeRecord(
-            "<payload>", f"not JSON ({exc})", sequence_number=sequence_number
-        ) from exc
+        raise InvalidChangeRecord("<payload>", f"not JSON ({exc})", sequence_number=sequence_number) from exc
     if type(raw) is not dict:
         raise InvalidChangeRecord(
             "<payload>",

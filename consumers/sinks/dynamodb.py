@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from consumers.shared.codec import BinaryFormat, encode_image
 from consumers.shared.errors import (
     DynamoJsonError,
     RetryableSinkError,
@@ -42,7 +43,6 @@ from consumers.shared.errors import (
     SinkRejectedWrite,
 )
 from consumers.shared.planning import Delete, Outcome, PlannedWrite, Skip, Upsert, WriteCounts
-from consumers.shared.codec import BinaryFormat, encode_image
 from consumers.sinks import Disposition
 
 __all__ = [
@@ -84,9 +84,7 @@ _RETRY_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
-_REJECT_CODES = frozenset(
-    {"ValidationException", "SerializationException", "ItemCollectionSizeLimitExceededException"}
-)
+_REJECT_CODES = frozenset({"ValidationException", "SerializationException", "ItemCollectionSizeLimitExceededException"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +104,7 @@ class DynamoDbSinkConfig:
             if type(value) is not str or not value:
                 raise ValueError(f"DynamoDbSinkConfig.{name} must be a non-empty string, got {value!r}")
         if self.tombstone_retention <= timedelta(0):
-            raise ValueError(
-                f"DynamoDbSinkConfig.tombstone_retention must be positive, got {self.tombstone_retention}"
-            )
+            raise ValueError(f"DynamoDbSinkConfig.tombstone_retention must be positive, got {self.tombstone_retention}")
         if type(self.max_workers) is not int or self.max_workers < 1:
             raise ValueError(f"DynamoDbSinkConfig.max_workers must be >= 1, got {self.max_workers!r}")
 
@@ -239,9 +235,7 @@ class DynamoDbSink:
             results = [self._apply_captured(w, now) for w in pending]
         else:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self._config.max_workers, thread_name_prefix="cdc-ddb-sink"
-                )
+                self._pool = ThreadPoolExecutor(max_workers=self._config.max_workers, thread_name_prefix="cdc-ddb-sink")
             futures = [self._pool.submit(self._apply_captured, w, now) for w in pending]
             results = [future.result() for future in futures]
         outcomes = [r for r in results if isinstance(r, Outcome)]
@@ -272,6 +266,4 @@ def _raise_for(failures: list[_WriteFailed], counts: WriteCounts, target: str) -
             writes=tuple(f.write for f in retry),
         ) from retry[0].cause
     rejected = by_kind[Disposition.REJECT]
-    raise SinkRejectedWrite(
-        tuple((f.write, str(f.cause)) for f in rejected), counts=counts
-    ) from rejected[0].cause
+    raise SinkRejectedWrite(tuple((f.write, str(f.cause)) for f in rejected), counts=counts) from rejected[0].cause

@@ -85,10 +85,14 @@ def template_document_id(template: str) -> Callable[[Mapping[str, Any]], str]:
     """
     parsed = list(string.Formatter().parse(template))
     fields = [name for _, name, _, _ in parsed if name is not None]
-    if not fields or any(not name or spec or conversion or "." in name or "[" in name
-                         for _, name, spec, conversion in parsed if name is not None):
-        raise ValueError(f"document id template {template!r}: expected plain {{Attribute}} fields, e.g. "
-                         "'{WorkplaceId}#{UserId}'")
+    if not fields or any(
+        not name or spec or conversion or "." in name or "[" in name
+        for _, name, spec, conversion in parsed
+        if name is not None
+    ):
+        raise ValueError(
+            f"document id template {template!r}: expected plain {{Attribute}} fields, e.g. '{{WorkplaceId}}#{{UserId}}'"
+        )
     literal = "".join(text for text, *_ in parsed)
     escaped = {ord(c): "".join(f"%{byte:02X}" for byte in c.encode()) for c in {"%", *literal}}
 
@@ -135,7 +139,9 @@ class OpenSearchSinkConfig:
         if type(self.index) is not str or not self.index:
             raise ValueError(f"OpenSearchSinkConfig.index must be a non-empty string, got {self.index!r}")
         if self.refresh not in (None, "true", "false", "wait_for"):
-            raise ValueError(f"OpenSearchSinkConfig.refresh must be None, true, false or wait_for, got {self.refresh!r}")
+            raise ValueError(
+                f"OpenSearchSinkConfig.refresh must be None, true, false or wait_for, got {self.refresh!r}"
+            )
 
 
 def build_bulk_body(
@@ -155,11 +161,25 @@ def build_bulk_body(
             if type(write) is Upsert:
                 document = {**write.document, **write.key} if config.include_key else write.document
                 source = serialise_document(document)
-                action = {"index": {"_index": config.index, "_id": doc_id, "version": write.version, "version_type": INDEX_VERSION_TYPE}}
+                action = {
+                    "index": {
+                        "_index": config.index,
+                        "_id": doc_id,
+                        "version": write.version,
+                        "version_type": INDEX_VERSION_TYPE,
+                    }
+                }
                 lines.append(orjson.dumps(action))
                 lines.append(source)
             else:
-                action = {"delete": {"_index": config.index, "_id": doc_id, "version": write.version, "version_type": DELETE_VERSION_TYPE}}
+                action = {
+                    "delete": {
+                        "_index": config.index,
+                        "_id": doc_id,
+                        "version": write.version,
+                        "version_type": DELETE_VERSION_TYPE,
+                    }
+                }
                 lines.append(orjson.dumps(action))
         except (TypeError, ValueError) as exc:
             rejected.append((write, f"cannot serialise: {exc}"))
@@ -250,7 +270,7 @@ class OpenSearchSink:
                     f"OpenSearch sink {self._config.index}: bulk response has "
                     f"{len(items) if isinstance(items, list) else 'no'} items for {len(sent)} actions"
                 )
-            for write, item in zip(sent, items):
+            for write, item in zip(sent, items, strict=True):
                 disposition = classify_bulk_item(item)
                 if disposition is Disposition.APPLIED:
                     outcomes.append(Outcome.APPLIED)

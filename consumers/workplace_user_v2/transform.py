@@ -14,7 +14,8 @@ All writes carry the user's version, so replays and reordering converge.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from consumers.domain.users import user_profile
 from consumers.shared.planning import PlannedWrite, delete, skip, upsert

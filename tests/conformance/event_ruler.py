@@ -32,7 +32,9 @@ class EventRuler:
         classes, jars = home / "classes", home / "jars"
         java = shutil.which("java")
         if java is None or not (classes / "EventRulerOracle.class").is_file() or not jars.is_dir():
-            raise OracleMissing(f"the event-ruler oracle is not built in {home} (or java is missing): run `make install`")
+            raise OracleMissing(
+                f"the event-ruler oracle is not built in {home} (or java is missing): run `make install`"
+            )
         self._process = subprocess.Popen(
             [java, "-Xss8m", "-cp", f"{classes}{os.pathsep}{jars}/*", "EventRulerOracle"],
             stdin=subprocess.PIPE,

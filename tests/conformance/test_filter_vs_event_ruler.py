@@ -29,7 +29,9 @@ REJECTED = "rejected"
 
 
 def _settings(examples: int) -> settings:
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -158,14 +160,32 @@ def test_change_records_filtered_like_event_ruler(event_ruler, pattern_list, rec
 #: them, see consumers.shared.filtering._numbers), and 1.7976931348623157e308 under ``>``, on
 #: which event-ruler 2.1.0 fails with an ArrayIndexOutOfBoundsException.
 NUMERIC_OPERANDS = (
-    "1E-325", "-1E-325", "2.5e-324", "5e-324", "4.9e-324", "1e-320", "0E-400", "-0.0", "0.1",
-    "1E+2", "1.50000000000000000000", "1.0000000000000001", "0.30000000000000000000001",
-    "9007199254740992", "9007199254740993", "123456789012345678901234567890",
-    "1.7976931348623158e308", "2.2250738585072014E-308",
+    "1E-325",
+    "-1E-325",
+    "2.5e-324",
+    "5e-324",
+    "4.9e-324",
+    "1e-320",
+    "0E-400",
+    "-0.0",
+    "0.1",
+    "1E+2",
+    "1.50000000000000000000",
+    "1.0000000000000001",
+    "0.30000000000000000000001",
+    "9007199254740992",
+    "9007199254740993",
+    "123456789012345678901234567890",
+    "1.7976931348623158e308",
+    "2.2250738585072014E-308",
 )
 NUMERIC_OPERAND_RULES = (
-    '{"numeric": ["=", @]}', '{"numeric": ["<", @]}', '{"numeric": [">=", 0, "<", @]}',
-    '{"anything-but": @}', '{"anything-but": [7, @]}', "@",
+    '{"numeric": ["=", @]}',
+    '{"numeric": ["<", @]}',
+    '{"numeric": [">=", 0, "<", @]}',
+    '{"anything-but": @}',
+    '{"anything-but": [7, @]}',
+    "@",
 )
 
 
@@ -194,7 +214,10 @@ _APPS = [app for app in discover_apps(load_pipeline()) if app.filter_criteria]
 @given(record=change_records())
 def test_each_apps_criteria_select_what_event_ruler_selects(event_ruler, app, record):
     # changed_attributes is ours alone (Lambda has no such filter): only the criteria are compared
-    pattern_list = [json.loads(f["Pattern"]) if isinstance(f["Pattern"], str) else f["Pattern"] for f in app.filter_criteria["Filters"]]
+    pattern_list = [
+        json.loads(f["Pattern"]) if isinstance(f["Pattern"], str) else f["Pattern"]
+        for f in app.filter_criteria["Filters"]
+    ]
     _same(event_ruler, pattern_list, record)
 
 
@@ -224,7 +247,11 @@ def test_each_apps_criteria_select_what_event_ruler_selects(event_ruler, app, re
 def test_where_event_ruler_contradicts_itself(event_ruler, pattern, event, documented, why):
     """Reordering OR-ed lists changes event-ruler's answer here: we give the answer the
     documented semantics give, whatever the order."""
-    asked = {event_ruler.ask([json.dumps(variant)], json.dumps(event)) for variant in (pattern, _reordered(pattern)) for _ in range(2 * RETRIES_FOR_OR)}
+    asked = {
+        event_ruler.ask([json.dumps(variant)], json.dumps(event))
+        for variant in (pattern, _reordered(pattern))
+        for _ in range(2 * RETRIES_FOR_OR)
+    }
     assert asked == {True, False}, why
     assert ours([pattern], event) is documented
     assert ours([_reordered(pattern)], event) is documented

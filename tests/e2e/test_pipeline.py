@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from consumers.verify import verify
-from targets.clients import aws_client, aws_resource
 from scripts.generate_changes import UserChangeGenerator, apply_changes
+from targets.clients import aws_client, aws_resource
 
 pytestmark = pytest.mark.stack
 
@@ -64,7 +64,9 @@ def test_thousands_of_random_changes_reach_every_sink_and_filters_drop_what_they
     apply_changes(users, iter(changes), total=len(changes), progress=False)
     written = time.monotonic()
     reports = _converge(stack, pipeline)
-    print(f"\n2000 changes written in {written - started:.1f}s; all sinks equal {time.monotonic() - written:.1f}s later")
+    print(
+        f"\n2000 changes written in {written - started:.1f}s; all sinks equal {time.monotonic() - written:.1f}s later"
+    )
     for report in reports:
         print(report)
         assert report.ok
@@ -79,13 +81,30 @@ def test_thousands_of_random_changes_reach_every_sink_and_filters_drop_what_they
 
 
 def _change(user_id: str, version: int) -> bytes:
-    image = {"UserId": {"S": user_id}, "Email": {"S": f"{user_id}@Example.com"}, "FirstName": {"S": "Poison"},
-             "LastName": {"S": "Neighbour"}, "Version": {"N": str(version)}}
-    return orjson.dumps({
-        "awsRegion": "us-east-1", "eventID": str(uuid.uuid4()), "eventName": "INSERT", "userIdentity": None,
-        "recordFormat": "application/json", "tableName": "Users", "eventSource": "aws:dynamodb",
-        "dynamodb": {"ApproximateCreationDateTime": time.time_ns() // 1000, "Keys": {"UserId": {"S": user_id}},
-                     "NewImage": image, "SizeBytes": 120}})
+    image = {
+        "UserId": {"S": user_id},
+        "Email": {"S": f"{user_id}@Example.com"},
+        "FirstName": {"S": "Poison"},
+        "LastName": {"S": "Neighbour"},
+        "Version": {"N": str(version)},
+    }
+    return orjson.dumps(
+        {
+            "awsRegion": "us-east-1",
+            "eventID": str(uuid.uuid4()),
+            "eventName": "INSERT",
+            "userIdentity": None,
+            "recordFormat": "application/json",
+            "tableName": "Users",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "ApproximateCreationDateTime": time.time_ns() // 1000,
+                "Keys": {"UserId": {"S": user_id}},
+                "NewImage": image,
+                "SizeBytes": 120,
+            },
+        }
+    )
 
 
 def _wait(what: str, predicate, timeout_s: float = 120):
@@ -106,31 +125,47 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     try:
         # GIVEN three records in one PutRecords call, one partition key: one shard, in this order
-        response = kinesis.put_records(StreamName="users-changes", Records=[
-            {"Data": _change(before_id, 1), "PartitionKey": run},
-            {"Data": poison, "PartitionKey": run},
-            {"Data": _change(after_id, 1), "PartitionKey": run},
-        ])
+        response = kinesis.put_records(
+            StreamName="users-changes",
+            Records=[
+                {"Data": _change(before_id, 1), "PartitionKey": run},
+                {"Data": poison, "PartitionKey": run},
+                {"Data": _change(after_id, 1), "PartitionKey": run},
+            ],
+        )
         shard, poison_seq = response["Records"][1]["ShardId"], response["Records"][1]["SequenceNumber"]
         assert {r["ShardId"] for r in response["Records"]} == {shard}
 
         # THEN the records around it are applied
         for user_id in (before_id, after_id):
-            _wait(f"{user_id} in AppUsers_V2",
-                  lambda u=user_id: ddb.get_item(TableName="AppUsers_V2", Key={"UserId": {"S": u}}).get("Item"))
+            _wait(
+                f"{user_id} in AppUsers_V2",
+                lambda u=user_id: ddb.get_item(TableName="AppUsers_V2", Key={"UserId": {"S": u}}).get("Item"),
+            )
         # AND it is in every Users app's dead-letter table, with what is needed to redrive it
-        for app, table in (("app-user-management", "app-user-management-deadletters"),
-                           ("workplace-user-v2", "workplace-user-v2-deadletters")):
-            item = _wait(f"the poison record in {table}", lambda t=table: ddb.get_item(
-                TableName=t, Key={"ShardId": {"S": shard}, "SequenceNumber": {"S": poison_seq}}).get("Item"))
+        for app, table in (
+            ("app-user-management", "app-user-management-deadletters"),
+            ("workplace-user-v2", "workplace-user-v2-deadletters"),
+        ):
+            item = _wait(
+                f"the poison record in {table}",
+                lambda t=table: ddb.get_item(
+                    TableName=t, Key={"ShardId": {"S": shard}, "SequenceNumber": {"S": poison_seq}}
+                ).get("Item"),
+            )
             assert item["App"]["S"] == app and item["PartitionKey"]["S"] == run
             assert item["Payload"]["B"] == poison
             assert item["ErrorClass"]["S"] == "InvalidChangeRecord"
             assert "dynamodb.Keys" in item["ErrorMessage"]["S"] and poison_seq in item["ErrorMessage"]["S"]
             assert item["FailedAt"]["S"]
             # AND the app's checkpoint moved past it
-            _wait(f"{app}'s checkpoint past the poison record", lambda a=app: int(ddb.get_item(
-                TableName=a, Key={"leaseKey": {"S": shard}})["Item"]["checkpoint"]["S"]) > int(poison_seq))
+            _wait(
+                f"{app}'s checkpoint past the poison record",
+                lambda a=app: (
+                    int(ddb.get_item(TableName=a, Key={"leaseKey": {"S": shard}})["Item"]["checkpoint"]["S"])
+                    > int(poison_seq)
+                ),
+            )
     finally:
         # the neighbours were injected into the stream only: make Users say the same
         for user_id in (before_id, after_id):
@@ -163,8 +198,11 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
         second.process.start()
         wait_healthy(second, 30)
         apply_changes(users, iter(changes[300:]), total=500, progress=False)
-        _wait("the leases to move to the second worker",
-              lambda: set(_lease_owners(ddb, app.name).values()) == {f"{app.name}-worker-2"}, timeout_s=180)
+        _wait(
+            "the leases to move to the second worker",
+            lambda: set(_lease_owners(ddb, app.name).values()) == {f"{app.name}-worker-2"},
+            timeout_s=180,
+        )
         for report in _converge(stack, pipeline):
             assert report.ok, report
     finally:
@@ -174,9 +212,15 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
 
 def _reshard(kinesis, stream: str, shards: int) -> None:
     kinesis.update_shard_count(StreamName=stream, TargetShardCount=shards, ScalingType="UNIFORM_SCALING")
-    _wait(f"{stream} to have {shards} open shards", lambda: (
-        (summary := kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"])["StreamStatus"]
-        == "ACTIVE" and summary["OpenShardCount"] == shards), timeout_s=60)
+    _wait(
+        f"{stream} to have {shards} open shards",
+        lambda: (
+            (summary := kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"])["StreamStatus"]
+            == "ACTIVE"
+            and summary["OpenShardCount"] == shards
+        ),
+        timeout_s=60,
+    )
 
 
 def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipeline):
@@ -195,19 +239,29 @@ def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipe
     _converge(stack, pipeline)
     try:
         for target, part in ((configured * 2, changes[:500]), (configured, changes[500:])):
-            writer = threading.Thread(target=apply_changes, args=(users, iter(part)),
-                                      kwargs={"total": len(part), "progress": False})
+            writer = threading.Thread(
+                target=apply_changes, args=(users, iter(part)), kwargs={"total": len(part), "progress": False}
+            )
             writer.start()
             time.sleep(1.0)  # mid-stream
             _reshard(kinesis, stream, target)
             writer.join()
             for report in _converge(stack, pipeline):
                 assert report.ok, report
-            open_shards = {s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]
-                           if "EndingSequenceNumber" not in s["SequenceNumberRange"]}
+            open_shards = {
+                s["ShardId"]
+                for s in kinesis.list_shards(StreamName=stream)["Shards"]
+                if "EndingSequenceNumber" not in s["SequenceNumberRange"]
+            }
             for app_name in readers:  # each app went on to the new shards
-                _wait(f"{app_name} to lease the new shards",
-                      lambda a=app_name: open_shards <= set(_lease_owners(ddb, a)), timeout_s=60)
+                _wait(
+                    f"{app_name} to lease the new shards",
+                    lambda a=app_name, wanted=open_shards: wanted <= set(_lease_owners(ddb, a)),
+                    timeout_s=60,
+                )
     finally:
-        if kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["OpenShardCount"] != configured:
+        if (
+            kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["OpenShardCount"]
+            != configured
+        ):
             _reshard(kinesis, stream, configured)

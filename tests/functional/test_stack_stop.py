@@ -17,9 +17,22 @@ from targets.config import StackConfig
 
 def _stand_in(stack: StackConfig, package: str, n: int) -> subprocess.Popen:
     # `python -c` keeps the rest of the command line in argv, as the real worker's is
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "-m", "consumers.runtime.daemon",
-                             "--app", package, "--worker", str(n), "--state-dir", str(stack.state_dir)],
-                            start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(120)",
+            "-m",
+            "consumers.runtime.daemon",
+            "--app",
+            package,
+            "--worker",
+            str(n),
+            "--state-dir",
+            str(stack.state_dir),
+        ],
+        start_new_session=True,
+    )
 
 
 def _alive(proc: subprocess.Popen) -> bool:

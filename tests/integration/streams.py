@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 import orjson
 from botocore.exceptions import ClientError
@@ -57,8 +57,11 @@ class StreamFollower:
 
     def _iterator_after_last_seen(self, sid: str) -> str:
         last = next((s.sequence_number for s in reversed(self.seen) if s.shard_id == sid), None)
-        position = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": last} if last
-                    else {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": self.since})
+        position = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": last}
+            if last
+            else {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": self.since}
+        )
         return self.kinesis.get_shard_iterator(StreamName=self.stream, ShardId=sid, **position)["ShardIterator"]
 
     def collect(self, keep: Callable[[dict], bool], count: int, timeout_s: float) -> list[Seen]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,12 +20,20 @@ TABLE = "app-user-management-deadletters"
 def test_a_poison_record_of_any_kinesis_size_is_dead_lettered(stack, pipeline, size):
     client = aws_client("dynamodb", stack, pipeline.region)
     payload = bytes(index % 251 for index in range(size))
-    letter = DeadLetter(app="app-user-management", shard_id=f"shardId-test-{uuid.uuid4().hex[:8]}",
-                        sequence_number="4960", partition_key="pk", payload=payload, error_class="InvalidChangeRecord",
-                        error_message="dynamodb.Keys: missing " * 1000, arrival_time=datetime.now(timezone.utc))
+    letter = DeadLetter(
+        app="app-user-management",
+        shard_id=f"shardId-test-{uuid.uuid4().hex[:8]}",
+        sequence_number="4960",
+        partition_key="pk",
+        payload=payload,
+        error_class="InvalidChangeRecord",
+        error_message="dynamodb.Keys: missing " * 1000,
+        arrival_time=datetime.now(UTC),
+    )
     DeadLetterTable(client, TABLE, attempts=1).put(letter)
-    item = client.get_item(TableName=TABLE, Key={"ShardId": {"S": letter.shard_id}, "SequenceNumber": {"S": "4960"}},
-                           ConsistentRead=True)["Item"]
+    item = client.get_item(
+        TableName=TABLE, Key={"ShardId": {"S": letter.shard_id}, "SequenceNumber": {"S": "4960"}}, ConsistentRead=True
+    )["Item"]
     assert item["PayloadBytes"] == {"N": str(size)}
     stored = item["Payload"]["B"]
     if size > MAX_STORED_PAYLOAD:

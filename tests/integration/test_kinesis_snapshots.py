@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from targets.clients import aws_client
-from targets.config import StackConfig
 from infra.preflight import free_port
 from infra.stack import components, wait_healthy
+from targets.clients import aws_client
+from targets.config import StackConfig
 
 pytestmark = pytest.mark.stack
 
@@ -25,10 +25,14 @@ _SNAPSHOT = "kinesis-data.json"
 
 @pytest.fixture()
 def private_kinesis(tmp_path, pipeline):
-    config = StackConfig.from_env({
-        "CDC_STATE_DIR": str(tmp_path), "CDC_KINESIS_PORT": str(free_port()),
-        "CDC_KINESIS_TLS_PORT": str(free_port()), "CDC_KINESIS_PERSIST_INTERVAL": "300ms",
-    })
+    config = StackConfig.from_env(
+        {
+            "CDC_STATE_DIR": str(tmp_path),
+            "CDC_KINESIS_PORT": str(free_port()),
+            "CDC_KINESIS_TLS_PORT": str(free_port()),
+            "CDC_KINESIS_PERSIST_INTERVAL": "300ms",
+        }
+    )
     component = components(config, pipeline)[1]
     component.prepare()
     component.process.start()
@@ -56,8 +60,9 @@ def _kill_during_a_save(component, folder: Path, timeout_s: float = 30) -> None:
 def _count(kinesis, stream: str) -> int:
     total = 0
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             total += len(page["Records"])
@@ -76,8 +81,10 @@ def test_a_sigkill_during_a_save_keeps_the_previous_snapshot(private_kinesis):
     for round_ in range(3):
         # GIVEN records that a complete save already holds (several intervals have passed)
         for _ in range(4):  # ~2 MB a round, so that a save takes long enough to be caught
-            kinesis.put_records(StreamName="s", Records=[
-                {"Data": b"%06d" % i + b"x" * 1000, "PartitionKey": str(i)} for i in range(500)])
+            kinesis.put_records(
+                StreamName="s",
+                Records=[{"Data": b"%06d" % i + b"x" * 1000, "PartitionKey": str(i)} for i in range(500)],
+            )
             written += 500
         time.sleep(1.5)
         # WHEN kinesis-mock is killed while it writes the next save

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -19,12 +19,12 @@ import pytest
 
 from consumers.runtime.config import discover_apps
 from consumers.verify import verify
-from targets.clients import aws_client, aws_resource, opensearch_client
-from targets.config import REPO_ROOT
 from infra.preflight import free_port
 from infra.provision import provision
 from infra.stack import components, wait_healthy, workers
 from scripts.generate_changes import UserChangeGenerator, apply_changes
+from targets.clients import aws_client, aws_resource, opensearch_client
+from targets.config import REPO_ROOT
 from tests.integration.streams import StreamFollower
 
 pytestmark = pytest.mark.stack
@@ -40,7 +40,7 @@ def users_table(stack, pipeline):
 @pytest.fixture()
 def follower(stack, pipeline):
     kinesis = aws_client("kinesis", stack, pipeline.region)
-    since = datetime.now(timezone.utc) - timedelta(seconds=2)
+    since = datetime.now(UTC) - timedelta(seconds=2)
     return StreamFollower(kinesis, pipeline.table("Users").change_stream, since)
 
 
@@ -56,10 +56,28 @@ def _version(change: dict) -> int:
 def test_put_update_delete_give_three_aws_format_records_in_order_on_one_shard(users_table, follower, pipeline):
     # GIVEN a new user; WHEN it is created, updated and deleted
     user_id = f"t-{uuid.uuid4().hex[:12]}"
-    users_table.put_item(Item={"UserId": user_id, "Email": "A@Example.com", "Version": 1, "Tags": {"x", "y"},
-                               "Blob": b"\x00\x01", "Score": "1.5", "NoMap": {}, "NoList": []})
-    users_table.put_item(Item={"UserId": user_id, "Email": "b@example.com", "Version": 2, "Tags": {"x"},
-                               "Blob": b"\x00\x01", "Score": "2"})
+    users_table.put_item(
+        Item={
+            "UserId": user_id,
+            "Email": "A@Example.com",
+            "Version": 1,
+            "Tags": {"x", "y"},
+            "Blob": b"\x00\x01",
+            "Score": "1.5",
+            "NoMap": {},
+            "NoList": [],
+        }
+    )
+    users_table.put_item(
+        Item={
+            "UserId": user_id,
+            "Email": "b@example.com",
+            "Version": 2,
+            "Tags": {"x"},
+            "Blob": b"\x00\x01",
+            "Score": "2",
+        }
+    )
     users_table.delete_item(Key={"UserId": user_id})
 
     # THEN exactly three records for it arrive, in order, on one shard, in AWS's format
@@ -87,7 +105,9 @@ def test_put_update_delete_give_three_aws_format_records_in_order_on_one_shard(u
     assert "OldImage" not in insert["dynamodb"] and "NewImage" not in remove["dynamodb"]
     assert insert["dynamodb"]["NewImage"]["Tags"]["SS"] in (["x", "y"], ["y", "x"])
     assert insert["dynamodb"]["NewImage"]["Blob"] == {"B": "AAE="}
-    assert insert["dynamodb"]["NewImage"]["NoMap"] == {"M": {}} and insert["dynamodb"]["NewImage"]["NoList"] == {"L": []}
+    assert insert["dynamodb"]["NewImage"]["NoMap"] == {"M": {}} and insert["dynamodb"]["NewImage"]["NoList"] == {
+        "L": []
+    }
     assert modify["dynamodb"]["OldImage"]["Email"] == {"S": "A@Example.com"}
     assert modify["dynamodb"]["NewImage"]["Version"] == {"N": "2"}
     assert remove["dynamodb"]["OldImage"]["Version"] == {"N": "2"}
@@ -128,8 +148,9 @@ def test_relay_killed_with_sigkill_mid_stream_loses_nothing(stack, pipeline, use
     relay = components(stack, pipeline)[-1]
     prefix = f"k-{uuid.uuid4().hex[:8]}-"
     changes = list(UserChangeGenerator(users=80, seed=5, prefix=prefix).changes(600))
-    writer = threading.Thread(target=apply_changes, args=(users_table, iter(changes)),
-                              kwargs={"total": len(changes), "progress": False})
+    writer = threading.Thread(
+        target=apply_changes, args=(users_table, iter(changes)), kwargs={"total": len(changes), "progress": False}
+    )
     writer.start()
     # kill it while changes are flowing: after some have arrived, before all of them
     partial = follower.collect(lambda c: _user_id(c).startswith(prefix), count=150, timeout_s=30)
@@ -158,8 +179,9 @@ def _log_size(component) -> int:
     return component.process.log_file.stat().st_size
 
 
-def test_kinesis_killed_before_saving_what_it_acknowledged_the_relay_writes_it_again(stack, pipeline, users_table,
-                                                                                     follower):
+def test_kinesis_killed_before_saving_what_it_acknowledged_the_relay_writes_it_again(
+    stack, pipeline, users_table, follower
+):
     """kinesis-mock forgets on SIGKILL what it acknowledged since its last snapshot. The relay's
     saved position stays behind until kinesis-mock saved the records; then it reads the newest
     record back, and when it is gone writes everything since its saved position again. The
@@ -178,7 +200,9 @@ def test_kinesis_killed_before_saving_what_it_acknowledged_the_relay_writes_it_a
     try:
         # AND changes it acknowledged
         apply_changes(users_table, iter(changes), total=len(changes), progress=False)
-        assert len({s.change["eventID"] for s in follower.collect(mine, count=len(changes), timeout_s=60)}) == len(changes)
+        assert len({s.change["eventID"] for s in follower.collect(mine, count=len(changes), timeout_s=60)}) == len(
+            changes
+        )
         # WHEN it is killed, and starts again from its last snapshot
         assert kinesis.process.kill()
     finally:
@@ -190,11 +214,15 @@ def test_kinesis_killed_before_saving_what_it_acknowledged_the_relay_writes_it_a
     for consumer in workers(stack, pipeline):
         assert consumer.process.kill()
         consumer.process.start()
-    survived = StreamFollower(follower.kinesis, follower.stream, follower.since).collect(mine, count=len(changes), timeout_s=0)
+    survived = StreamFollower(follower.kinesis, follower.stream, follower.since).collect(
+        mine, count=len(changes), timeout_s=0
+    )
     assert len(survived) < len(changes), "kinesis-mock lost acknowledged records (the premise)"
 
     # THEN the relay notices and writes them again: the stream as it now stands has them all
-    seen = StreamFollower(follower.kinesis, follower.stream, follower.since).collect(mine, count=len(changes), timeout_s=180)
+    seen = StreamFollower(follower.kinesis, follower.stream, follower.since).collect(
+        mine, count=len(changes), timeout_s=180
+    )
     unique = {s.change["eventID"]: s for s in seen}
     print(f"\n{len(survived)} of {len(changes)} survived the kill; {len(seen) - len(unique)} repeat(s) after")
     assert len(unique) == len(changes)
@@ -277,6 +305,7 @@ def test_opensearch_answers_cluster_health_and_has_the_index(stack, pipeline):
 
 # ------------------------------------------------------------------ start-up failures
 
+
 def _make_up(tmp_path: Path, path_env: str, **ports: int) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
@@ -299,7 +328,9 @@ def test_make_up_names_a_port_that_is_taken(stack, tmp_path):
         port = squatter.getsockname()[1]
         result = _make_up(tmp_path, os.environ["PATH"], dynamodb=port)
     assert result.returncode != 0
-    assert f"port {port}" in result.stderr and "DynamoDB Local" in result.stderr and "CDC_DYNAMODB_PORT" in result.stderr
+    assert (
+        f"port {port}" in result.stderr and "DynamoDB Local" in result.stderr and "CDC_DYNAMODB_PORT" in result.stderr
+    )
     assert not (tmp_path / "state" / "pids" / "dynamodb.pid").exists()
 
 
@@ -314,10 +345,22 @@ def test_make_up_names_a_missing_tool(stack, tmp_path, missing, present):
 
 
 def test_status_reports_every_component_stream_and_table(stack, pipeline):
-    result = subprocess.run([sys.executable, "-m", "infra.cli", "status"], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "CDC_STATE_DIR": str(stack.state_dir)})
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "status"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CDC_STATE_DIR": str(stack.state_dir)},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in (*pipeline.streams, *pipeline.tables, *pipeline.indexes, "DynamoDB Local", "OpenSearch",
-                 "app-user-management worker 1"):
+    for name in (
+        *pipeline.streams,
+        *pipeline.tables,
+        *pipeline.indexes,
+        "DynamoDB Local",
+        "OpenSearch",
+        "app-user-management worker 1",
+    ):
         assert name in result.stdout
     assert "down" not in result.stdout.split("streams:")[0]

@@ -13,16 +13,19 @@ from consumers.shared.records import ChangeRecord, encode_image
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
 from consumers.workplace_user_search import transform as search
 from consumers.workplace_user_v2 import transform as workplace
-from targets.config import StackConfig
 from producer_config import ConfigError, load_pipeline
+from targets.config import StackConfig
 
 PIPELINE = load_pipeline()
 
 
 def record(event: str, new: dict | None, old: dict | None, table: str = "Users", keys=("UserId",)) -> ChangeRecord:
     image = new or old
-    body = {"ApproximateCreationDateTime": 1795731005123456, "SizeBytes": 1,
-            "Keys": encode_image({k: image[k] for k in keys})}
+    body = {
+        "ApproximateCreationDateTime": 1795731005123456,
+        "SizeBytes": 1,
+        "Keys": encode_image({k: image[k] for k in keys}),
+    }
     if new is not None:
         body["NewImage"] = encode_image(new)
     if old is not None:
@@ -32,18 +35,37 @@ def record(event: str, new: dict | None, old: dict | None, table: str = "Users",
 
 
 def user(version: int, **changes) -> dict:
-    return {"UserId": "u1", "Email": " Ada@Example.COM ", "FirstName": "Ada", "LastName": "Lovelace",
-            "Status": "Active", "Roles": {"member", "admin"}, "LastSeenAt": 5, "Version": version,
-            "Workplaces": {"w-1": {"Role": "staff", "Title": "Engineer", "JoinedAt": 100},
-                           "w-2": {"Role": "owner", "Title": "Chef", "JoinedAt": 200}}, **changes}
+    return {
+        "UserId": "u1",
+        "Email": " Ada@Example.COM ",
+        "FirstName": "Ada",
+        "LastName": "Lovelace",
+        "Status": "Active",
+        "Roles": {"member", "admin"},
+        "LastSeenAt": 5,
+        "Version": version,
+        "Workplaces": {
+            "w-1": {"Role": "staff", "Title": "Engineer", "JoinedAt": 100},
+            "w-2": {"Role": "owner", "Title": "Chef", "JoinedAt": 200},
+        },
+        **changes,
+    }
 
 
 # ------------------------------------------------------------------- app-user-management
 def test_user_projection_normalises_fields():
     (write,) = plan_writes(record("INSERT", user(3), None), app_users.transform)
-    assert write == Upsert({"UserId": "u1"}, {"Email": "ada@example.com", "DisplayName": "Ada Lovelace",
-                                              "Status": "active", "Roles": ["admin", "member"],
-                                              "WorkplaceCount": 2}, 3)
+    assert write == Upsert(
+        {"UserId": "u1"},
+        {
+            "Email": "ada@example.com",
+            "DisplayName": "Ada Lovelace",
+            "Status": "active",
+            "Roles": ["admin", "member"],
+            "WorkplaceCount": 2,
+        },
+        3,
+    )
 
 
 def test_user_projection_falls_back_to_the_email_local_part_and_active():
@@ -74,14 +96,25 @@ def test_insert_creates_one_item_per_membership_with_user_fields():
     assert keys_of(writes, Upsert) == ["w-1", "w-2"]
     first = next(w for w in writes if w.key["WorkplaceId"] == "w-1")
     assert first.key == {"WorkplaceId": "w-1", "UserId": "u1"} and first.version == 1
-    assert first.document == {"Email": "ada@example.com", "DisplayName": "Ada Lovelace", "Status": "active",
-                              "Role": "staff", "Title": "Engineer", "JoinedAt": 100}
+    assert first.document == {
+        "Email": "ada@example.com",
+        "DisplayName": "Ada Lovelace",
+        "Status": "active",
+        "Role": "staff",
+        "Title": "Engineer",
+        "JoinedAt": 100,
+    }
 
 
 def test_modify_adds_removes_and_updates_only_what_changed():
     old = user(4)
-    new = user(5, Workplaces={"w-1": {"Role": "manager", "Title": "Engineer", "JoinedAt": 100},
-                              "w-3": {"Role": "guest", "Title": "Driver", "JoinedAt": 300}})
+    new = user(
+        5,
+        Workplaces={
+            "w-1": {"Role": "manager", "Title": "Engineer", "JoinedAt": 100},
+            "w-3": {"Role": "guest", "Title": "Driver", "JoinedAt": 300},
+        },
+    )
     writes = plan_writes(record("MODIFY", new, old), workplace.transform)
     assert keys_of(writes, Upsert) == ["w-1", "w-3"] and keys_of(writes, Delete) == ["w-2"]
     assert all(w.version == 5 for w in writes)
@@ -94,7 +127,8 @@ def test_modify_of_a_user_field_updates_every_membership():
 
 def test_modify_without_membership_effect_is_a_skip():
     assert plan_writes(record("MODIFY", user(5, Roles={"member"}), user(4)), workplace.transform) == (
-        Skip("no membership changed"),)
+        Skip("no membership changed"),
+    )
 
 
 def test_remove_deletes_every_membership():
@@ -102,15 +136,18 @@ def test_remove_deletes_every_membership():
     assert keys_of(writes, Delete) == ["w-1", "w-2"] and all(w.version == 7 for w in writes)
 
 
-@pytest.mark.parametrize("event,new,old,passes", [
-    ("INSERT", user(1), None, True),
-    ("INSERT", user(1, Workplaces={}), None, False),
-    ("REMOVE", None, user(3, Workplaces={}), False),
-    ("MODIFY", user(3, Workplaces={}), user(2), True),            # the last membership removed
-    ("MODIFY", user(3, LastSeenAt=9), user(2), False),             # activity only
-    ("MODIFY", user(3, Roles={"x"}), user(2), False),              # not in a membership item
-    ("MODIFY", user(3, Status="suspended"), user(2), True),
-])
+@pytest.mark.parametrize(
+    "event,new,old,passes",
+    [
+        ("INSERT", user(1), None, True),
+        ("INSERT", user(1, Workplaces={}), None, False),
+        ("REMOVE", None, user(3, Workplaces={}), False),
+        ("MODIFY", user(3, Workplaces={}), user(2), True),  # the last membership removed
+        ("MODIFY", user(3, LastSeenAt=9), user(2), False),  # activity only
+        ("MODIFY", user(3, Roles={"x"}), user(2), False),  # not in a membership item
+        ("MODIFY", user(3, Status="suspended"), user(2), True),
+    ],
+)
 def test_workplace_filter(event, new, old, passes):
     def with_ids(image):
         if image is not None and image["Workplaces"]:
@@ -122,22 +159,41 @@ def test_workplace_filter(event, new, old, passes):
 
 
 # ----------------------------------------------------------------- workplace-user-search
-MEMBER = {"WorkplaceId": "w-1", "UserId": "u1", "Email": "a@b.c", "DisplayName": "A", "Status": "active",
-          "Role": "staff", "Title": "T", "JoinedAt": 1, "Version": 6}
+MEMBER = {
+    "WorkplaceId": "w-1",
+    "UserId": "u1",
+    "Email": "a@b.c",
+    "DisplayName": "A",
+    "Status": "active",
+    "Role": "staff",
+    "Title": "T",
+    "JoinedAt": 1,
+    "Version": 6,
+}
 WP_KEYS = ("WorkplaceId", "UserId")
 
 
 def test_search_indexes_the_searchable_fields_at_the_item_version():
     (write,) = plan_writes(record("INSERT", MEMBER, None, "WorkplaceUsers_V2", WP_KEYS), search.transform)
     assert write.version == 6 and write.key == {"WorkplaceId": "w-1", "UserId": "u1"}
-    assert write.document == {"Email": "a@b.c", "DisplayName": "A", "Status": "active", "Role": "staff",
-                              "Title": "T", "JoinedAt": 1, "Version": 6}
+    assert write.document == {
+        "Email": "a@b.c",
+        "DisplayName": "A",
+        "Status": "active",
+        "Role": "staff",
+        "Title": "T",
+        "JoinedAt": 1,
+        "Version": 6,
+    }
 
 
-@pytest.mark.parametrize("event,new,old", [
-    ("REMOVE", None, MEMBER),
-    ("MODIFY", {"WorkplaceId": "w-1", "UserId": "u1", "Version": 7, TOMBSTONE_ATTRIBUTE: True}, MEMBER),
-])
+@pytest.mark.parametrize(
+    "event,new,old",
+    [
+        ("REMOVE", None, MEMBER),
+        ("MODIFY", {"WorkplaceId": "w-1", "UserId": "u1", "Version": 7, TOMBSTONE_ATTRIBUTE: True}, MEMBER),
+    ],
+)
 def test_search_deletes_on_remove_and_on_tombstone(event, new, old):
     (write,) = plan_writes(record(event, new, old, "WorkplaceUsers_V2", WP_KEYS), search.transform)
     assert isinstance(write, Delete) and write.version == (7 if new else 6)
@@ -162,8 +218,11 @@ def test_every_app_has_its_own_lease_table_and_dead_letter_table():
 def test_properties_are_generated_from_the_app_and_the_stack():
     app = load_app("workplace_user_search", PIPELINE)
     stack = StackConfig.from_env({"CDC_KINESIS_PORT": "5001", "CDC_DYNAMODB_PORT": "5002"})
-    props = dict(line.split(" = ", 1) for line in render_properties(app, PIPELINE, stack, 2).splitlines()
-                 if line and not line.startswith("#"))
+    props = dict(
+        line.split(" = ", 1)
+        for line in render_properties(app, PIPELINE, stack, 2).splitlines()
+        if line and not line.startswith("#")
+    )
     assert props["applicationName"] == "workplace-user-search"
     assert props["streamName"] == "workplace-users-v2-changes"
     assert props["workerId"] == "workplace-user-search-worker-2"
@@ -179,7 +238,8 @@ def test_a_bad_app_config_names_the_file_the_key_and_the_reason(tmp_path, monkey
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "app.toml").write_text(
         '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[sink]\ntype = "dynamodb"\n'
-        'target = "AppUsers_V2"\n[dead_letter]\ntable = "d"\n[batch]\nstarting_position = "EARLIEST"\n')
+        'target = "AppUsers_V2"\n[dead_letter]\ntable = "d"\n[batch]\nstarting_position = "EARLIEST"\n'
+    )
     monkeypatch.setattr(config, "APPS_DIR", tmp_path)
     with pytest.raises(ConfigError) as error:
         config.load_app("bad", PIPELINE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -16,7 +16,7 @@ from consumers.shared.records import (
     normalise_creation_time,
 )
 
-ARRIVAL = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+ARRIVAL = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def build(payload: bytes, **kwargs) -> ChangeRecord:
@@ -151,10 +151,22 @@ def test_invalid_payloads(payload, field, reason):
         ({"set": {"dynamodb.NewImage": "x"}}, "dynamodb.NewImage", "not an object"),
         ({"set": {"dynamodb.OldImage": 5}}, "dynamodb.OldImage", "not an object"),
         ({"drop": ("dynamodb.ApproximateCreationDateTime",)}, "dynamodb.ApproximateCreationDateTime", "missing"),
-        ({"set": {"dynamodb.ApproximateCreationDateTime": "soon"}}, "dynamodb.ApproximateCreationDateTime", "not a number"),
+        (
+            {"set": {"dynamodb.ApproximateCreationDateTime": "soon"}},
+            "dynamodb.ApproximateCreationDateTime",
+            "not a number",
+        ),
         ({"set": {"dynamodb.ApproximateCreationDateTime": -5}}, "dynamodb.ApproximateCreationDateTime", "positive"),
-        ({"set": {"dynamodb.ApproximateCreationDateTime": True}}, "dynamodb.ApproximateCreationDateTime", "must be a number"),
-        ({"set": {"dynamodb.ApproximateCreationDateTime": 10**18}}, "dynamodb.ApproximateCreationDateTime", "too large"),
+        (
+            {"set": {"dynamodb.ApproximateCreationDateTime": True}},
+            "dynamodb.ApproximateCreationDateTime",
+            "must be a number",
+        ),
+        (
+            {"set": {"dynamodb.ApproximateCreationDateTime": 10**18}},
+            "dynamodb.ApproximateCreationDateTime",
+            "too large",
+        ),
         ({"set": {"dynamodb.NewImage.Version": {"S": "8"}}}, "dynamodb.NewImage.Version", "must be an N attribute"),
         ({"set": {"dynamodb.NewImage.Version": {"N": "8.5"}}}, "dynamodb.NewImage.Version", "integral"),
         ({"set": {"dynamodb.NewImage.Version": {"N": "-1"}}}, "dynamodb.NewImage.Version", "negative"),

@@ -25,7 +25,11 @@ def leaf_event(value):
 
 # (leaf rule list, values that match, values that do not)
 OPERATOR_TABLE = {
-    "exact string": (["abc"], ["abc", ["x", "abc"], [["abc"]]], ["ABC", "abcd", "", 5, None, True, {"abc": 1}, [], ABSENT]),
+    "exact string": (
+        ["abc"],
+        ["abc", ["x", "abc"], [["abc"]]],
+        ["ABC", "abcd", "", 5, None, True, {"abc": 1}, [], ABSENT],
+    ),
     "empty string": ([""], [""], [None, " ", ABSENT, 0]),
     "number": ([5], [5, 5.0, [1, 5]], ["5", 6, True, None, ABSENT]),
     "number exponent": ([3.018e2], [301.8], [301.80001, "301.8"]),
@@ -35,11 +39,23 @@ OPERATOR_TABLE = {
     "several values": (["a", 1, None], ["a", 1, None], ["b", 2, False]),
     "prefix": ([{"prefix": "us-"}], ["us-east-1", "us-", ["eu", "us-x"]], ["US-east-1", "eu-west-1", "", 5, ABSENT]),
     "empty prefix": ([{"prefix": ""}], ["", "x"], [5, None, ABSENT]),
-    "prefix ignore case": ([{"prefix": {"equals-ignore-case": "EventB"}}], ["eventbridge", "EVENTBUS", "EventB"], ["Event", "xeventb", 5]),
+    "prefix ignore case": (
+        [{"prefix": {"equals-ignore-case": "EventB"}}],
+        ["eventbridge", "EVENTBUS", "EventB"],
+        ["Event", "xeventb", 5],
+    ),
     "suffix": ([{"suffix": ".png"}], ["image.png", ".png"], ["image.PNG", "png", "image.png.jpg", ABSENT]),
     "suffix ignore case": ([{"suffix": {"equals-ignore-case": ".png"}}], ["image.PNG", "a.Png"], ["image.jpg", "png"]),
-    "equals-ignore-case": ([{"equals-ignore-case": "alice"}], ["alice", "Alice", "ALICE"], ["alicia", " alice", 5, None, ABSENT]),
-    "wildcard": ([{"wildcard": "Simple*Service"}], ["SimpleService", "SimpleQueueService"], ["SimpleServices", "simpleservice", 5, ABSENT]),
+    "equals-ignore-case": (
+        [{"equals-ignore-case": "alice"}],
+        ["alice", "Alice", "ALICE"],
+        ["alicia", " alice", 5, None, ABSENT],
+    ),
+    "wildcard": (
+        [{"wildcard": "Simple*Service"}],
+        ["SimpleService", "SimpleQueueService"],
+        ["SimpleServices", "simpleservice", 5, ABSENT],
+    ),
     "wildcard path": ([{"wildcard": "*/lib/*"}], ["/usr/lib/x.so", "/lib/"], ["/usr/lib", "/usr/bin/x"]),
     "wildcard several": ([{"wildcard": "a*b*c"}], ["abc", "aXbYc", "a*b*c"], ["ab", "acb"]),
     "wildcard escaped star": ([{"wildcard": "a\\*b"}], ["a*b"], ["ab", "aXb", "a\\*b"]),
@@ -51,17 +67,49 @@ OPERATOR_TABLE = {
         ["initializing", ["initializing"], ABSENT, {}, []],
     ),
     "anything-but number": ([{"anything-but": 123}], [124, "123", None], [123, 123.0, ABSENT]),
-    "anything-but string list": ([{"anything-but": ["stopped", "overloaded"]}], ["running", "Stopped"], ["stopped", "overloaded", ABSENT]),
+    "anything-but string list": (
+        [{"anything-but": ["stopped", "overloaded"]}],
+        ["running", "Stopped"],
+        ["stopped", "overloaded", ABSENT],
+    ),
     "anything-but number list": ([{"anything-but": [100, 200, 300]}], [150, 301.8, "200"], [200, 200.0, ABSENT]),
-    "anything-but prefix": ([{"anything-but": {"prefix": "init"}}], ["running", "Init", 5, None], ["initializing", "init", ABSENT]),
-    "anything-but prefix list": ([{"anything-but": {"prefix": ["init", "error"]}}], ["running"], ["initializing", "error-1"]),
+    "anything-but prefix": (
+        [{"anything-but": {"prefix": "init"}}],
+        ["running", "Init", 5, None],
+        ["initializing", "init", ABSENT],
+    ),
+    "anything-but prefix list": (
+        [{"anything-but": {"prefix": ["init", "error"]}}],
+        ["running"],
+        ["initializing", "error-1"],
+    ),
     "anything-but suffix": ([{"anything-but": {"suffix": "1234"}}], ["i-5678", 1234], ["i-1234", ABSENT]),
     "anything-but suffix list": ([{"anything-but": {"suffix": ["1234", "6789"]}}], ["i-0000"], ["i-1234", "i-6789"]),
-    "anything-but ignore case": ([{"anything-but": {"equals-ignore-case": "Stopped"}}], ["running", 1], ["stopped", "STOPPED", ABSENT]),
-    "anything-but ignore case list": ([{"anything-but": {"equals-ignore-case": ["Stopped", "OverLoaded"]}}], ["running"], ["STOPPED", "overloaded"]),
-    "anything-but wildcard": ([{"anything-but": {"wildcard": "*/bin/*.jar"}}], ["/usr/lib/a.jar", 5], ["/usr/bin/a.jar", ABSENT]),
-    "anything-but wildcard list": ([{"anything-but": {"wildcard": ["*/bin/*.jar", "*/bin/*.class"]}}], ["/lib/a.jar"], ["/bin/a.class"]),
-    "numeric range": ([{"numeric": [">", 0, "<=", 5]}], [0.001, 3, 5, 5.0, [9, 4]], [0, -1, 5.01, "3", True, None, ABSENT, [9, 10]]),
+    "anything-but ignore case": (
+        [{"anything-but": {"equals-ignore-case": "Stopped"}}],
+        ["running", 1],
+        ["stopped", "STOPPED", ABSENT],
+    ),
+    "anything-but ignore case list": (
+        [{"anything-but": {"equals-ignore-case": ["Stopped", "OverLoaded"]}}],
+        ["running"],
+        ["STOPPED", "overloaded"],
+    ),
+    "anything-but wildcard": (
+        [{"anything-but": {"wildcard": "*/bin/*.jar"}}],
+        ["/usr/lib/a.jar", 5],
+        ["/usr/bin/a.jar", ABSENT],
+    ),
+    "anything-but wildcard list": (
+        [{"anything-but": {"wildcard": ["*/bin/*.jar", "*/bin/*.class"]}}],
+        ["/lib/a.jar"],
+        ["/bin/a.class"],
+    ),
+    "numeric range": (
+        [{"numeric": [">", 0, "<=", 5]}],
+        [0.001, 3, 5, 5.0, [9, 4]],
+        [0, -1, 5.01, "3", True, None, ABSENT, [9, 10]],
+    ),
     "numeric closed range": ([{"numeric": [">=", 0, "<", 5]}], [0, 4.999], [5, -0.1]),
     "numeric equals": ([{"numeric": ["=", 100]}], [100, 100.0, 1e2], ["100", 101, ABSENT]),
     "numeric less": ([{"numeric": ["<", 10]}], [9.99, -5], [10, 11]),
@@ -73,7 +121,11 @@ OPERATOR_TABLE = {
     "exists false or value": ([{"exists": False}, "x"], [ABSENT, "x"], ["y"]),
     "cidr v4": ([{"cidr": "10.0.0.0/24"}], ["10.0.0.33", "10.0.0.255"], ["10.0.1.1", "not-an-ip", 10, ABSENT]),
     "cidr v6": ([{"cidr": "2001:db8::/32"}], ["2001:db8::1", "2001:DB8:0::1"], ["2001:db9::1"]),
-    "cidr, addresses as event-ruler reads them": ([{"cidr": "010.0.0.0/8"}], ["10.1.2.3", "010.1.2.3", "::ffff:a01:203"], ["10.1.2", "10.256.0.1", "::ffff:10.1.2.3"]),
+    "cidr, addresses as event-ruler reads them": (
+        [{"cidr": "010.0.0.0/8"}],
+        ["10.1.2.3", "010.1.2.3", "::ffff:a01:203"],
+        ["10.1.2", "10.256.0.1", "::ffff:10.1.2.3"],
+    ),
     "exact IP address, however written": (["10.0.0.7"], ["10.0.0.7", "010.0.0.07", "::ffff:a00:7"], ["10.0.0.70", 10]),
     "exact IPv6 address, however written": (["2001:db8::1"], ["2001:0DB8:0:0::1"], ["2001:db8::2"]),
     "not an address: exact string": (["ab:cd"], ["ab:cd"], ["AB:CD", "ab:cd:"]),
@@ -129,7 +181,13 @@ EVENTBRIDGE_MATCHING = [
     {"source": [{"equals-ignore-case": "AWS.EC2"}]},
     {"detail": {"state": [{"anything-but": "initializing"}]}},
     {"detail": {"x-limit": [{"anything-but": 123}]}},
-    {"detail": {"c-count": [{"numeric": [">", 0, "<=", 5]}], "d-count": [{"numeric": ["<", 10]}], "x-limit": [{"numeric": ["=", 3.018e2]}]}},
+    {
+        "detail": {
+            "c-count": [{"numeric": [">", 0, "<=", 5]}],
+            "d-count": [{"numeric": ["<", 10]}],
+            "x-limit": [{"numeric": ["=", 3.018e2]}],
+        }
+    },
     {"detail": {"source-ip": [{"cidr": "10.0.0.0/24"}]}},
     {"detail": {"c-count": [{"exists": True}]}},
     {
@@ -205,7 +263,10 @@ LAMBDA_DDB_RECORD = {
     [
         ({"dynamodb": {"Keys": {"CustomerName": {"S": ["AnyCompany Industries"]}}}}, True),
         ({"dynamodb": {"NewImage": {"AccountManager": {"S": ["Pat Candella"]}}}}, True),
-        ({"dynamodb": {"NewImage": {"AccountManager": {"S": ["Pat Candella"]}, "PaymentTerms": {"S": ["30 days"]}}}}, False),
+        (
+            {"dynamodb": {"NewImage": {"AccountManager": {"S": ["Pat Candella"]}, "PaymentTerms": {"S": ["30 days"]}}}},
+            False,
+        ),
         # Lambda docs, "Using the Exists operator": Organizations is not a leaf node ...
         ({"dynamodb": {"NewImage": {"Organizations": [{"exists": True}]}}}, False),
         # ... but the S values inside its list are.
@@ -254,18 +315,38 @@ EMPLOYEES = {
         ({"employees": {"firstName": ["Anna"], "lastName": ["Jones"]}}, EMPLOYEES, False),
         ({"employees": {"firstName": ["Anna"]}}, {"employees": [[{"firstName": "John"}, {"firstName": "Anna"}]]}, True),
         ({"d": {"a": [{"exists": True}], "b": [{"exists": True}]}}, {"d": [{"a": 1}, {"b": 2}]}, False),
-        ({"d": {"a": [{"exists": True}], "b": [{"exists": True}]}}, {"d": [{"a": 1}, {"b": 2}, {"a": 3, "b": 4}]}, True),
+        (
+            {"d": {"a": [{"exists": True}], "b": [{"exists": True}]}},
+            {"d": [{"a": 1}, {"b": 2}, {"a": 3, "b": 4}]},
+            True,
+        ),
         ({"u": {"t": {"k": ["color"], "v": ["blue"]}}}, {"u": [{"t": [{"k": "color", "v": "blue"}]}]}, True),
         ({"u": {"t": {"k": ["color"], "v": ["blue"]}}}, {"u": [{"t": [{"k": "color"}, {"v": "blue"}]}]}, False),
-        ({"d": {"name": [{"exists": True}], "info": {"x": ["1"]}}}, {"d": [{"name": "a"}, {"info": {"x": "1"}}]}, False),
+        (
+            {"d": {"name": [{"exists": True}], "info": {"x": ["1"]}}},
+            {"d": [{"name": "a"}, {"info": {"x": "1"}}]},
+            False,
+        ),
         ({"d": {"a": [{"exists": True}], "b": [{"exists": False}]}}, {"d": [{"a": 1}]}, True),
         ({"d": {"a": [{"exists": True}], "b": [{"exists": False}]}}, {"d": [{"a": 1, "b": 2}]}, False),
         ({"d": {"a": [{"exists": True}]}}, {"d": []}, False),
         ({"d": {"a": [{"exists": False}]}}, {"d": []}, True),
-        ({"i": {"p": [{"numeric": [">", 0, "<", 100]}], "n": ["w"]}}, {"i": [{"n": "g", "p": 50}, {"n": "w", "p": 200}]}, False),
-        ({"u": {"s": [{"anything-but": "banned"}], "n": ["bob"]}}, {"u": [{"n": "alice", "s": "active"}, {"n": "bob", "s": "banned"}]}, False),
+        (
+            {"i": {"p": [{"numeric": [">", 0, "<", 100]}], "n": ["w"]}},
+            {"i": [{"n": "g", "p": 50}, {"n": "w", "p": 200}]},
+            False,
+        ),
+        (
+            {"u": {"s": [{"anything-but": "banned"}], "n": ["bob"]}},
+            {"u": [{"n": "alice", "s": "active"}, {"n": "bob", "s": "banned"}]},
+            False,
+        ),
         ({"tags": ["admin"]}, {"tags": ["user", "admin"]}, True),
-        ({"users": {"name": [{"exists": True}]}, "tags": ["admin"]}, {"users": [{"name": "a"}], "tags": ["admin", "x"]}, True),
+        (
+            {"users": {"name": [{"exists": True}]}, "tags": ["admin"]},
+            {"users": [{"name": "a"}], "tags": ["admin", "x"]},
+            True,
+        ),
         ({"a": {"b": ["x"]}}, {"a": "scalar"}, False),
         ({"a": {"b": [{"exists": False}]}}, {"a": "scalar"}, True),
         ({"a": {"b": ["x"]}}, {"a": None}, False),
@@ -353,7 +434,9 @@ def test_filters_are_ored_and_patterns_may_be_dicts(reference_record):
 
 
 def test_data_wrapper_matches_the_record_under_data(reference_record):
-    assert matches({"data": {"eventName": ["MODIFY"], "dynamodb": {"Keys": {"UserId": {"S": ["12345"]}}}}}, reference_record)
+    assert matches(
+        {"data": {"eventName": ["MODIFY"], "dynamodb": {"Keys": {"UserId": {"S": ["12345"]}}}}}, reference_record
+    )
     assert not matches({"data": {"eventName": ["INSERT"]}}, reference_record)
     assert matches({"data": [{"exists": False}]}, reference_record)  # data is an object, not a leaf
     # a record that itself has a top-level "data" field is still matched as {"data": record}
@@ -398,7 +481,11 @@ COMPILE_ERRORS = [
     ({"a": [{"anything-but": True}]}, "$.a[0].anything-but", "takes a string, a number"),
     ({"a": [{"anything-but": {"exists": True}}]}, "$.a[0].anything-but", "unsupported anything-but pattern"),
     ({"a": [{"anything-but": {"prefix": ""}}]}, "$.a[0].anything-but.prefix", "must not be empty"),
-    ({"a": [{"anything-but": {"equals-ignore-case": [1]}}]}, "$.a[0].anything-but.equals-ignore-case", "must be a string"),
+    (
+        {"a": [{"anything-but": {"equals-ignore-case": [1]}}]},
+        "$.a[0].anything-but.equals-ignore-case",
+        "must be a string",
+    ),
     ({"a": [{"anything-but": {"prefix": "x", "suffix": "y"}}]}, "$.a[0].anything-but", "exactly one key"),
     ({"a": [{"cidr": "10.0.0.0/99"}]}, "$.a[0].cidr", "bad cidr"),
     ({"a": [{"cidr": "10.0.0.7/32"}]}, "$.a[0].cidr", "mask bits must be < 32"),
@@ -409,13 +496,22 @@ COMPILE_ERRORS = [
     ({"$or": [{"a": ["x"]}]}, "$.$or", "at least 2 objects"),
     ({"$or": [{"a": ["x"]}, "b"]}, "$.$or[1]", "only objects"),
     ({"$or": [{"a": ["x"]}, {"prefix": ["b"]}]}, "$.$or[1].prefix", "reserved word"),
-    ({"dynamodb": {"NewImage": {"Email": {"S": [{"prefix": None}]}}}}, "$.dynamodb.NewImage.Email.S[0].prefix", "prefix takes a string"),
+    (
+        {"dynamodb": {"NewImage": {"Email": {"S": [{"prefix": None}]}}}},
+        "$.dynamodb.NewImage.Email.S[0].prefix",
+        "prefix takes a string",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("pattern", "path", "reason"), COMPILE_ERRORS)
 def test_compile_errors(pattern, path, reason):
-    criteria = {"Filters": [{"Pattern": {"ok": ["fine"]}}, {"Pattern": pattern if isinstance(pattern, str) else json.dumps(pattern)}]}
+    criteria = {
+        "Filters": [
+            {"Pattern": {"ok": ["fine"]}},
+            {"Pattern": pattern if isinstance(pattern, str) else json.dumps(pattern)},
+        ]
+    }
     with pytest.raises(InvalidFilterPattern, match=reason) as caught:
         compile_filter_criteria(criteria)
     assert caught.value.filter_index == 1
@@ -573,7 +669,9 @@ def test_changed_attributes_pass_insert_and_remove_and_and_with_criteria(referen
     assert not compiled.matches(reference_record)  # MODIFY, Username unchanged
     for event in ("INSERT", "REMOVE"):
         assert compiled.matches({**reference_record, "eventName": event})
-    with_criteria = compile_filter_criteria({"Filters": [{"Pattern": {"tableName": ["Users"]}}]}, changed_attributes=["Email"])
+    with_criteria = compile_filter_criteria(
+        {"Filters": [{"Pattern": {"tableName": ["Users"]}}]}, changed_attributes=["Email"]
+    )
     assert with_criteria.matches(reference_record)
     assert not with_criteria.matches({**reference_record, "tableName": "Other"})
 
@@ -608,8 +706,10 @@ def _naive_value(rule, value) -> bool:
         raise AssertionError(op)
     if isinstance(rule, str):
         return isinstance(value, str) and value == rule
-    return value is rule if rule is None or isinstance(rule, bool) else (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and value == rule
+    return (
+        value is rule
+        if rule is None or isinstance(rule, bool)
+        else (isinstance(value, (int, float)) and not isinstance(value, bool) and value == rule)
     )
 
 
@@ -651,7 +751,9 @@ def _naive_object(pattern, node) -> bool:
 
 
 _keys = st.sampled_from(["a", "b", "c"])
-_scalars = st.one_of(st.sampled_from(["x", "y", "xy", ""]), st.sampled_from([0, 1, 2.5]), st.sampled_from([None, True, False]))
+_scalars = st.one_of(
+    st.sampled_from(["x", "y", "xy", ""]), st.sampled_from([0, 1, 2.5]), st.sampled_from([None, True, False])
+)
 _rule = st.one_of(
     _scalars,
     st.sampled_from(["x", "y"]).map(lambda p: {"prefix": p}),
@@ -663,7 +765,9 @@ _rule = st.one_of(
 )
 _patterns = st.recursive(
     st.dictionaries(_keys, st.lists(_rule, min_size=1, max_size=3), min_size=1, max_size=2),
-    lambda inner: st.dictionaries(_keys, st.one_of(inner, st.lists(_rule, min_size=1, max_size=2)), min_size=1, max_size=2),
+    lambda inner: st.dictionaries(
+        _keys, st.one_of(inner, st.lists(_rule, min_size=1, max_size=2)), min_size=1, max_size=2
+    ),
     max_leaves=5,
 )
 _events = st.recursive(

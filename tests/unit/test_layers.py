@@ -34,10 +34,28 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "consumers.shared": ("consumers.shared", "orjson"),
     "consumers.domain": ("consumers.domain", "consumers.shared"),
     "consumers.sinks": ("consumers.sinks", "consumers.shared", "botocore", "opensearchpy", "orjson"),
-    "consumers.runtime": ("consumers.runtime", "consumers.shared", "consumers.sinks", "targets", "producer_config",
-                          "amazon_kclpy", "boto3", "botocore", "opensearchpy", "orjson"),
-    "consumers.verify": ("consumers.runtime", "consumers.shared", "consumers.sinks", "targets", "producer_config",
-                         "botocore", "opensearchpy", "orjson"),
+    "consumers.runtime": (
+        "consumers.runtime",
+        "consumers.shared",
+        "consumers.sinks",
+        "targets",
+        "producer_config",
+        "amazon_kclpy",
+        "boto3",
+        "botocore",
+        "opensearchpy",
+        "orjson",
+    ),
+    "consumers.verify": (
+        "consumers.runtime",
+        "consumers.shared",
+        "consumers.sinks",
+        "targets",
+        "producer_config",
+        "botocore",
+        "opensearchpy",
+        "orjson",
+    ),
     "targets": ("targets", "consumers.shared.errors", "boto3", "botocore", "localstack_client", "opensearchpy"),
     "producer_config": ("producer_config", "consumers.shared.errors"),
     **{package: (package, "consumers.shared", "consumers.domain", "consumers.sinks") for package in APP_PACKAGES},
@@ -84,8 +102,7 @@ def violations(module: str, imported: set[str]) -> list[str]:
 
 def _modules():
     for top in ("consumers", "targets", "producer_config"):
-        for path in sorted((ROOT / top).rglob("*.py")):
-            yield path
+        yield from sorted((ROOT / top).rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", list(_modules()), ids=lambda p: str(p.relative_to(ROOT)))
@@ -95,20 +112,26 @@ def test_every_module_imports_only_what_its_layer_may_use(path):
 
 
 def test_every_module_under_consumers_belongs_to_a_layer():
-    unlayered = [_module_name(p) for p in (ROOT / "consumers").rglob("*.py")
-                 if _module_name(p) != "consumers" and not any(_within(_module_name(p), (layer,)) for layer in ALLOWED)]
+    unlayered = [
+        _module_name(p)
+        for p in (ROOT / "consumers").rglob("*.py")
+        if _module_name(p) != "consumers" and not any(_within(_module_name(p), (layer,)) for layer in ALLOWED)
+    ]
     assert unlayered == []
 
 
-@pytest.mark.parametrize("module, source", [
-    ("consumers.runtime.worker", "import infra.relay"),
-    ("consumers.shared.records", "def f():\n    from infra import stack"),
-    ("consumers.shared.codec", "import boto3"),
-    ("consumers.shared.records", "from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE"),
-    ("consumers.workplace_user_v2.transform", "from consumers.app_user_management.transform import project_user"),
-    ("consumers.verify", "from consumers.workplace_user_v2.transform import membership_items"),
-    ("targets.config", "from consumers.runtime.config import load_app"),
-    ("producer_config", "from . import x\nfrom targets import clients"),
-])
+@pytest.mark.parametrize(
+    "module, source",
+    [
+        ("consumers.runtime.worker", "import infra.relay"),
+        ("consumers.shared.records", "def f():\n    from infra import stack"),
+        ("consumers.shared.codec", "import boto3"),
+        ("consumers.shared.records", "from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE"),
+        ("consumers.workplace_user_v2.transform", "from consumers.app_user_management.transform import project_user"),
+        ("consumers.verify", "from consumers.workplace_user_v2.transform import membership_items"),
+        ("targets.config", "from consumers.runtime.config import load_app"),
+        ("producer_config", "from . import x\nfrom targets import clients"),
+    ],
+)
 def test_the_contract_catches_an_import_across_layers(module, source):
     assert violations(module, imports_of(source, module)) != []

@@ -117,10 +117,15 @@ def test_in_memory_sink_keeps_tombstones():
 
 # One item history: a list of operations, each ("put", {attributes}) or ("del",).
 _attributes = st.fixed_dictionaries(
-    {"Name": st.sampled_from(["ann", "bob", "cy"]), "WorkplaceIds": st.sets(st.sampled_from(["w1", "w2", "w3"]), min_size=1, max_size=3)}
+    {
+        "Name": st.sampled_from(["ann", "bob", "cy"]),
+        "WorkplaceIds": st.sets(st.sampled_from(["w1", "w2", "w3"]), min_size=1, max_size=3),
+    }
 )
 _operation = st.one_of(_attributes.map(lambda a: ("put", a)), st.just(("del",)))
-_histories = st.dictionaries(st.sampled_from(["u1", "u2", "u3"]), st.lists(_operation, min_size=1, max_size=6), min_size=1, max_size=3)
+_histories = st.dictionaries(
+    st.sampled_from(["u1", "u2", "u3"]), st.lists(_operation, min_size=1, max_size=6), min_size=1, max_size=3
+)
 
 
 def _image(user: str, attributes: dict, version: int) -> dict:
@@ -220,7 +225,11 @@ def test_fan_out_converges_under_duplicates_and_reordering(histories, duplicates
         return
     sink = _apply_checking_monotonic(_deliver(payloads, duplicates, order), _memberships)
     expected = {
-        key_of({"UserId": user, "WorkplaceId": workplace}): {"UserId": user, "WorkplaceId": workplace, "Name": attributes["Name"]}
+        key_of({"UserId": user, "WorkplaceId": workplace}): {
+            "UserId": user,
+            "WorkplaceId": workplace,
+            "Name": attributes["Name"],
+        }
         for user, (_version, attributes) in final.items()
         if attributes is not None
         for workplace in attributes["WorkplaceIds"]
@@ -229,7 +238,15 @@ def test_fan_out_converges_under_duplicates_and_reordering(histories, duplicates
 
 
 def test_in_order_delivery_equals_reordered_delivery_for_a_known_case():
-    payloads, _ = _changes({"u1": [("put", {"Name": "ann", "WorkplaceIds": {"w1"}}), ("del",), ("put", {"Name": "bob", "WorkplaceIds": {"w2"}})]})
+    payloads, _ = _changes(
+        {
+            "u1": [
+                ("put", {"Name": "ann", "WorkplaceIds": {"w1"}}),
+                ("del",),
+                ("put", {"Name": "bob", "WorkplaceIds": {"w2"}}),
+            ]
+        }
+    )
     forward = _apply_checking_monotonic(payloads, mirror)
     backward = _apply_checking_monotonic(list(reversed(payloads)) * 2, mirror)
     assert forward.items() == backward.items()

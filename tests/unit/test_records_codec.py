@@ -172,9 +172,7 @@ ddb_scalars = st.one_of(
     st.booleans().map(lambda b: {"BOOL": b}),
     st.just({"NULL": True}),
     st.lists(st.text(max_size=6), min_size=1, max_size=4, unique=True).map(lambda v: {"SS": v}),
-    st.lists(st.integers(-1000, 1000), min_size=1, max_size=4, unique=True).map(
-        lambda v: {"NS": [str(x) for x in v]}
-    ),
+    st.lists(st.integers(-1000, 1000), min_size=1, max_size=4, unique=True).map(lambda v: {"NS": [str(x) for x in v]}),
     st.lists(st.binary(min_size=1, max_size=6), min_size=1, max_size=4, unique=True).map(
         lambda v: {"BS": [base64.b64encode(x).decode() for x in v]}
     ),

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.relay_format import MAX_PUT_RECORDS, creation_stamps, partition_key, put_rounds, to_kinesis_record
-
 from tests.unit.conftest import load_fixture
 
 REFERENCE = load_fixture("ddb-kinesis-change-record.json")
@@ -22,15 +21,26 @@ ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/Users/stream/2026-11-26T00:0
 def _streams_record(event="MODIFY", seq="000000000000000000042", **extra):
     """A DynamoDB Streams record as boto3's dynamodbstreams client returns it from DynamoDB Local."""
     return {
-        "eventID": "local-id", "eventName": event, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "eventID": "local-id",
+        "eventName": event,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
         "awsRegion": "ddblocal",
         "dynamodb": {
-            "ApproximateCreationDateTime": dt.datetime(2026, 11, 26, 10, 5, tzinfo=dt.timezone.utc),
+            "ApproximateCreationDateTime": dt.datetime(2026, 11, 26, 10, 5, tzinfo=dt.UTC),
             "Keys": {"UserId": {"S": "12345"}},
-            "NewImage": {"UserId": {"S": "12345"}, "Avatar": {"B": b"\x89PNG"}, "Version": {"N": "8"},
-                         "Empty": {}, "None": {"L": []}, "Deep": {"M": {"x": {}, "y": {"L": [{}]}}}},
+            "NewImage": {
+                "UserId": {"S": "12345"},
+                "Avatar": {"B": b"\x89PNG"},
+                "Version": {"N": "8"},
+                "Empty": {},
+                "None": {"L": []},
+                "Deep": {"M": {"x": {}, "y": {"L": [{}]}}},
+            },
             "OldImage": {"UserId": {"S": "12345"}, "Version": {"N": "7"}},
-            "SequenceNumber": seq, "SizeBytes": 214, "StreamViewType": "NEW_AND_OLD_IMAGES",
+            "SequenceNumber": seq,
+            "SizeBytes": 214,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
         },
         **extra,
     }
@@ -38,8 +48,14 @@ def _streams_record(event="MODIFY", seq="000000000000000000042", **extra):
 
 @pytest.mark.parametrize("precision,digits", [("MICROSECOND", 16), ("MILLISECOND", 13)])
 def test_record_has_exactly_the_aws_destination_shape(precision, digits):
-    data, key = to_kinesis_record(_streams_record(), table="Users", region="eu-west-1", stream_arn=ARN,
-                                  precision=precision, now_ns=1_795_731_005_123_456_789)
+    data, key = to_kinesis_record(
+        _streams_record(),
+        table="Users",
+        region="eu-west-1",
+        stream_arn=ARN,
+        precision=precision,
+        now_ns=1_795_731_005_123_456_789,
+    )
     record = orjson.loads(data)
     assert set(record) == set(REFERENCE)
     assert set(record["dynamodb"]) == set(REFERENCE["dynamodb"])
@@ -56,12 +72,21 @@ def test_record_has_exactly_the_aws_destination_shape(precision, digits):
 
 
 def test_event_id_is_a_uuid_stable_for_the_same_change_and_distinct_across_changes():
-    first = orjson.loads(to_kinesis_record(_streams_record(), table="Users", region="r", stream_arn=ARN,
-                                           precision="MICROSECOND", now_ns=1)[0])
-    again = orjson.loads(to_kinesis_record(_streams_record(), table="Users", region="r", stream_arn=ARN,
-                                           precision="MICROSECOND", now_ns=2)[0])
-    other = orjson.loads(to_kinesis_record(_streams_record(seq="43"), table="Users", region="r", stream_arn=ARN,
-                                           precision="MICROSECOND", now_ns=1)[0])
+    first = orjson.loads(
+        to_kinesis_record(
+            _streams_record(), table="Users", region="r", stream_arn=ARN, precision="MICROSECOND", now_ns=1
+        )[0]
+    )
+    again = orjson.loads(
+        to_kinesis_record(
+            _streams_record(), table="Users", region="r", stream_arn=ARN, precision="MICROSECOND", now_ns=2
+        )[0]
+    )
+    other = orjson.loads(
+        to_kinesis_record(
+            _streams_record(seq="43"), table="Users", region="r", stream_arn=ARN, precision="MICROSECOND", now_ns=1
+        )[0]
+    )
     uuid.UUID(first["eventID"])
     assert first["eventID"] == again["eventID"] != other["eventID"]
 
@@ -69,8 +94,9 @@ def test_event_id_is_a_uuid_stable_for_the_same_change_and_distinct_across_chang
 def test_ttl_deletion_keeps_the_service_identity_in_aws_casing():
     change = _streams_record("REMOVE", userIdentity={"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"})
     del change["dynamodb"]["NewImage"]
-    record = orjson.loads(to_kinesis_record(change, table="Users", region="r", stream_arn=ARN,
-                                            precision="MICROSECOND", now_ns=1)[0])
+    record = orjson.loads(
+        to_kinesis_record(change, table="Users", region="r", stream_arn=ARN, precision="MICROSECOND", now_ns=1)[0]
+    )
     assert record["userIdentity"] == {"principalId": "dynamodb.amazonaws.com", "type": "Service"}
     assert "NewImage" not in record["dynamodb"]
 
@@ -114,6 +140,7 @@ def test_creation_times_increase_in_stream_order_within_and_across_pages(precisi
     stamps = [stamp // unit for stamp in first + second]  # what the record carries
     assert stamps == sorted(set(stamps)) and first[0] == now
     for stamp in first + second:
-        record, _ = to_kinesis_record(_streams_record(), table="Users", region="us-east-1", stream_arn=ARN,
-                                      precision=precision, now_ns=stamp)
+        record, _ = to_kinesis_record(
+            _streams_record(), table="Users", region="us-east-1", stream_arn=ARN, precision=precision, now_ns=stamp
+        )
         assert orjson.loads(record)["dynamodb"]["ApproximateCreationDateTime"] == stamp // unit

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 
 from infra import stack as local_stack
-from targets.config import StackConfig
 from infra.relay import Relay
 from producer_config import load_pipeline
+from targets.config import StackConfig
 
 
 def test_changes_trimmed_before_they_were_relayed_are_recorded_and_reported_by_status(tmp_path, capsys):

@@ -15,10 +15,10 @@ from opensearchpy.exceptions import TransportError
 from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
 from consumers.shared.planning import Delete, Skip, Upsert, WriteCounts
 from consumers.shared.records import decode_image
-from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
 from consumers.sinks import Disposition
 from consumers.sinks import dynamodb as ddb
 from consumers.sinks import opensearch as osink
+from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
 
 # --- DynamoDB ----------------------------------------------------------------------------------
 
@@ -27,14 +27,27 @@ NOW = 1_800_000_000.5
 
 
 def client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem")
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem"
+    )
 
 
 def test_put_request_is_guarded_by_the_version():
-    write = Upsert({"UserId": "u1", "WorkplaceId": "w1"}, {"Name": "ann", "Score": Decimal("1.5"), "Blob": b"\x00", "Version": 1}, 9)
+    write = Upsert(
+        {"UserId": "u1", "WorkplaceId": "w1"},
+        {"Name": "ann", "Score": Decimal("1.5"), "Blob": b"\x00", "Version": 1},
+        9,
+    )
     request = ddb.build_put_request(write, CONFIG)
     assert request["TableName"] == "Memberships"
-    assert decode_image(request["Item"]) == {"Name": "ann", "Score": Decimal("1.5"), "Blob": b"\x00", "UserId": "u1", "WorkplaceId": "w1", "Version": 9}
+    assert decode_image(request["Item"]) == {
+        "Name": "ann",
+        "Score": Decimal("1.5"),
+        "Blob": b"\x00",
+        "UserId": "u1",
+        "WorkplaceId": "w1",
+        "Version": 9,
+    }
     assert request["Item"]["Blob"] == {"B": b"\x00"}  # raw bytes for the boto3 client
     assert request["ConditionExpression"] == "attribute_not_exists(#pk) OR #version < :version"
     assert request["ExpressionAttributeNames"] == {"#pk": "UserId", "#version": "Version"}
@@ -95,7 +108,9 @@ def test_dynamodb_sink_counts_outcomes(workers):
     client = FakeDynamoDb({"stale": client_error("ConditionalCheckFailedException")})
     sink = ddb.DynamoDbSink(client, ddb.DynamoDbSinkConfig("T", max_workers=workers), clock=lambda: NOW)
     try:
-        counts = sink.write([Upsert({"k": "a"}, {}, 1), Delete({"k": "b"}, 2), Upsert({"k": "stale"}, {}, 1), Skip("x")])
+        counts = sink.write(
+            [Upsert({"k": "a"}, {}, 1), Delete({"k": "b"}, 2), Upsert({"k": "stale"}, {}, 1), Skip("x")]
+        )
     finally:
         sink.close()
     assert counts == WriteCounts(applied=2, stale=1, skipped=1)
@@ -136,7 +151,11 @@ def test_dynamodb_sink_fails_on_configuration_errors():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"table_name": ""}, {"table_name": "T", "tombstone_retention": timedelta(0)}, {"table_name": "T", "max_workers": 0}],
+    [
+        {"table_name": ""},
+        {"table_name": "T", "tombstone_retention": timedelta(0)},
+        {"table_name": "T", "max_workers": 0},
+    ],
 )
 def test_dynamodb_config_is_validated(kwargs):
     with pytest.raises(ValueError):
@@ -154,7 +173,10 @@ def parse_ndjson(body: bytes) -> list[dict]:
 
 
 def test_bulk_body_uses_external_versions():
-    writes = [Upsert({"UserId": "u1"}, {"Score": Decimal("2.5"), "Tags": {"b", "a"}, "Blob": b"\x01", "N": Decimal("3")}, 7), Delete({"UserId": "u2"}, 8)]
+    writes = [
+        Upsert({"UserId": "u1"}, {"Score": Decimal("2.5"), "Tags": {"b", "a"}, "Blob": b"\x01", "N": Decimal("3")}, 7),
+        Delete({"UserId": "u2"}, 8),
+    ]
     body, rejected = osink.build_bulk_body(writes, OS_CONFIG)
     assert rejected == []
     assert parse_ndjson(body) == [
