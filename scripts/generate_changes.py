@@ -6,6 +6,12 @@ so a key deleted and created again (even by another run) continues above its old
 as the pipeline requires of writers. The generator keeps a tally of what it did, by kind, so tests
 can check what the consumers' filters must drop (e.g. LastSeenAt-only touches).
 
+It continues from the users already in the table (`adopt`), and leaves alone every item it did
+not write: one without a non-negative integral `Version` or not shaped like a generated user
+is not adopted, its key is never picked (no update, delete or creation over it; a creation is
+conditional on the key being absent anyway), and `main` says on stderr how many it left alone
+and why.
+
     python -m scripts.generate_changes --changes 1000 --users 50 --rate 200 --seed 1
 """
 
@@ -16,13 +22,15 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import Enum
-from typing import Iterator
+from typing import Any
 
 from tqdm import tqdm
 
-__all__ = ["ChangeKind", "UserChange", "UserChangeGenerator", "apply_changes"]
+__all__ = ["ChangeKind", "UserChange", "UserChangeGenerator", "apply_changes", "foreign_reason"]
 
 WORKPLACES = tuple(f"w-{i:03d}" for i in range(1, 13))
 ROLES = ("member", "admin", "billing", "auditor")
@@ -32,15 +40,69 @@ FIRST = ("Ada", "Grace", "Alan", "Linus", "Edsger", "Barbara", "Ken", "Margaret"
 LAST = ("Lovelace", "Hopper", "Turing", "Torvalds", "Dijkstra", "Liskov", "Thompson", "Hamilton")
 STATUSES = ("active", "invited", "suspended")
 
+_NUMBER, _TEXT, _SET, _MAP = "a number", "a string", "a set", "a map"
+#: what a generated user holds (`_new_user` + Version), and what the generator reads of one
+USER_SHAPE = {
+    "Email": _TEXT,
+    "FirstName": _TEXT,
+    "LastName": _TEXT,
+    "Status": _TEXT,
+    "Roles": _SET,
+    "Workplaces": _MAP,
+    "LastSeenAt": _NUMBER,
+    "CreatedAt": _NUMBER,
+    "UpdatedAt": _NUMBER,
+}
+
+
+def _kind(value: Any) -> str | None:
+    if type(value) is str:
+        return _TEXT
+    if isinstance(value, (int, Decimal)) and type(value) is not bool:
+        return _NUMBER
+    if isinstance(value, (set, frozenset)):
+        return _SET
+    if isinstance(value, Mapping):
+        return _MAP
+    return None
+
+
+def _integral(value: Any) -> int | None:
+    """``value`` as a non-negative int if it is one (a boto3 resource reads numbers as Decimal)."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is Decimal and value.is_finite() and value == value.to_integral_value() and value >= 0:
+        return int(value)
+    return None
+
+
+def foreign_reason(item: Mapping[str, Any]) -> str | None:
+    """Why ``item`` (as a boto3 ``Table`` reads it) is not a user this generator wrote, or None."""
+    if type(item.get("UserId")) is not str:
+        return "without a string UserId"
+    if "Version" not in item:
+        return "without a Version"
+    if _integral(item["Version"]) is None:
+        return "whose Version is not a non-negative integer"
+    for name, kind in USER_SHAPE.items():
+        if name not in item:
+            return f"not shaped like a generated user (no {name})"
+        if _kind(item[name]) != kind:
+            return f"not shaped like a generated user ({name} not {kind})"
+    for membership in item["Workplaces"].values():
+        if not isinstance(membership, Mapping) or type(membership.get("Role")) is not str:
+            return "not shaped like a generated user (a Workplaces entry without a Role)"
+    return None
+
 
 class ChangeKind(str, Enum):
     CREATE = "create"
-    PROFILE = "profile"            # Email / FirstName / Status
-    ROLES = "roles"                # Roles only (not part of a membership item)
+    PROFILE = "profile"  # Email / FirstName / Status
+    ROLES = "roles"  # Roles only (not part of a membership item)
     MEMBERSHIP_ADD = "membership_add"
     MEMBERSHIP_REMOVE = "membership_remove"
     MEMBERSHIP_CHANGE = "membership_change"
-    TOUCH = "touch"                # LastSeenAt only
+    TOUCH = "touch"  # LastSeenAt only
     DELETE = "delete"
 
 
@@ -48,7 +110,7 @@ class ChangeKind(str, Enum):
 class UserChange:
     kind: ChangeKind
     user_id: str
-    version: int       # the Version its stream record carries (a REMOVE: the deleted item's)
+    version: int  # the Version its stream record carries (a REMOVE: the deleted item's)
     item: dict | None  # the user's whole new item (plain Python values); None for DELETE
 
 
@@ -60,18 +122,50 @@ class UserChangeGenerator:
     seed: int = 0
     prefix: str = "u-"  # tests give each run its own key space
     rng: random.Random = field(init=False)
-    state: dict[str, dict] = field(default_factory=dict)      # live users: id -> item
-    versions: dict[str, int] = field(default_factory=dict)    # every id ever written -> last version
+    state: dict[str, dict] = field(default_factory=dict)  # live users: id -> item
+    versions: dict[str, int] = field(default_factory=dict)  # every id ever written -> last version
     tally: Counter = field(default_factory=Counter)
+    foreign: dict[str, str] = field(default_factory=dict)  # items left alone: UserId -> why
+    _free: tuple[str, ...] | None = field(default=None, init=False, repr=False)  # pickable ids, if some are foreign
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
-    def adopt(self, items) -> None:
-        """Continue from users already in the table (e.g. a second `make demo`)."""
+    def adopt(self, items: Iterable[Mapping[str, Any]]) -> int:
+        """Continue from users already in the table (e.g. a second `make demo`); returns how
+        many it adopted. Items it did not write (see `foreign_reason`) are not adopted but
+        remembered in `foreign`: their keys are never picked."""
+        adopted = 0
         for item in items:
+            reason = foreign_reason(item)
+            if reason is not None:
+                self.foreign[str(item.get("UserId"))] = reason
+                continue
             self.state[item["UserId"]] = dict(item)
-            self.versions[item["UserId"]] = int(item["Version"])
+            self.versions[item["UserId"]] = int(item["Version"])  # integral: checked above
+            adopted += 1
+        key_space = [self._user_id(i) for i in range(self.users)]
+        free = tuple(user_id for user_id in key_space if user_id not in self.foreign)
+        self._free = free if len(free) < len(key_space) else None
+        return adopted
+
+    def foreign_summary(self) -> str | None:
+        """One line on the items left alone (for stderr), or None when there are none."""
+        if not self.foreign:
+            return None
+        by_reason: dict[str, list[str]] = {}
+        for user_id, reason in self.foreign.items():
+            by_reason.setdefault(reason, []).append(user_id)
+        reasons = "; ".join(
+            f"{len(ids)} {reason}, e.g. {', '.join(repr(i) for i in sorted(ids)[:3])}"
+            for reason, ids in sorted(by_reason.items(), key=lambda entry: (-len(entry[1]), entry[0]))
+        )
+        taken = self.users - len(self._free) if self._free is not None else 0
+        return (
+            f"left {len(self.foreign)} item(s) of the table alone, not written by this generator ({taken} in "
+            f"its key space {self._user_id(0)}..{self._user_id(self.users - 1)}, whose keys it never picks): "
+            f"{reasons}"
+        )
 
     def changes(self, count: int) -> Iterator[UserChange]:
         for _ in range(count):
@@ -80,9 +174,22 @@ class UserChangeGenerator:
             yield change
 
     # -- one change
+    def _user_id(self, index: int) -> str:
+        return f"{self.prefix}{index:05d}"
+
+    def _pick(self) -> str:
+        if self._free is None:  # no foreign item in the key space
+            return self._user_id(self.rng.randrange(self.users))
+        if not self._free:
+            raise RuntimeError(
+                f"every key of {self._user_id(0)}..{self._user_id(self.users - 1)} holds an item "
+                "this generator did not write: nothing to change (use another --users or prefix)"
+            )
+        return self.rng.choice(self._free)
+
     def _next(self) -> UserChange:
         rng = self.rng
-        user_id = f"{self.prefix}{rng.randrange(self.users):05d}"
+        user_id = self._pick()
         version = self.versions.get(user_id, 0) + 1
         current = self.state.get(user_id)
         if current is None:
@@ -92,8 +199,14 @@ class UserChangeGenerator:
             kind, item = ChangeKind.CREATE, self._new_user(user_id)
         else:
             kind = rng.choices(
-                (ChangeKind.PROFILE, ChangeKind.MEMBERSHIP_ADD, ChangeKind.MEMBERSHIP_REMOVE,
-                 ChangeKind.MEMBERSHIP_CHANGE, ChangeKind.TOUCH, ChangeKind.DELETE),
+                (
+                    ChangeKind.PROFILE,
+                    ChangeKind.MEMBERSHIP_ADD,
+                    ChangeKind.MEMBERSHIP_REMOVE,
+                    ChangeKind.MEMBERSHIP_CHANGE,
+                    ChangeKind.TOUCH,
+                    ChangeKind.DELETE,
+                ),
                 weights=(20, 15, 10, 10, 35, 10),
             )[0]
             item = None
@@ -140,8 +253,11 @@ class UserChangeGenerator:
         }
 
     def _membership(self) -> dict:
-        return {"Role": self.rng.choice(WORKPLACE_ROLES), "Title": self.rng.choice(TITLES),
-                "JoinedAt": int(time.time())}
+        return {
+            "Role": self.rng.choice(WORKPLACE_ROLES),
+            "Title": self.rng.choice(TITLES),
+            "JoinedAt": int(time.time()),
+        }
 
     def _mutate(self, kind: ChangeKind, item: dict) -> tuple[ChangeKind, dict]:
         """Apply one change of the kind; returns the kind actually applied (a membership
@@ -150,12 +266,13 @@ class UserChangeGenerator:
         workplaces = dict(item["Workplaces"])
         if kind is ChangeKind.PROFILE:
             field_name = rng.choice(("Email", "FirstName", "Status", "Roles"))
-            choices = {
+            options: dict[str, list[Any]] = {
                 "Email": [f"{name}.{item['UserId']}@Mail.Example.ORG" for name in FIRST],
                 "FirstName": list(FIRST),
                 "Status": list(STATUSES),
                 "Roles": [{r} for r in ROLES] + [{ROLES[0], r} for r in ROLES[1:]],
-            }[field_name]
+            }
+            choices = options[field_name]
             item[field_name] = rng.choice([c for c in choices if c != item.get(field_name)])
             if field_name == "Roles":
                 kind = ChangeKind.ROLES
@@ -175,12 +292,20 @@ class UserChangeGenerator:
         return kind, item
 
 
-def apply_changes(table, changes: Iterator[UserChange], *, total: int, rate: float | None = None,
-                  progress: bool = True) -> int:
+CREATE_CONDITION = "attribute_not_exists(UserId)"
+UPDATE_CONDITION = "attribute_not_exists(UserId) OR Version < :v"
+
+
+def apply_changes(
+    table, changes: Iterator[UserChange], *, total: int, rate: float | None = None, progress: bool = True
+) -> int:
     """Write each change to the boto3 `Table` resource, in order, at most `rate` per second.
 
-    Writes are conditional on the stored Version (older for a put, the one we know for a
-    delete), so a generator with a stale view fails loudly instead of writing versions backwards.
+    Writes are conditional on the stored item: a creation on the key being absent (it never
+    overwrites an item, even one written since the scan), an update on an older Version, a
+    delete on the Version we know; so a generator with a stale view fails loudly
+    (ConditionalCheckFailedException) instead of writing versions backwards or over an item
+    it did not write.
     """
     interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
@@ -192,12 +317,19 @@ def apply_changes(table, changes: Iterator[UserChange], *, total: int, rate: flo
                 time.sleep(delay)
             next_at = max(next_at + interval, time.monotonic() - 1.0)
         if change.item is None:
-            table.delete_item(Key={"UserId": change.user_id}, ConditionExpression="Version = :v",
-                              ExpressionAttributeValues={":v": change.version})
+            table.delete_item(
+                Key={"UserId": change.user_id},
+                ConditionExpression="Version = :v",
+                ExpressionAttributeValues={":v": change.version},
+            )
+        elif change.kind is ChangeKind.CREATE:
+            table.put_item(Item=_without_empty_sets(change.item), ConditionExpression=CREATE_CONDITION)
         else:
-            table.put_item(Item=_without_empty_sets(change.item),
-                           ConditionExpression="attribute_not_exists(UserId) OR Version < :v",
-                           ExpressionAttributeValues={":v": change.version})
+            table.put_item(
+                Item=_without_empty_sets(change.item),
+                ConditionExpression=UPDATE_CONDITION,
+                ExpressionAttributeValues={":v": change.version},
+            )
         written += 1
     return written
 
@@ -207,9 +339,9 @@ def _without_empty_sets(item: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from producer_config import load_pipeline
     from targets.clients import aws_resource
     from targets.config import StackConfig
-    from producer_config import load_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=100, help="how many changes to write")
@@ -224,12 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     table = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     generator = UserChangeGenerator(users=args.users, seed=args.seed)
     generator.adopt(item for page in _scan(table) for item in page)
+    if (summary := generator.foreign_summary()) is not None:
+        print(summary, file=sys.stderr)
     started = time.monotonic()
-    written = apply_changes(table, generator.changes(args.changes), total=args.changes, rate=args.rate,
-                            progress=not args.no_progress)
+    written = apply_changes(
+        table, generator.changes(args.changes), total=args.changes, rate=args.rate, progress=not args.no_progress
+    )
     elapsed = time.monotonic() - started
-    print(f"wrote {written} changes in {elapsed:.1f}s ({written / elapsed:.0f}/s): "
-          + ", ".join(f"{k}={v}" for k, v in sorted(generator.tally.items())), file=sys.stderr)
+    print(
+        f"wrote {written} changes in {elapsed:.1f}s ({written / elapsed:.0f}/s): "
+        + ", ".join(f"{k}={v}" for k, v in sorted(generator.tally.items())),
+        file=sys.stderr,
+    )
     return 0
 
 

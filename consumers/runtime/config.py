@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from consumers.runtime.batch import RetryPolicy  # re-exported: the policy belongs to the batch processor
 from consumers.shared.filtering import CompiledFilter, compile_filter_criteria
 from consumers.shared.planning import Transform
 from consumers.sinks.opensearch import template_document_id
@@ -27,31 +29,20 @@ _SINK_TYPES = ("dynamodb", "opensearch")
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Transient sink errors: `max_attempts` tries (-1: until `maximum_record_age_s`), with
-    exponential backoff from `base_delay_ms` up to `max_delay_ms`, full jitter."""
-
-    max_attempts: int
-    base_delay_ms: int
-    max_delay_ms: int
-    maximum_record_age_s: int  # -1: no limit (as Lambda's MaximumRecordAgeInSeconds)
-
-
-@dataclass(frozen=True, slots=True)
 class SinkSpec:
-    type: str    # dynamodb | opensearch
+    type: str  # dynamodb | opensearch
     target: str  # table or index name
     document_id: str | None = None  # opensearch: a template over the key, e.g. "{WorkplaceId}#{UserId}"
 
 
 @dataclass(frozen=True, slots=True)
 class AppConfig:
-    package: str            # python package under consumers/, e.g. app_user_management
-    name: str               # KCL applicationName: the lease table's name
+    package: str  # python package under consumers/, e.g. app_user_management
+    name: str  # KCL applicationName: the lease table's name
     description: str
-    source: TableSpec       # the table whose change stream the app reads
+    source: TableSpec  # the table whose change stream the app reads
     stream_name: str
-    transform_ref: str      # "module:function"
+    transform_ref: str  # "module:function"
     sink: SinkSpec
     max_records: int
     polling_interval_ms: int
@@ -72,7 +63,9 @@ class AppConfig:
         try:
             return getattr(importlib.import_module(module), function)
         except (ImportError, AttributeError) as exc:
-            raise ConfigError(self.source_file, "app.transform", f"cannot import {self.transform_ref!r}: {exc}") from exc
+            raise ConfigError(
+                self.source_file, "app.transform", f"cannot import {self.transform_ref!r}: {exc}"
+            ) from exc
 
 
 def discover_apps(pipeline: PipelineConfig) -> tuple[AppConfig, ...]:

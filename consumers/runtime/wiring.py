@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.deadletter import DeadLetterTable
 from consumers.sinks import Sink
-from consumers.sinks.dynamodb import DynamoDbSink, DynamoDbSinkConfig
-from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, template_document_id
+from consumers.sinks.dynamodb import TOMBSTONE_TTL_ATTRIBUTE, DynamoDbSink, DynamoDbSinkConfig
+from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, default_document_id, template_document_id
+from producer_config import PipelineConfig, load_pipeline
 from targets.clients import aws_client, opensearch_client
 from targets.config import StackConfig
 from targets.durability import Durability, durability_for
-from producer_config import PipelineConfig, load_pipeline
 
 __all__ = ["build_batch_processor", "build_sink", "durability", "stats_dir"]
 
@@ -26,18 +26,21 @@ def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> 
             DynamoDbSinkConfig(
                 table_name=table.name,
                 version_attribute=table.version_attribute or "Version",
-                **({"ttl_attribute": table.ttl_attribute} if table.ttl_attribute else {}),
+                ttl_attribute=table.ttl_attribute or TOMBSTONE_TTL_ATTRIBUTE,
             ),
         )
     template = app.sink.document_id
     return OpenSearchSink(
         opensearch_client(stack),
-        OpenSearchSinkConfig(index=app.sink.target,
-                             **({"document_id": template_document_id(template)} if template else {})),
+        OpenSearchSinkConfig(
+            index=app.sink.target, document_id=template_document_id(template) if template else default_document_id
+        ),
     )
 
 
-def build_batch_processor(package: str, stack: StackConfig | None = None) -> tuple[Callable[[str], BatchProcessor], AppConfig]:
+def build_batch_processor(
+    package: str, stack: StackConfig | None = None
+) -> tuple[Callable[[str], BatchProcessor], AppConfig]:
     """A factory of per-shard processors for the app (one sink and client set per process)."""
     stack = stack or StackConfig.from_env()
     pipeline = load_pipeline()
@@ -45,7 +48,18 @@ def build_batch_processor(package: str, stack: StackConfig | None = None) -> tup
     sink = build_sink(app, pipeline, stack)
     dead_letters = DeadLetterTable(aws_client("dynamodb", stack, pipeline.region), app.dead_letter_table)
     transform, compiled = app.load_transform(), app.compile_filter()
-    return (lambda shard_id: BatchProcessor(app, shard_id, sink, dead_letters, transform, compiled)), app
+    return (
+        lambda shard_id: BatchProcessor(
+            app.name,
+            shard_id,
+            sink,
+            dead_letters,
+            transform,
+            compiled,
+            retry=app.retry,
+            version_attribute=app.source.version_attribute or "Version",
+        )
+    ), app
 
 
 def stats_dir(app: AppConfig, stack: StackConfig | None = None):

@@ -61,24 +61,43 @@ class FlakySink(InMemorySink):
 
 
 def change(user_id: str, version: int, event: str = "MODIFY", **attributes) -> bytes:
-    image = {"UserId": {"S": user_id}, "Version": {"N": str(version)}, "Email": {"S": f"{user_id}@Example.com"},
-             **{k: {"S": v} for k, v in attributes.items()}}
+    image = {
+        "UserId": {"S": user_id},
+        "Version": {"N": str(version)},
+        "Email": {"S": f"{user_id}@Example.com"},
+        **{k: {"S": v} for k, v in attributes.items()},
+    }
     body = {"ApproximateCreationDateTime": 1795731005123456, "Keys": {"UserId": {"S": user_id}}, "SizeBytes": 100}
     if event != "REMOVE":
         body["NewImage"] = image
     if event != "INSERT":
         body["OldImage"] = {**image, "Version": {"N": str(version - 1)}, "Email": {"S": "old@example.com"}}
-    return orjson.dumps({"awsRegion": "us-east-1", "eventID": f"e-{user_id}-{version}", "eventName": event,
-                         "userIdentity": None, "recordFormat": "application/json", "tableName": "Users",
-                         "dynamodb": body, "eventSource": "aws:dynamodb"})
+    return orjson.dumps(
+        {
+            "awsRegion": "us-east-1",
+            "eventID": f"e-{user_id}-{version}",
+            "eventName": event,
+            "userIdentity": None,
+            "recordFormat": "application/json",
+            "tableName": "Users",
+            "dynamodb": body,
+            "eventSource": "aws:dynamodb",
+        }
+    )
 
 
 ARRIVAL_MS = int(time.time() * 1000)  # the records arrived as the tests start
 
 
 def kinesis_record(data: bytes, seq: int) -> dict:
-    return {"action": "record", "data": base64.b64encode(data).decode(), "sequenceNumber": str(seq), "subSequenceNumber": 0,
-            "partitionKey": "pk", "approximateArrivalTimestamp": ARRIVAL_MS}
+    return {
+        "action": "record",
+        "data": base64.b64encode(data).decode(),
+        "sequenceNumber": str(seq),
+        "subSequenceNumber": 0,
+        "partitionKey": "pk",
+        "approximateArrivalTimestamp": ARRIVAL_MS,
+    }
 
 
 class UnusableSink(InMemorySink):
@@ -115,22 +134,37 @@ class Daemon:
         self.clock = clock
         self.stream = StreamDouble(**stream)
         self.sink, self.dead_letters, self.exits = sink, dead_letters, []
-        self.lines: list[dict] = [{"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
-                                   "subSequenceNumber": 0}]
+        self.lines: list[dict] = [
+            {"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON", "subSequenceNumber": 0}
+        ]
 
-    def send(self, message: dict, checkpoint_answers: list[str | None] = ()) -> "Daemon":
+    def send(self, message: dict, checkpoint_answers: list[str | None] = ()) -> Daemon:
         self.lines.append(message)
         for error in checkpoint_answers:
-            self.lines.append({"action": "checkpoint", "sequenceNumber": None, "subSequenceNumber": None, "error": error})
+            self.lines.append(
+                {"action": "checkpoint", "sequenceNumber": None, "subSequenceNumber": None, "error": error}
+            )
         return self
 
     def run(self) -> list[dict]:
         def build(shard_id):
             timing = {"sleep": lambda seconds: None}
             if self.clock is not None:
-                timing = {"now": lambda: self.clock[0], "sleep": lambda seconds: self.clock.__setitem__(0, self.clock[0] + 10)}
-            return BatchProcessor(self.app, shard_id, self.sink, self.dead_letters, self.app.load_transform(),
-                                  self.app.compile_filter(), **timing)
+                timing = {
+                    "now": lambda: self.clock[0],
+                    "sleep": lambda seconds: self.clock.__setitem__(0, self.clock[0] + 10),
+                }
+            return BatchProcessor(
+                self.app.name,
+                shard_id,
+                self.sink,
+                self.dead_letters,
+                self.app.load_transform(),
+                self.app.compile_filter(),
+                retry=self.app.retry,
+                version_attribute=self.app.source.version_attribute or "Version",
+                **timing,
+            )
 
         processor = KclRecordProcessor(self.app.name, build, self.stream, exit=self.exits.append)
         stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in self.lines))
@@ -147,9 +181,18 @@ def checkpoints(output: list[dict]) -> list[str | None]:
 def test_a_batch_is_applied_then_checkpointed_at_its_last_record():
     sink = InMemorySink()
     daemon = Daemon(sink, ListDeadLetters())
-    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                 "records": [kinesis_record(change("u1", 1, "INSERT"), 10), kinesis_record(change("u1", 2), 11),
-                             kinesis_record(change("u2", 5, "INSERT"), 12)]}, checkpoint_answers=[None])
+    daemon.send(
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [
+                kinesis_record(change("u1", 1, "INSERT"), 10),
+                kinesis_record(change("u1", 2), 11),
+                kinesis_record(change("u2", 5, "INSERT"), 12),
+            ],
+        },
+        checkpoint_answers=[None],
+    )
     output = daemon.run()
     assert checkpoints(output) == ["12"]
     assert output[-1] == {"action": "status", "responseFor": "processRecords"}
@@ -159,10 +202,16 @@ def test_a_batch_is_applied_then_checkpointed_at_its_last_record():
 
 def test_a_poison_record_in_the_middle_is_dead_lettered_and_the_rest_applied():
     sink, dead = InMemorySink(), ListDeadLetters()
-    records = [kinesis_record(change("u1", 1, "INSERT"), 20), kinesis_record(b'{"eventName": "MODIFY"', 21),
-               kinesis_record(change("u2", 1, "INSERT"), 22)]
-    output = Daemon(sink, dead).send({"action": "processRecords", "millisBehindLatest": 0, "records": records},
-                                     checkpoint_answers=[None]).run()
+    records = [
+        kinesis_record(change("u1", 1, "INSERT"), 20),
+        kinesis_record(b'{"eventName": "MODIFY"', 21),
+        kinesis_record(change("u2", 1, "INSERT"), 22),
+    ]
+    output = (
+        Daemon(sink, dead)
+        .send({"action": "processRecords", "millisBehindLatest": 0, "records": records}, checkpoint_answers=[None])
+        .run()
+    )
     assert [letter.sequence_number for letter in dead.letters] == ["21"]
     letter = dead.letters[0]
     assert letter.shard_id == SHARD and letter.app == "app-user-management"
@@ -174,18 +223,36 @@ def test_a_poison_record_in_the_middle_is_dead_lettered_and_the_rest_applied():
 
 def test_transient_sink_errors_are_retried_before_the_checkpoint():
     sink = FlakySink(failures=3)
-    output = Daemon(sink, ListDeadLetters()).send(
-        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 30)]},
-        checkpoint_answers=[None]).run()
+    output = (
+        Daemon(sink, ListDeadLetters())
+        .send(
+            {
+                "action": "processRecords",
+                "millisBehindLatest": 0,
+                "records": [kinesis_record(change("u1", 1, "INSERT"), 30)],
+            },
+            checkpoint_answers=[None],
+        )
+        .run()
+    )
     assert sink.failures == 0 and sink.get({"UserId": "u1"}).version == 1
     assert checkpoints(output) == ["30"]
 
 
 def test_retries_exhausted_dead_letter_the_batch_and_move_on():
     sink, dead = FlakySink(failures=100), ListDeadLetters()
-    output = Daemon(sink, dead, retry={"max_attempts": 10}).send(
-        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 31)]},
-        checkpoint_answers=[None]).run()
+    output = (
+        Daemon(sink, dead, retry={"max_attempts": 10})
+        .send(
+            {
+                "action": "processRecords",
+                "millisBehindLatest": 0,
+                "records": [kinesis_record(change("u1", 1, "INSERT"), 31)],
+            },
+            checkpoint_answers=[None],
+        )
+        .run()
+    )
     assert [(d.sequence_number, d.error_class) for d in dead.letters] == [("31", "RetryableSinkError")]
     assert "retries exhausted (10)" in dead.letters[0].error_message
     assert checkpoints(output) == ["31"]
@@ -195,8 +262,13 @@ def test_records_outgrowing_the_maximum_age_while_retried_are_dead_lettered():
     sink, dead = FlakySink(failures=1000), ListDeadLetters()
     daemon = Daemon(sink, dead, retry={"max_attempts": -1, "maximum_record_age_s": 120}, clock=[ARRIVAL_MS / 1000 + 30])
     output = daemon.send(
-        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 32)]},
-        checkpoint_answers=[None]).run()
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", 1, "INSERT"), 32)],
+        },
+        checkpoint_answers=[None],
+    ).run()
     assert [(d.sequence_number, d.error_class) for d in dead.letters] == [("32", "RecordExpired")]
     assert 900 < sink.failures < 1000  # retried until it expired, ~10 back-offs of 10 s
     assert checkpoints(output) == ["32"]
@@ -205,9 +277,13 @@ def test_records_outgrowing_the_maximum_age_while_retried_are_dead_lettered():
 def test_an_unusable_sink_stops_the_processor_without_dead_letters_or_checkpoint():
     dead = ListDeadLetters()
     daemon = Daemon(UnusableSink(), dead)
-    output = daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                          "records": [kinesis_record(change("u1", 1, "INSERT"), 33), kinesis_record(change("u2", 1, "INSERT"), 34)]}
-                         ).run()
+    output = daemon.send(
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", 1, "INSERT"), 33), kinesis_record(change("u2", 1, "INSERT"), 34)],
+        }
+    ).run()
     assert dead.letters == []  # no record is at fault: dead-lettering them would lose them
     assert checkpoints(output) == []
     assert daemon.exits == [EXIT_SINK_UNUSABLE]
@@ -215,8 +291,9 @@ def test_an_unusable_sink_stops_the_processor_without_dead_letters_or_checkpoint
 
 def test_no_checkpoint_when_a_poison_record_cannot_be_dead_lettered():
     daemon = Daemon(InMemorySink(), ListDeadLetters(fail=True))
-    output = daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                          "records": [kinesis_record(b"not json", 40)]}).run()
+    output = daemon.send(
+        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(b"not json", 40)]}
+    ).run()
     assert checkpoints(output) == []
     assert daemon.exits == [EXIT_DEAD_LETTER_UNAVAILABLE]
 
@@ -228,8 +305,13 @@ class BrokenDeadLetters(ListDeadLetters):
 
 def test_an_unexpected_error_stops_the_processor_without_a_checkpoint():
     daemon = Daemon(InMemorySink(), BrokenDeadLetters())
-    output = daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                          "records": [kinesis_record(change("u1", 1, "INSERT"), 41), kinesis_record(b"{", 42)]}).run()
+    output = daemon.send(
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", 1, "INSERT"), 41), kinesis_record(b"{", 42)],
+        }
+    ).run()
     assert daemon.exits == [EXIT_UNEXPECTED]
     assert checkpoints(output) == []
 
@@ -239,9 +321,14 @@ def test_filtered_records_are_checkpointed_without_writes():
     touch = orjson.loads(change("u1", 2))  # made a LastSeenAt-only change: no projected attribute differs
     touch["dynamodb"]["OldImage"]["Email"] = touch["dynamodb"]["NewImage"]["Email"]
     touch["dynamodb"]["NewImage"]["LastSeenAt"] = {"N": "123"}
-    output = Daemon(sink, ListDeadLetters()).send(
-        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(orjson.dumps(touch), 50)]},
-        checkpoint_answers=[None]).run()
+    output = (
+        Daemon(sink, ListDeadLetters())
+        .send(
+            {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(orjson.dumps(touch), 50)]},
+            checkpoint_answers=[None],
+        )
+        .run()
+    )
     assert sink.items() == {}
     assert checkpoints(output) == ["50"]
 
@@ -266,16 +353,27 @@ def test_an_end_of_a_shard_the_stream_reports_open_stops_the_processor_without_c
 def test_requested_shutdown_checkpoints_the_last_applied_record_once_saved():
     answers = iter([None])  # not saved yet after the batch; saved by the shutdown
     daemon = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: next(answers, (ARRIVAL_MS + 1) * 1_000_000))
-    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                 "records": [kinesis_record(change("u1", 1, "INSERT"), 60)]})
+    daemon.send(
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", 1, "INSERT"), 60)],
+        }
+    )
     daemon.send({"action": "shutdownRequested"}, checkpoint_answers=[None])
     assert checkpoints(daemon.run()) == ["60"]
 
 
 def test_no_checkpoint_after_a_lost_lease():
     daemon = Daemon(InMemorySink(), ListDeadLetters())
-    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                 "records": [kinesis_record(change("u1", 1, "INSERT"), 70)]}, checkpoint_answers=[None])
+    daemon.send(
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", 1, "INSERT"), 70)],
+        },
+        checkpoint_answers=[None],
+    )
     daemon.send({"action": "leaseLost"})
     output = daemon.run()
     assert checkpoints(output) == ["70"]
@@ -284,16 +382,34 @@ def test_no_checkpoint_after_a_lost_lease():
 
 @pytest.mark.parametrize("error", ["ThrottlingException", "KinesisClientLibDependencyException"])
 def test_a_throttled_or_unreachable_checkpoint_is_retried(error):
-    output = Daemon(InMemorySink(), ListDeadLetters()).send(
-        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 80)]},
-        checkpoint_answers=[error, None]).run()
+    output = (
+        Daemon(InMemorySink(), ListDeadLetters())
+        .send(
+            {
+                "action": "processRecords",
+                "millisBehindLatest": 0,
+                "records": [kinesis_record(change("u1", 1, "INSERT"), 80)],
+            },
+            checkpoint_answers=[error, None],
+        )
+        .run()
+    )
     assert checkpoints(output) == ["80", "80"]
 
 
 def test_a_refused_checkpoint_is_not_retried():
-    output = Daemon(InMemorySink(), ListDeadLetters()).send(
-        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(change("u1", 1, "INSERT"), 80)]},
-        checkpoint_answers=["InvalidStateException"]).run()
+    output = (
+        Daemon(InMemorySink(), ListDeadLetters())
+        .send(
+            {
+                "action": "processRecords",
+                "millisBehindLatest": 0,
+                "records": [kinesis_record(change("u1", 1, "INSERT"), 80)],
+            },
+            checkpoint_answers=["InvalidStateException"],
+        )
+        .run()
+    )
     assert checkpoints(output) == ["80"]
 
 
@@ -305,8 +421,11 @@ def test_a_checkpoint_waits_until_kinesis_saved_the_records_and_an_empty_poll_wr
     daemon = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: next(answers, arrived))
 
     def batch(*seqs):
-        return {"action": "processRecords", "millisBehindLatest": 0,
-                "records": [kinesis_record(change("u1", n, "MODIFY"), n) for n in seqs]}
+        return {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", n, "MODIFY"), n) for n in seqs],
+        }
 
     empty = {"action": "processRecords", "millisBehindLatest": 0, "records": []}
     # WHEN two batches are processed, then polls come back empty
@@ -320,12 +439,23 @@ def test_a_checkpoint_waits_until_kinesis_saved_the_records_and_an_empty_poll_wr
 
 def test_a_checkpoint_waits_only_for_records_not_yet_saved():
     daemon = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: (ARRIVAL_MS + 1) * 1_000_000)
-    daemon.send({"action": "processRecords", "millisBehindLatest": 0,
-                 "records": [kinesis_record(change("u1", 1, "INSERT"), 10)]}, checkpoint_answers=[None])
+    daemon.send(
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", 1, "INSERT"), 10)],
+        },
+        checkpoint_answers=[None],
+    )
     assert checkpoints(daemon.run()) == ["10"]
     held = Daemon(InMemorySink(), ListDeadLetters(), saved_before=lambda: ARRIVAL_MS * 1_000_000)
-    held.send({"action": "processRecords", "millisBehindLatest": 0,
-               "records": [kinesis_record(change("u1", 1, "INSERT"), 10)]})
+    held.send(
+        {
+            "action": "processRecords",
+            "millisBehindLatest": 0,
+            "records": [kinesis_record(change("u1", 1, "INSERT"), 10)],
+        }
+    )
     held.send({"action": "shutdownRequested"})
     output = held.run()
     assert checkpoints(output) == [], "arrived in the millisecond the save began: maybe not in it"
@@ -335,13 +465,35 @@ def test_a_checkpoint_waits_only_for_records_not_yet_saved():
 @pytest.mark.parametrize("app", ["workplace_user_v2", "workplace_user_search", "app_user_management"])
 def test_every_app_config_loads_and_its_transform_runs(app):
     sink = InMemorySink()
-    data = change("u9", 3, "INSERT") if app != "workplace_user_search" else orjson.dumps({
-        "eventName": "INSERT", "tableName": "WorkplaceUsers_V2", "eventID": "x", "awsRegion": "us-east-1",
-        "dynamodb": {"ApproximateCreationDateTime": 1795731005123456,
-                     "Keys": {"WorkplaceId": {"S": "w-1"}, "UserId": {"S": "u9"}},
-                     "NewImage": {"WorkplaceId": {"S": "w-1"}, "UserId": {"S": "u9"}, "Role": {"S": "staff"},
-                                  "Version": {"N": "3"}}, "SizeBytes": 10}})
-    output = Daemon(sink, ListDeadLetters(), app=app).send(
-        {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(data, 90)]},
-        checkpoint_answers=[None]).run()
+    data = (
+        change("u9", 3, "INSERT")
+        if app != "workplace_user_search"
+        else orjson.dumps(
+            {
+                "eventName": "INSERT",
+                "tableName": "WorkplaceUsers_V2",
+                "eventID": "x",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1795731005123456,
+                    "Keys": {"WorkplaceId": {"S": "w-1"}, "UserId": {"S": "u9"}},
+                    "NewImage": {
+                        "WorkplaceId": {"S": "w-1"},
+                        "UserId": {"S": "u9"},
+                        "Role": {"S": "staff"},
+                        "Version": {"N": "3"},
+                    },
+                    "SizeBytes": 10,
+                },
+            }
+        )
+    )
+    output = (
+        Daemon(sink, ListDeadLetters(), app=app)
+        .send(
+            {"action": "processRecords", "millisBehindLatest": 0, "records": [kinesis_record(data, 90)]},
+            checkpoint_answers=[None],
+        )
+        .run()
+    )
     assert checkpoints(output) == ["90"]

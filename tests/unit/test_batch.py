@@ -1,0 +1,325 @@
+"""BatchProcessor's failure handling, through in-memory doubles of its real interfaces.
+
+The sink is ``InMemorySink`` (the real version guard) scripted to fail as the real adapters
+do; the dead-letter table a list behind ``put(letter)``; time and sleep are injected. Every
+case asserts the exact counts: each record ends once (filtered out, dead-lettered or written),
+each write is counted once, with the outcome the sink reported for it first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, RetryPolicy
+from consumers.runtime.config import RetryPolicy as ConfigRetryPolicy
+from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
+from consumers.shared.filtering import compile_filter_criteria
+from consumers.shared.planning import Upsert, WriteCounts, delete, upsert
+from consumers.sinks.memory import InMemorySink
+
+APP, SHARD = "test-app", "shardId-000000000007"
+RETRY = RetryPolicy(max_attempts=3, base_delay_ms=100, max_delay_ms=1_000, maximum_record_age_s=-1)
+T0 = 1_800_000_000.0  # the injected clock's start, epoch seconds
+
+
+# ------------------------------------------------------------------------------ doubles
+@dataclass
+class ListDeadLetters:
+    """The dead-letter table's interface (``put``), into a list."""
+
+    letters: list = field(default_factory=list)
+
+    def put(self, letter) -> None:
+        self.letters.append(letter)
+
+    def by_sequence(self) -> dict[str, tuple[str, str]]:
+        return {letter.sequence_number: (letter.error_class, letter.error_message) for letter in self.letters}
+
+
+def user_of(write) -> str:
+    return write.key["UserId"]
+
+
+class ScriptedSink(InMemorySink):
+    """``InMemorySink`` failing as scripted, the way the real adapters fail.
+
+    * ``rejects``: user ids whose writes the sink finds invalid. Like ``DynamoDbSink`` it
+      applies the other writes and raises ``SinkRejectedWrite`` carrying their ``counts``
+      (``with_counts=False``: it applies nothing and reports no counts); ``copies=True``: the
+      rejection names copies of the writes, not the writes it was given.
+    * ``poison``: user ids that make the whole call fail with a plain ``Exception``, nothing
+      applied (a request that breaks as a whole, no write named).
+    * ``transient``: that many calls fail first with ``RetryableSinkError``, nothing applied.
+    * ``unusable``: every call raises ``SinkError``.
+
+    ``calls`` lists the user ids of every call, in order.
+    """
+
+    def __init__(self, *, rejects=(), with_counts=True, copies=False, poison=(), transient=0, unusable=False):
+        super().__init__()
+        self.rejects, self.with_counts, self.copies = set(rejects), with_counts, copies
+        self.poison, self.transient, self.unusable = set(poison), transient, unusable
+        self.calls: list[list[str]] = []
+
+    def write(self, writes):
+        self.calls.append([user_of(w) for w in writes])
+        if self.unusable:
+            raise SinkError("Target: ResourceNotFoundException (test)")
+        if self.transient:
+            self.transient -= 1
+            raise RetryableSinkError("throttled (test)", writes=tuple(writes))
+        if any(user_of(w) in self.poison for w in writes):
+            raise Exception("the request broke (test)")
+        bad = [w for w in writes if user_of(w) in self.rejects]
+        if not bad:
+            return super().write(writes)
+        named = tuple((replace(w) if self.copies else w, f"invalid {user_of(w)} (test)") for w in bad)
+        if not self.with_counts:
+            raise SinkRejectedWrite(named)
+        counts = super().write([w for w in writes if not any(w is b for b in bad)])
+        raise SinkRejectedWrite(named, counts=counts)
+
+
+# ------------------------------------------------------------------------------ records
+def change(user_id: str, version: int, event: str = "INSERT", **attributes) -> bytes:
+    """A DynamoDB -> Kinesis change record of the Users table."""
+    image = {
+        "UserId": {"S": user_id},
+        "Version": {"N": str(version)},
+        "Email": {"S": f"{user_id}@example.com"},
+        **{name: {"N": str(value)} for name, value in attributes.items()},
+    }
+    body = {"ApproximateCreationDateTime": 1795731005123456, "Keys": {"UserId": {"S": user_id}}, "SizeBytes": 100}
+    if event != "REMOVE":
+        body["NewImage"] = image
+    if event != "INSERT":
+        body["OldImage"] = image
+    return orjson.dumps(
+        {
+            "awsRegion": "us-east-1",
+            "eventID": f"e-{user_id}-{version}",
+            "eventName": event,
+            "tableName": "Users",
+            "dynamodb": body,
+            "eventSource": "aws:dynamodb",
+        }
+    )
+
+
+def record(data: bytes, seq: int, arrived: float | None = None) -> InputRecord:
+    arrival = datetime.fromtimestamp(arrived, tz=UTC) if arrived is not None else None
+    return InputRecord(data, str(seq), None, "pk", arrival)
+
+
+def users(*ids: str, event: str = "INSERT", version: int = 1) -> list[InputRecord]:
+    """One record per user, sequence numbers 1, 2, ..."""
+    return [record(change(user_id, version, event), seq) for seq, user_id in enumerate(ids, start=1)]
+
+
+def transform(change_record):
+    """Mirror UserId + Email; a record whose image has `Explode` makes it raise."""
+    key = {"UserId": change_record.keys["UserId"]}
+    if change_record.is_removal:
+        return (delete(change_record, key),)
+    if "Explode" in change_record.new_image:
+        raise ValueError("cannot project this user (test)")
+    return (upsert(change_record, key, {"Email": change_record.new_image["Email"]}),)
+
+
+def processor(sink, dead_letters, *, retry=RETRY, version_attribute="Version", **seams) -> BatchProcessor:
+    seams.setdefault("sleep", lambda seconds: None)
+    return BatchProcessor(
+        APP,
+        SHARD,
+        sink,
+        dead_letters,
+        transform,
+        compile_filter_criteria(None),
+        retry=retry,
+        version_attribute=version_attribute,
+        **seams,
+    )
+
+
+def held(sink: InMemorySink) -> dict[str, int]:
+    """User id -> the version the sink holds."""
+    return {dict(key)["UserId"]: item.version for key, item in sink.items().items()}
+
+
+# ------------------------------------------------------------------------------ doubles' own check
+def test_the_scripted_sink_reports_what_it_applied_with_a_rejection_as_dynamodb_does():
+    sink = ScriptedSink(rejects={"u2"})
+    writes = [Upsert({"UserId": u}, {}, 1) for u in ("u1", "u2")]
+    with pytest.raises(SinkRejectedWrite) as raised:
+        sink.write(writes)
+    assert raised.value.counts == WriteCounts(applied=1)
+    assert raised.value.rejections[0][0] is writes[1]
+    assert held(sink) == {"u1": 1}
+
+
+# ------------------------------------------------------------------------------ rejections
+@pytest.mark.parametrize("event", ["INSERT", "REMOVE"])
+def test_a_rejection_naming_some_writes_dead_letters_their_records_and_counts_the_others_once(event):
+    # GIVEN a sink that finds u2's and u4's writes invalid, applies the others and says so
+    sink, dead = ScriptedSink(rejects={"u2", "u4"}), ListDeadLetters()
+    # WHEN a batch of four records is processed
+    stats = processor(sink, dead).process(users("u1", "u2", "u3", "u4", event=event))
+    # THEN u2's and u4's records are dead-lettered with the sink's reason
+    assert dead.by_sequence() == {
+        "2": ("SinkRejectedWrite", "invalid u2 (test)"),
+        "4": ("SinkRejectedWrite", "invalid u4 (test)"),
+    }
+    assert {(letter.app, letter.shard_id) for letter in dead.letters} == {(APP, SHARD)}
+    # AND u1 and u3, applied by the first call, are counted applied once: not sent again, so
+    # never counted again as stale (an upsert) or applied (a delete's tombstone)
+    assert stats == BatchStats(received=4, applied=2, dead_lettered=2)
+    assert sink.calls == [["u1", "u2", "u3", "u4"]]
+    assert held(sink) == {"u1": 1, "u3": 1}
+    assert all(item.is_tombstone == (event == "REMOVE") for item in sink.items().values())
+
+
+def test_a_rejection_without_counts_sends_the_other_writes_again_and_counts_that_answer():
+    # GIVEN a sink that rejects u2's write, applies nothing and reports no outcome
+    sink, dead = ScriptedSink(rejects={"u2"}, with_counts=False), ListDeadLetters()
+    # WHEN a batch of three records is processed
+    stats = processor(sink, dead).process(users("u1", "u2", "u3"))
+    # THEN u2 is dead-lettered, the others are sent again and counted by that answer
+    assert dead.by_sequence() == {"2": ("SinkRejectedWrite", "invalid u2 (test)")}
+    assert sink.calls == [["u1", "u2", "u3"], ["u1", "u3"]]
+    assert stats == BatchStats(received=3, applied=2, dead_lettered=1)
+    assert held(sink) == {"u1": 1, "u3": 1}
+
+
+def test_a_rejection_naming_none_of_our_writes_is_bisected_down_to_its_record():
+    # GIVEN a sink that rejects u3's write but names a copy of it (not a write of the batch),
+    # applying the others and reporting their counts
+    sink, dead = ScriptedSink(rejects={"u3"}, copies=True), ListDeadLetters()
+    # WHEN a batch of five records is processed
+    stats = processor(sink, dead).process(users("u1", "u2", "u3", "u4", "u5"))
+    # THEN halving the batch isolates u3, whose record alone is dead-lettered
+    assert dead.by_sequence() == {
+        "3": (
+            "SinkRejectedWrite",
+            "sink rejected Upsert(key={'UserId': 'u3'}, "
+            "document={'Email': 'u3@example.com'}, version=1): invalid u3 (test)",
+        )
+    }
+    assert sink.calls == [["u1", "u2", "u3", "u4", "u5"], ["u1", "u2"], ["u3", "u4", "u5"], ["u3"], ["u4", "u5"]]
+    # AND the four others are counted as the first call reported them, applied, once: the
+    # bisection's repeats (stale now) are not counted again
+    assert stats == BatchStats(received=5, applied=4, dead_lettered=1)
+    assert held(sink) == {"u1": 1, "u2": 1, "u4": 1, "u5": 1}
+
+
+def test_a_sink_error_no_write_explains_is_bisected_until_the_poison_record_is_alone():
+    # GIVEN a sink whose request breaks as a whole (a plain Exception) whenever u3 is in it
+    sink, dead = ScriptedSink(poison={"u3"}), ListDeadLetters()
+    # WHEN a batch of five records is processed
+    stats = processor(sink, dead).process(users("u1", "u2", "u3", "u4", "u5"))
+    # THEN bisection isolates u3, dead-lettered with the sink's error; the others are applied once
+    assert dead.by_sequence() == {"3": ("Exception", "the request broke (test)")}
+    assert sink.calls == [["u1", "u2", "u3", "u4", "u5"], ["u1", "u2"], ["u3", "u4", "u5"], ["u3"], ["u4", "u5"]]
+    assert stats == BatchStats(received=5, applied=4, dead_lettered=1)
+    assert held(sink) == {"u1": 1, "u2": 1, "u4": 1, "u5": 1}
+
+
+# ------------------------------------------------------------------------------ transient errors
+def test_retries_exhausted_dead_letter_every_record_of_the_batch():
+    # GIVEN a sink that is throttled on every call, and at most 3 attempts
+    sink, dead, slept = ScriptedSink(transient=1_000), ListDeadLetters(), []
+    # WHEN a batch of three records is processed
+    stats = processor(sink, dead, sleep=slept.append).process(users("u1", "u2", "u3"))
+    # THEN the batch was tried 3 times, with 2 back-offs under the exponential ceilings
+    assert len(sink.calls) == 3
+    assert len(slept) == 2 and 0 <= slept[0] <= 0.1 and 0 <= slept[1] <= 0.2
+    # AND every record is dead-lettered as exhausted, and nothing is counted written
+    assert dead.by_sequence() == {
+        seq: ("RetryableSinkError", "retries exhausted (3): throttled (test)") for seq in ("1", "2", "3")
+    }
+    assert stats == BatchStats(received=3, dead_lettered=3, retries=2)
+    assert held(sink) == {}
+
+
+def test_records_outgrowing_the_maximum_age_while_retried_are_dead_lettered_and_the_rest_written():
+    # GIVEN a sink throttled twice, records at most 60 s old, and a clock every back-off moves 10 s
+    sink, dead, clock = ScriptedSink(transient=2), ListDeadLetters(), [T0]
+    retry = RetryPolicy(max_attempts=-1, base_delay_ms=100, max_delay_ms=1_000, maximum_record_age_s=60)
+    batch = [
+        record(change("u1", 1), 1, arrived=T0 - 55),
+        record(change("u2", 1), 2, arrived=T0 - 45),
+        record(change("u3", 1), 3, arrived=T0 - 5),
+    ]
+    core = processor(
+        sink, dead, retry=retry, now=lambda: clock[0], sleep=lambda seconds: clock.__setitem__(0, clock[0] + 10)
+    )
+    # WHEN the batch is processed
+    stats = core.process(batch)
+    # THEN u1 expires after the first back-off (65 s), u2 after the second (65 s)
+    assert dead.by_sequence() == {
+        "1": ("RecordExpired", "older than maximum_record_age_s=60"),
+        "2": ("RecordExpired", "older than maximum_record_age_s=60"),
+    }
+    # AND u3 is written once the sink recovers, counted once
+    assert sink.calls == [["u1", "u2", "u3"], ["u2", "u3"], ["u3"]]
+    assert stats == BatchStats(received=3, applied=1, dead_lettered=2, retries=2)
+    assert held(sink) == {"u3": 1}
+
+
+# ------------------------------------------------------------------------------ unusable sink
+def test_an_unusable_sink_propagates_and_nothing_is_dead_lettered():
+    # GIVEN a sink whose table is gone
+    sink, dead = ScriptedSink(unusable=True), ListDeadLetters()
+    # WHEN a batch is processed THEN the SinkError propagates, after a single call
+    with pytest.raises(SinkError, match="ResourceNotFoundException") as raised:
+        processor(sink, dead).process(users("u1", "u2"))
+    assert type(raised.value) is SinkError
+    assert sink.calls == [["u1", "u2"]]
+    # AND no record is dead-lettered: none is at fault
+    assert dead.letters == []
+
+
+# ------------------------------------------------------------------------------ poison records
+def test_records_that_fail_to_decode_or_to_transform_are_dead_lettered_and_the_others_applied():
+    # GIVEN a batch with a truncated payload (2) and a record its transform cannot project (3)
+    sink, dead = ScriptedSink(), ListDeadLetters()
+    batch = [
+        record(change("u1", 1), 1),
+        record(b'{"eventName": "MODIFY"', 2),
+        record(change("u2", 1, Explode=1), 3),
+        record(change("u3", 4, "MODIFY"), 4),
+    ]
+    # WHEN it is processed
+    stats = processor(sink, dead).process(batch)
+    # THEN both are dead-lettered with their error, payload kept; the others written in one call
+    assert {seq: error_class for seq, (error_class, _) in dead.by_sequence().items()} == {
+        "2": "InvalidChangeRecord",
+        "3": "ValueError",
+    }
+    assert dead.by_sequence()["3"][1] == "cannot project this user (test)"
+    assert [letter.payload for letter in dead.letters] == [batch[1].data, batch[2].data]
+    assert sink.calls == [["u1", "u3"]]
+    assert stats == BatchStats(received=4, applied=2, dead_lettered=2)
+    assert held(sink) == {"u1": 1, "u3": 4}
+
+
+# ------------------------------------------------------------------------------ what it is given
+def test_the_version_comes_from_the_version_attribute_it_is_given():
+    # GIVEN a source table whose version attribute is Rev (its items also carry a Version)
+    data = change("u1", 3, Rev=7)
+    # WHEN the record is processed with version_attribute Rev, and with Version
+    for attribute, expected in (("Rev", 7), ("Version", 3)):
+        sink = ScriptedSink()
+        stats = processor(sink, ListDeadLetters(), version_attribute=attribute).process([record(data, 1)])
+        # THEN the write carries that attribute's value
+        assert stats == BatchStats(received=1, applied=1)
+        assert held(sink) == {"u1": expected}
+
+
+def test_the_retry_policy_is_the_batch_processors_and_config_re_exports_it():
+    assert ConfigRetryPolicy is RetryPolicy
+    with pytest.raises(ValueError, match="version_attribute"):
+        processor(ScriptedSink(), ListDeadLetters(), version_attribute="")
