@@ -15,7 +15,7 @@ export CDC_TARGET ?= $(STACK)
 PYTEST_ARGS ?=
 DEMO_CHANGES ?= 12
 
-.PHONY: help install up down status clean provision verify lint test test-unit bench demo
+.PHONY: help install up down status clean provision verify apps scale replay lint test test-unit bench demo
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,8 +70,17 @@ ifeq ($(STACK),localstack)
 	docker compose -f infra/docker-compose.yml down
 endif
 
-status:  ## components, streams, tables, indexes
+status:  ## components, streams, tables, indexes; per app and shard: lease owner, checkpoint, lag, rate (cdc status)
 	$(PY) -m infra.cli status
+
+apps:  ## each app: source stream, sink, workers running and wanted, state, dead letters (cdc apps)
+	$(PY) -m infra.cli apps
+
+scale:  ## APP=<app> N=<workers>: run N workers of one app, its leases spread evenly (cdc scale)
+	$(PY) -m infra.cli scale $(APP) $(N)
+
+replay:  ## APP=<app> [AT=<iso time> | SINCE=<30m>]: process the app's stream again (default: all of it) (cdc replay)
+	$(PY) -m infra.cli replay $(APP) $(if $(AT),--at $(AT),$(if $(SINCE),--since $(SINCE),--from-trim-horizon))
 
 clean:  ## stop everything and wipe the state folder (not the installed dependencies)
 	@if [ -x $(PY) ]; then $(PY) -m infra.cli clean; else rm -rf .state; fi

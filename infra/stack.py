@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consumers.runtime.config import AppConfig, discover_apps
+from consumers.runtime.overrides import load_overrides
 from infra.preflight import check_port_free, check_tools
 from infra.processes import ManagedProcess, running_commands
 from infra.provision import describe_resources, provision
@@ -260,9 +261,17 @@ def worker(stack: StackConfig, app: AppConfig, n: int) -> Component:
     )
 
 
+def worker_count(stack: StackConfig, app: AppConfig) -> int:
+    """How many workers the app runs: `cdc scale`'s count (state folder), else `app.workers`."""
+    scaled = load_overrides(stack.state_dir, app.package).workers
+    return app.workers if scaled is None else scaled
+
+
 def workers(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
-    """Every configured worker of every consumer app (`app.workers` in its app.toml)."""
-    return tuple(worker(stack, app, n) for app in discover_apps(pipeline) for n in range(1, app.workers + 1))
+    """Every worker of every consumer app, as many as `worker_count` says."""
+    return tuple(
+        worker(stack, app, n) for app in discover_apps(pipeline) for n in range(1, worker_count(stack, app) + 1)
+    )
 
 
 def _write_opensearch_yml(stack: StackConfig, base: Path) -> None:

@@ -24,39 +24,49 @@ from pathlib import Path
 import amazon_kclpy
 
 from consumers.runtime.config import AppConfig, load_app
+from consumers.runtime.overrides import load_overrides
 from producer_config import PipelineConfig, load_pipeline
 from targets.clients import LOCAL_CREDENTIALS
 from targets.config import REPO_ROOT, StackConfig, Target
 
-__all__ = ["KCL_JARS", "render_properties", "properties_path", "main"]
+__all__ = ["FAILOVER_MS", "KCL_JARS", "main", "properties_path", "render_properties", "worker_id"]
 
 log = logging.getLogger("cdc.daemon")
 KCL_JARS = Path(amazon_kclpy.__file__).parent / "jars"
 _RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 _GRACE_S = 30
+#: a lease not renewed for this long is expired and taken over by another worker
+FAILOVER_MS = 10_000
 
 
 def properties_path(app: AppConfig, stack: StackConfig, worker: int) -> Path:
     return stack.state_dir / "apps" / app.package / f"worker-{worker}.properties"
 
 
+def worker_id(app: AppConfig, worker: int) -> str:
+    """The KCL workerId of worker ``worker`` of the app (stable across restarts)."""
+    return f"{app.name}-worker-{worker}"
+
+
 def render_properties(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig, worker: int) -> str:
     """The KCL MultiLangDaemon configuration of one worker (see README, Configuration)."""
-    props = {
+    start_at = load_overrides(stack.state_dir, app.package).start_at
+    if start_at is None and app.starting_timestamp is not None:
+        start_at = app.starting_timestamp.timestamp()
+    props: dict[str, object] = {
         "executableName": f"{sys.executable} -m consumers.runtime.worker --app {app.package}",
         "streamName": app.stream_name,
         "applicationName": app.name,
-        "workerId": f"{app.name}-worker-{worker}",
+        "workerId": worker_id(app, worker),
         "AwsCredentialsProvider": "DefaultCredentialsProvider",
         "processingLanguage": f"python/{sys.version_info.major}.{sys.version_info.minor}",
         "regionName": pipeline.region,
-        "initialPositionInStream": app.starting_position,
         "retrievalMode": "POLLING",
         "maxRecords": app.max_records,
         "idleTimeBetweenReadsInMillis": app.polling_interval_ms,
         # Lease and shard bookkeeping tuned for a small local stack: fast failover after a crash,
         # children of a resharded shard picked up within seconds.
-        "failoverTimeMillis": 10_000,
+        "failoverTimeMillis": FAILOVER_MS,
         "leaseAssignmentIntervalMillis": 2_000,
         "workerMetricsReporterFreqInMillis": 2_000,
         "shardSyncIntervalMillis": 5_000,
@@ -70,8 +80,11 @@ def render_properties(app: AppConfig, pipeline: PipelineConfig, stack: StackConf
         "callProcessRecordsEvenForEmptyRecordList": "true",
         "metricsLevel": "NONE",
     }
-    if app.starting_timestamp is not None:
-        props["initialPositionInStreamExtended"] = int(app.starting_timestamp.timestamp())
+    # only one of the two: both write the same KCL field, in no fixed order
+    if start_at is None:
+        props["initialPositionInStream"] = app.starting_position
+    else:
+        props["initialPositionInStreamExtended"] = int(start_at)
     if stack.kinesis_endpoint:
         props["kinesisEndpoint"] = stack.kinesis_endpoint
     if stack.dynamodb_endpoint:

@@ -37,6 +37,7 @@ from targets.durability import Durability
 __all__ = ["KclRecordProcessor", "main"]
 
 log = logging.getLogger("cdc.worker")
+_IDLE_STATS_EVERY_S = 2.0
 EXIT_DEAD_LETTER_UNAVAILABLE = 3
 EXIT_UNEXPECTED = 4
 EXIT_SINK_UNUSABLE = 5
@@ -65,6 +66,9 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         self.core: BatchProcessor = None  # type: ignore[assignment]  # built at initialize, the first callback
         self.checkpoints = Checkpointer(durability, self._log)
         self.total = BatchStats()
+        self.behind_ms: int | None = None
+        self._started = round(time.time(), 3)
+        self._stats_saved = 0.0
 
     # -- callbacks
     def initialize(self, initialize_input) -> None:
@@ -83,8 +87,11 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             )
             for r in process_records_input.records
         ]
+        self.behind_ms = process_records_input.millis_behind_latest
         if records:
-            self._process(records, process_records_input.millis_behind_latest)
+            self._process(records, self.behind_ms)
+        elif time.monotonic() - self._stats_saved > _IDLE_STATS_EVERY_S:
+            self._save_stats()  # the lag of an idle shard, for `cdc status`
         self.checkpoints.checkpoint_stored(process_records_input.checkpointer)
 
     def _process(self, records: list[InputRecord], behind_ms: int) -> None:
@@ -126,12 +133,15 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         )
 
     def _save_stats(self) -> None:
-        """Running totals of this process, for operators and the tests (one small file)."""
+        """Running totals of this process and the shard's lag now, for operators (`cdc status`)
+        and the tests: one small file, `<shard>-<pid>.json`."""
+        self._stats_saved = time.monotonic()
         if self._stats_dir is None:
             return
         path = self._stats_dir / f"{self.shard_id}-{os.getpid()}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"app": self.app_name, "shard": self.shard_id, **_fields(self.total)}))
+        now = {"at": round(time.time(), 3), "behind_ms": self.behind_ms, "started": self._started}
+        tmp.write_text(json.dumps({"app": self.app_name, "shard": self.shard_id, **_fields(self.total), "now": now}))
         os.replace(tmp, path)
 
 

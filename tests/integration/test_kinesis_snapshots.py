@@ -17,6 +17,7 @@ from infra.preflight import free_port
 from infra.stack import components, wait_healthy
 from targets.clients import aws_client
 from targets.config import StackConfig
+from targets.kinesis_mock import SnapshotWatch
 
 pytestmark = pytest.mark.stack
 
@@ -57,6 +58,16 @@ def _kill_during_a_save(component, folder: Path, timeout_s: float = 30) -> None:
     pytest.fail("no save seen in progress")
 
 
+def _wait_saved(folder: Path, acked_ns: int, timeout_s: float = 60) -> None:
+    """Until a complete save holds everything acknowledged before ``acked_ns`` (on a busy
+    machine a save of a few MB can take longer than any fixed pause)."""
+    watch = SnapshotWatch(folder / _SNAPSHOT)
+    deadline = time.monotonic() + timeout_s
+    while (watch.saved_before() or 0) < acked_ns:
+        assert time.monotonic() < deadline, "kinesis-mock saved nothing for a minute"
+        time.sleep(0.05)
+
+
 def _count(kinesis, stream: str) -> int:
     total = 0
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
@@ -86,7 +97,7 @@ def test_a_sigkill_during_a_save_keeps_the_previous_snapshot(private_kinesis):
                 Records=[{"Data": b"%06d" % i + b"x" * 1000, "PartitionKey": str(i)} for i in range(500)],
             )
             written += 500
-        time.sleep(1.5)
+        _wait_saved(folder, time.time_ns())
         # WHEN kinesis-mock is killed while it writes the next save
         _kill_during_a_save(component, folder)
         # THEN it starts again, with all of them

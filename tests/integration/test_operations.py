@@ -1,0 +1,264 @@
+"""`cdc scale`, `cdc replay`, `cdc status` and their error paths, run as a user runs them
+(the `cdc` command line, JSON output) against the real stack and the real MultiLangDaemon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from consumers.runtime.config import discover_apps, load_app
+from consumers.verify import verify
+from infra.leases import read_leases
+from infra.preflight import free_port
+from scripts.generate_changes import UserChangeGenerator, apply_changes
+from targets.clients import aws_client, aws_resource, opensearch_client
+from targets.config import REPO_ROOT
+from targets.kinesis import read_stream
+
+pytestmark = pytest.mark.stack
+
+APP = "app_user_management"
+
+
+def cdc(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def cdc_json(*args: str) -> list | dict:
+    result = cdc(*args, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def _wait_converged(stack, pipeline, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reports = verify(stack, pipeline)
+        if all(report.ok for report in reports):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail("sinks did not converge:\n" + "\n".join(map(str, reports)))
+        time.sleep(2)
+
+
+def _lease_picture(ddb, app_name: str) -> dict[str, tuple]:
+    """What an operation on another app must not change: each lease's owner and checkpoint."""
+    return {lease.shard_id: (lease.owner, lease.checkpoint) for lease in read_leases(ddb, app_name)}
+
+
+def _settled_pictures(stack, ddb, names: list[str]) -> dict[str, dict[str, tuple]]:
+    """The apps' lease pictures once their checkpoints stopped moving: on the local stack a
+    checkpoint waits until kinesis-mock saved the records (up to two persist intervals)."""
+    quiet_for = 2 * float(stack.kinesis_persist_interval.rstrip("s")) + 5
+    last, since = None, time.monotonic()
+    while True:
+        pictures = {name: _lease_picture(ddb, name) for name in names}
+        if pictures != last:
+            last, since = pictures, time.monotonic()
+        elif time.monotonic() - since >= quiet_for:
+            return pictures
+        time.sleep(1)
+
+
+def _other_apps(pipeline) -> list[str]:
+    return [app.name for app in discover_apps(pipeline) if app.package != APP]
+
+
+@pytest.mark.parametrize("load", [False, True], ids=["idle", "under-load"])
+def test_scale_spreads_the_leases_evenly_at_every_step(stack, pipeline, load):
+    """1 -> 2 -> 4 -> 1 workers on the 4-shard Users stream: after each step every open lease
+    is held, each worker holds the same number; the other apps' leases do not move."""
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    _wait_converged(stack, pipeline)
+    others = _settled_pictures(stack, ddb, _other_apps(pipeline)) if not load else {}
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    stop = threading.Event()
+    writer = None
+    if load:
+        changes = UserChangeGenerator(users=100, seed=21, prefix=f"sc-{uuid.uuid4().hex[:6]}-").changes(100_000)
+
+        def write() -> None:
+            while not stop.is_set():
+                apply_changes(users, (next(changes) for _ in range(10)), total=10, rate=40, progress=False)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+    timings = []
+    try:
+        for count in (1, 2, 4, 1):
+            started = time.monotonic()
+            spread = cdc_json("scale", APP, str(count))
+            timings.append((count, round(time.monotonic() - started, 1)))
+            held = {row["worker"]: row["open_leases"] for row in spread}
+            assert "(unassigned)" not in held, spread
+            assert len(held) == count and sum(held.values()) == 4 and max(held.values()) - min(held.values()) <= 1
+    finally:
+        stop.set()
+        if writer is not None:
+            writer.join(timeout=30)
+    print(f"\nscale steps (workers, seconds to settle), {'under load' if load else 'idle'}: {timings}")
+    _wait_converged(stack, pipeline)
+    if not load:  # under load the other apps checkpoint on
+        assert {name: _lease_picture(ddb, name) for name in others} == others
+
+
+def test_a_killed_worker_of_two_hands_its_leases_to_the_other(stack, pipeline):
+    from infra.stack import worker
+
+    app = load_app(APP, pipeline)
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    cdc_json("scale", APP, "2")
+    try:
+        assert worker(stack, app, 2).process.kill()
+        started = time.monotonic()
+        while {lease.owner for lease in read_leases(ddb, app.name) if not lease.ended} != {f"{app.name}-worker-1"}:
+            assert time.monotonic() - started < 60, "worker 1 did not take the leases over"
+            time.sleep(1)
+        print(f"\nleases moved to the surviving worker in {time.monotonic() - started:.1f}s")
+        users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+        changes = list(UserChangeGenerator(users=30, seed=5, prefix=f"kw-{uuid.uuid4().hex[:6]}-").changes(200))
+        apply_changes(users, iter(changes), total=len(changes), progress=False)
+        _wait_converged(stack, pipeline)
+    finally:
+        cdc_json("scale", APP, "1")
+
+
+def _sink_snapshot(stack, pipeline) -> dict:
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    items = {}
+    for page in ddb.get_paginator("scan").paginate(TableName="AppUsers_V2", ConsistentRead=True):
+        for item in page["Items"]:
+            if "_cdc_tombstone" not in item:
+                items[item["UserId"]["S"]] = item
+    return items
+
+
+def test_a_replay_from_the_trim_horizon_changes_no_correct_sink(stack, pipeline):
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    _wait_converged(stack, pipeline)
+    before = _sink_snapshot(stack, pipeline)
+    others = _settled_pictures(stack, ddb, _other_apps(pipeline))
+    kinesis = aws_client("kinesis", stack, pipeline.region)
+    in_stream = sum(1 for _ in read_stream(kinesis, pipeline.table("Users").stream))
+    (report,) = cdc_json("replay", APP, "--from-trim-horizon")
+    print(f"\nreplay of {report['records']} records: {report['seconds']}s, {report}")
+    assert report["records"] == in_stream and report["received"] >= in_stream
+    assert report["dead_lettered"] == 0 and report["stale"] > 0
+    assert _sink_snapshot(stack, pipeline) == before  # every write stale, or a tombstone written again
+    assert {name: _lease_picture(ddb, name) for name in others} == others
+    _wait_converged(stack, pipeline)
+
+
+def test_the_search_index_deleted_is_rebuilt_by_a_replay_of_the_search_app_only(stack, pipeline):
+    from infra.provision import provision
+
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    _wait_converged(stack, pipeline)
+    (index,) = pipeline.indexes
+    search = opensearch_client(stack)
+    documents = search.count(index=index)["count"]
+    assert documents > 0
+    others = _settled_pictures(stack, ddb, ["app-user-management", "workplace-user-v2"])
+    search.indices.delete(index=index)
+    provision(pipeline, stack, discover_apps(pipeline), say=lambda message: None)  # recreated, empty
+    assert search.count(index=index)["count"] == 0
+    (report,) = cdc_json("replay", "workplace-user-search", "--from-trim-horizon")
+    assert report["dead_lettered"] == 0
+    _wait_converged(stack, pipeline, timeout_s=60)
+    search.indices.refresh(index=index)
+    assert search.count(index=index)["count"] == documents
+    assert {name: _lease_picture(ddb, name) for name in others} == others
+
+
+def test_a_replay_at_a_time_reprocesses_exactly_the_records_from_that_second_on(stack, pipeline):
+    kinesis = aws_client("kinesis", stack, pipeline.region)
+    stream = pipeline.table("Users").stream
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    prefix = f"at-{uuid.uuid4().hex[:6]}-"
+    changes = iter(UserChangeGenerator(users=20, seed=9, prefix=prefix).changes(240))
+    apply_changes(users, (next(changes) for _ in range(120)), total=120, progress=False)
+    time.sleep(2.5)
+    middle = datetime.now(UTC)
+    apply_changes(users, changes, total=120, progress=False)
+    _wait_converged(stack, pipeline)
+    (report,) = cdc_json("replay", APP, "--at", middle.isoformat())
+    start = datetime.fromisoformat(report["from"])
+    assert start.timestamp() == int(middle.timestamp())  # whole seconds, as the KCL takes them
+    # the stream itself, read from its start: the records that arrived at or after the start
+    wanted = Counter(r.shard_id for r in read_stream(kinesis, stream) if r.arrival and r.arrival >= start)
+    assert report["records"] == sum(wanted.values())
+    assert report["received"] == sum(wanted.values()), report
+    _wait_converged(stack, pipeline)
+
+
+# ---------------------------------------------------------------------------- error paths
+def _fails(result: subprocess.CompletedProcess, *words: str, code: int = 1) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_an_unknown_app_is_named_with_the_known_ones(stack):
+    _fails(cdc("scale", "no_such_app", "2"), "unknown app 'no_such_app'", "app_user_management")
+
+
+def test_a_time_outside_the_retention_window_is_refused_with_the_window(stack):
+    _fails(cdc("replay", APP, "--at", "2000-01-01T00:00:00Z"), "outside the retention window", "users-changes")
+    _fails(cdc("replay", APP, "--at", "2999-01-01T00:00:00Z"), "outside the retention window")
+
+
+def test_a_time_without_zone_and_a_bad_duration_are_refused(stack):
+    _fails(cdc("replay", APP, "--at", "2026-12-01T10:00:00"), "give a time zone")
+    _fails(cdc("replay", APP, "--since", "ten minutes"), "not a duration", code=2)
+
+
+def test_a_negative_worker_count_is_refused(stack):
+    _fails(cdc("scale", APP, "-1"), "0 or more")
+
+
+def test_a_stack_that_is_down_is_named(stack, tmp_path):
+    import os
+
+    env = dict(
+        os.environ, CDC_STATE_DIR=str(tmp_path), CDC_DYNAMODB_PORT=str(free_port()), CDC_KINESIS_PORT=str(free_port())
+    )
+    _fails(cdc("apps", env=env), "cannot reach", "is the stack up")
+    _fails(cdc("replay", APP, "--since", "1h", env=env), "cannot reach", "is the stack up")
+
+
+def test_a_missing_stream_says_to_provision(stack, pipeline, tmp_path):
+    """A private, empty kinesis-mock: the app's stream does not exist there."""
+    import os
+
+    from infra.stack import components, wait_healthy
+    from targets.config import StackConfig
+
+    env = dict(
+        os.environ,
+        CDC_STATE_DIR=str(tmp_path),
+        CDC_KINESIS_PORT=str(free_port()),
+        CDC_KINESIS_TLS_PORT=str(free_port()),
+    )
+    kinesis = components(StackConfig.from_env(env), pipeline)[1]
+    kinesis.prepare()
+    kinesis.process.start()
+    try:
+        wait_healthy(kinesis, 30)
+        _fails(cdc("replay", APP, "--from-trim-horizon", env=env), "users-changes", "make provision")
+    finally:
+        kinesis.process.stop()
