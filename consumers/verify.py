@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +66,8 @@ class SinkReport:
 
 
 def _compare(sink: str, expected: Contents, actual: Contents) -> SinkReport:
-    def names(keys) -> tuple[str, ...]:
-        return tuple(sorted(str(key) for key in keys))
+    def names(keys: Iterable[Any]) -> tuple[str, ...]:
+        return tuple(sorted(" ".join(key) if isinstance(key, tuple) else str(key) for key in keys))
 
     return SinkReport(
         sink=sink,
