@@ -23,7 +23,7 @@ from typing import Any
 from consumers.runtime.config import AppConfig
 from consumers.runtime.daemon import FAILOVER_MS, worker_id
 from consumers.runtime.overrides import load_overrides, save_overrides
-from infra.leases import Lease, assign, read_leases, wait_expired
+from infra.leases import Lease, assign, read_leases, release_leader_lock, wait_expired
 from infra.processes import ManagedProcess
 from infra.stack import running_workers, wait_healthy, worker, worker_count
 from targets.config import StackConfig, StackError
@@ -96,6 +96,7 @@ class AppWorkers:
         if count < 0:
             raise StackError(f"cannot scale {self.app.name} to {count} workers: the count is 0 or more")
         self.stop(wait_leases=False)
+        release_leader_lock(self.ddb, self.app.name)
         self._save_count(count)
         if count == 0:
             return {}

@@ -185,7 +185,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report, indent=1, default=str))
         else:
-            print("\napps:\n" + table(report["apps"], ("app", "workers", "desired", "state", "dead_letters")))
+            print("\napps:\n" + table(report["apps"], ("app", "workers", "desired", "state", "leader", "dead_letters")))
             print(
                 "\nshards:\n"
                 + table(

@@ -22,7 +22,17 @@ from botocore.exceptions import ClientError
 
 from targets.clients import error_code
 
-__all__ = ["SHARD_END", "Lease", "assign", "delete_all", "read_leases", "save_backup", "wait_expired"]
+__all__ = [
+    "SHARD_END",
+    "Lease",
+    "assign",
+    "delete_all",
+    "leader",
+    "read_leases",
+    "release_leader_lock",
+    "save_backup",
+    "wait_expired",
+]
 
 SHARD_END = "SHARD_END"
 
@@ -113,6 +123,43 @@ def assign(ddb: Any, table: str, owners: Mapping[str, str | None]) -> None:
             ConditionExpression="leaseCounter = :seen",
             ExpressionAttributeValues=values,
         )
+
+
+def _leader_item(ddb: Any, app_name: str) -> dict[str, Any]:
+    try:
+        item = ddb.get_item(TableName=f"{app_name}-CoordinatorState", Key={"key": {"S": "Leader"}}, ConsistentRead=True)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return {}
+        raise
+    found: dict[str, Any] = item.get("Item", {})
+    return found
+
+
+def leader(ddb: Any, app_name: str) -> str | None:
+    """The workerId named by the app's leader lock (`<app>-CoordinatorState`, item ``Leader``).
+    Only the leader assigns leases in KCL 3; a lock left by a worker that is gone holds for its
+    ``leaseDuration`` (2 min in 3.1.3), and until then no expired lease moves."""
+    owner: str | None = _leader_item(ddb, app_name).get("ownerName", {}).get("S")
+    return owner
+
+
+def release_leader_lock(ddb: Any, app_name: str) -> None:
+    """Delete the leader lock while every worker of the app is stopped, so the first worker
+    started leads at once instead of after the old lock's 2 minutes (conditional: a lock
+    taken meanwhile stays)."""
+    item = _leader_item(ddb, app_name)
+    if item:
+        try:
+            ddb.delete_item(
+                TableName=f"{app_name}-CoordinatorState",
+                Key={"key": {"S": "Leader"}},
+                ConditionExpression="recordVersionNumber = :seen",
+                ExpressionAttributeValues={":seen": item["recordVersionNumber"]},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
 
 def save_backup(leases: list[Lease], path: Path) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from consumers.runtime.config import AppConfig
 from consumers.runtime.overrides import load_overrides, save_overrides
 from infra.apps import AppWorkers
-from infra.leases import delete_all, save_backup
+from infra.leases import delete_all, release_leader_lock, save_backup
 from targets.config import StackConfig, StackError
 from targets.kinesis import read_stream
 
@@ -115,6 +115,7 @@ def replay(
     save_backup(leases, backup)
     workers.say(f"  saved its {len(leases)} lease(s) to {backup}; deleting them")
     delete_all(workers.ddb, app.name, leases)
+    release_leader_lock(workers.ddb, app.name)
     overrides = load_overrides(stack.state_dir, app.package)
     save_overrides(stack.state_dir, app.package, replace(overrides, start_at=start.timestamp()))
     started = time.time()

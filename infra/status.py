@@ -9,6 +9,7 @@ from typing import Any
 
 from consumers.runtime.config import AppConfig
 from infra.apps import AppWorkers
+from infra.leases import leader
 from targets.config import StackConfig
 from targets.kinesis import list_shards
 
@@ -28,6 +29,7 @@ def app_row(workers: AppWorkers, dead_letters: int | None) -> dict[str, Any]:
         "desired": desired,
         "state": "stopped (scaled to 0)" if desired == 0 and running == 0 else state,
         "dead_letters": dead_letters,
+        "leader": leader(workers.ddb, app.name),
     }
 
 

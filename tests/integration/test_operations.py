@@ -16,7 +16,7 @@ import pytest
 
 from consumers.runtime.config import discover_apps, load_app
 from consumers.verify import verify
-from infra.leases import read_leases
+from infra.leases import leader, read_leases
 from infra.preflight import free_port
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource, opensearch_client
@@ -118,16 +118,25 @@ def test_scale_spreads_the_leases_evenly_at_every_step(stack, pipeline, load):
 
 
 def test_a_killed_worker_of_two_hands_its_leases_to_the_other(stack, pipeline):
+    """The worker that is not the leader is SIGKILLed: the leader assigns its leases to itself
+    once they expire (failoverTimeMillis 10 s, then assignment rounds). (When the leader dies,
+    KCL 3.1.3 first waits for its 2-minute leader lock: tests/e2e kills that one.)"""
     from infra.stack import worker
 
     app = load_app(APP, pipeline)
     ddb = aws_client("dynamodb", stack, pipeline.region)
     cdc_json("scale", APP, "2")
     try:
-        assert worker(stack, app, 2).process.kill()
+        ids = {n: f"{app.name}-worker-{n}" for n in (1, 2)}
         started = time.monotonic()
-        while {lease.owner for lease in read_leases(ddb, app.name) if not lease.ended} != {f"{app.name}-worker-1"}:
-            assert time.monotonic() - started < 60, "worker 1 did not take the leases over"
+        while leader(ddb, app.name) not in ids.values():  # the lock was released by the scale
+            assert time.monotonic() - started < 30, "no worker took the leader lock"
+            time.sleep(0.5)
+        survivor = next(n for n, wid in ids.items() if wid == leader(ddb, app.name))
+        assert worker(stack, app, 3 - survivor).process.kill()
+        started = time.monotonic()
+        while {lease.owner for lease in read_leases(ddb, app.name) if not lease.ended} != {ids[survivor]}:
+            assert time.monotonic() - started < 120, f"{ids[survivor]} did not take the leases over"
             time.sleep(1)
         print(f"\nleases moved to the surviving worker in {time.monotonic() - started:.1f}s")
         users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
