@@ -60,3 +60,24 @@ def test_a_worker_beyond_the_configured_count_is_stopped_too(tmp_path, command, 
         for proc in (orphan, foreign):
             proc.kill()
             proc.wait()
+
+
+def test_a_scaled_worker_count_outlives_down_and_up_and_clean_forgets_it(tmp_path):
+    from consumers.runtime.config import load_app
+    from consumers.runtime.overrides import Overrides, save_overrides
+    from producer_config import load_pipeline
+
+    pipeline = load_pipeline()
+    stack = StackConfig.from_env({"CDC_STATE_DIR": str(tmp_path / "state")})
+    app = load_app("app_user_management", pipeline)
+
+    def counted() -> int:
+        return sum(
+            1 for c in local_stack.workers(stack, pipeline) if c.process.name.startswith(f"worker-{app.package}-")
+        )
+
+    assert counted() == app.workers  # nothing scaled: app.toml
+    save_overrides(stack.state_dir, app.package, Overrides(workers=3))  # what `cdc scale` keeps
+    assert counted() == 3  # what `make up` starts, after any `make down`
+    local_stack.clean(stack)
+    assert counted() == app.workers
