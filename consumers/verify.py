@@ -34,7 +34,7 @@ from producer_config import PipelineConfig, TableSpec, load_pipeline
 from targets.clients import aws_client, opensearch_client
 from targets.config import StackConfig
 
-__all__ = ["SinkReport", "expected_contents", "verify"]
+__all__ = ["SinkReport", "expected_contents", "verify", "wait_converged"]
 
 Contents = dict[Any, dict[str, Any]]
 
@@ -182,6 +182,22 @@ def verify(stack: StackConfig | None = None, pipeline: PipelineConfig | None = N
         name = app.sink.target if app.sink.type == "dynamodb" else f"{app.sink.type}:{app.sink.target}"
         reports.append(_compare(name, expected, view.actual()))
     return tuple(reports)
+
+
+def wait_converged(
+    stack: StackConfig | None = None,
+    pipeline: PipelineConfig | None = None,
+    *,
+    timeout_s: float = 120,
+    poll_s: float = 2,
+) -> tuple[SinkReport, ...]:
+    """`verify` again until every sink equals its source or ``timeout_s`` passed; the last reports."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reports = verify(stack, pipeline)
+        if all(report.ok for report in reports) or time.monotonic() > deadline:
+            return reports
+        time.sleep(poll_s)
 
 
 def main() -> int:

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from consumers.verify import verify
+from consumers.verify import wait_converged
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args(argv)
-    deadline = time.monotonic() + args.timeout
-    while True:
-        reports = verify()
-        if all(r.ok for r in reports) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    reports = wait_converged(timeout_s=args.timeout, poll_s=1)
     for report in reports:
         print(report)
     return 0 if all(r.ok for r in reports) else 1

@@ -14,26 +14,15 @@ from collections import defaultdict
 
 import pytest
 
-from consumers.verify import verify
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource
 from targets.config import REPO_ROOT
 from targets.kinesis import list_shards, read_stream
+from tests.converge import assert_converges
 
 pytestmark = pytest.mark.stack
 
 APP = "app_user_management"
-
-
-def _converge(stack, pipeline, timeout_s: float = 420) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reports = verify(stack, pipeline)
-        if all(report.ok for report in reports):
-            return
-        if time.monotonic() > deadline:
-            pytest.fail("sinks did not converge:\n" + "\n".join(map(str, reports)))
-        time.sleep(2)
 
 
 def _reshard(kinesis, stream: str, count: int) -> None:
@@ -55,7 +44,7 @@ def _split_if_never_resharded(stack, pipeline, kinesis, stream: str) -> bool:
     apply_changes(users, (next(changes) for _ in range(200)), total=200, progress=False)
     _reshard(kinesis, stream, 2 * pipeline.streams[stream].shards)
     apply_changes(users, changes, total=200, progress=False)
-    _converge(stack, pipeline)
+    assert_converges(stack, pipeline, timeout_s=420)
     return True
 
 
@@ -83,11 +72,11 @@ def test_a_replay_of_a_resharded_stream_reads_every_parent_before_its_children(s
     finally:
         if split:  # back to the shard count of producer_config, which provisioning checks
             _reshard(kinesis, stream, pipeline.streams[stream].shards)
-            _converge(stack, pipeline)
+            assert_converges(stack, pipeline, timeout_s=420)
 
 
 def _replay_and_check_order(stack, pipeline, kinesis, stream: str) -> None:
-    _converge(stack, pipeline)
+    assert_converges(stack, pipeline, timeout_s=420)
     shards = list_shards(kinesis, stream)
     parents = {s["ShardId"]: [p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p] for s in shards}
     in_stream = defaultdict(int)
@@ -111,4 +100,4 @@ def _replay_and_check_order(stack, pipeline, kinesis, stream: str) -> None:
         for parent in its_parents:
             if child in spans and parent in spans:
                 assert spans[parent][1] <= spans[child][0], f"{child} was read before its parent {parent} ended"
-    _converge(stack, pipeline)
+    assert_converges(stack, pipeline, timeout_s=420)

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 import pytest
 
 from consumers.runtime.config import discover_apps, load_app
-from consumers.verify import verify
 from infra.leases import leader, read_leases
 from infra.preflight import free_port
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource, opensearch_client
 from targets.config import REPO_ROOT
 from targets.kinesis import read_stream
+from tests.converge import assert_converges
 
 pytestmark = pytest.mark.stack
 
@@ -43,17 +43,6 @@ def cdc_json(*args: str) -> list | dict:
     result = cdc(*args, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)
-
-
-def _wait_converged(stack, pipeline, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reports = verify(stack, pipeline)
-        if all(report.ok for report in reports):
-            return
-        if time.monotonic() > deadline:
-            pytest.fail("sinks did not converge:\n" + "\n".join(map(str, reports)))
-        time.sleep(2)
 
 
 def _lease_picture(ddb, app_name: str) -> dict[str, tuple]:
@@ -84,7 +73,7 @@ def test_scale_spreads_the_leases_evenly_at_every_step(stack, pipeline, load):
     """1 -> 2 -> 4 -> 1 workers on the 4-shard Users stream: after each step every open lease
     is held, each worker holds the same number; the other apps' leases do not move."""
     ddb = aws_client("dynamodb", stack, pipeline.region)
-    _wait_converged(stack, pipeline)
+    assert_converges(stack, pipeline)
     others = _settled_pictures(stack, ddb, _other_apps(pipeline)) if not load else {}
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     stop = threading.Event()
@@ -112,7 +101,7 @@ def test_scale_spreads_the_leases_evenly_at_every_step(stack, pipeline, load):
         if writer is not None:
             writer.join(timeout=30)
     print(f"\nscale steps (workers, seconds to settle), {'under load' if load else 'idle'}: {timings}")
-    _wait_converged(stack, pipeline)
+    assert_converges(stack, pipeline)
     if not load:  # under load the other apps checkpoint on
         assert {name: _lease_picture(ddb, name) for name in others} == others
 
@@ -142,7 +131,7 @@ def test_a_killed_worker_of_two_hands_its_leases_to_the_other(stack, pipeline):
         users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
         changes = list(UserChangeGenerator(users=30, seed=5, prefix=f"kw-{uuid.uuid4().hex[:6]}-").changes(200))
         apply_changes(users, iter(changes), total=len(changes), progress=False)
-        _wait_converged(stack, pipeline)
+        assert_converges(stack, pipeline)
     finally:
         cdc_json("scale", APP, "1")
 
@@ -159,7 +148,7 @@ def _sink_snapshot(stack, pipeline) -> dict:
 
 def test_a_replay_from_the_trim_horizon_changes_no_correct_sink(stack, pipeline):
     ddb = aws_client("dynamodb", stack, pipeline.region)
-    _wait_converged(stack, pipeline)
+    assert_converges(stack, pipeline)
     before = _sink_snapshot(stack, pipeline)
     others = _settled_pictures(stack, ddb, _other_apps(pipeline))
     kinesis = aws_client("kinesis", stack, pipeline.region)
@@ -170,14 +159,14 @@ def test_a_replay_from_the_trim_horizon_changes_no_correct_sink(stack, pipeline)
     assert report["dead_lettered"] == 0 and report["stale"] > 0
     assert _sink_snapshot(stack, pipeline) == before  # every write stale, or a tombstone written again
     assert {name: _lease_picture(ddb, name) for name in others} == others
-    _wait_converged(stack, pipeline)
+    assert_converges(stack, pipeline)
 
 
 def test_the_search_index_deleted_is_rebuilt_by_a_replay_of_the_search_app_only(stack, pipeline):
     from infra.provision import provision
 
     ddb = aws_client("dynamodb", stack, pipeline.region)
-    _wait_converged(stack, pipeline)
+    assert_converges(stack, pipeline)
     (index,) = pipeline.indexes
     search = opensearch_client(stack)
     documents = search.count(index=index)["count"]
@@ -188,7 +177,7 @@ def test_the_search_index_deleted_is_rebuilt_by_a_replay_of_the_search_app_only(
     assert search.count(index=index)["count"] == 0
     (report,) = cdc_json("replay", "workplace-user-search", "--from-trim-horizon")
     assert report["dead_lettered"] == 0
-    _wait_converged(stack, pipeline, timeout_s=60)
+    assert_converges(stack, pipeline, timeout_s=60)
     search.indices.refresh(index=index)
     assert search.count(index=index)["count"] == documents
     assert {name: _lease_picture(ddb, name) for name in others} == others
@@ -204,7 +193,7 @@ def test_a_replay_at_a_time_reprocesses_exactly_the_records_from_that_second_on(
     time.sleep(2.5)
     middle = datetime.now(UTC)
     apply_changes(users, changes, total=120, progress=False)
-    _wait_converged(stack, pipeline)
+    assert_converges(stack, pipeline)
     (report,) = cdc_json("replay", APP, "--at", middle.isoformat())
     start = datetime.fromisoformat(report["from"])
     assert start.timestamp() == int(middle.timestamp())  # whole seconds, as the KCL takes them
@@ -212,7 +201,7 @@ def test_a_replay_at_a_time_reprocesses_exactly_the_records_from_that_second_on(
     wanted = Counter(r.shard_id for r in read_stream(kinesis, stream) if r.arrival and r.arrival >= start)
     assert report["records"] == sum(wanted.values())
     assert report["received"] == sum(wanted.values()), report
-    _wait_converged(stack, pipeline)
+    assert_converges(stack, pipeline)
 
 
 # ---------------------------------------------------------------------------- error paths

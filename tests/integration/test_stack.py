@@ -18,13 +18,13 @@ import orjson
 import pytest
 
 from consumers.runtime.config import discover_apps
-from consumers.verify import verify
 from infra.preflight import free_port
 from infra.provision import provision
 from infra.stack import components, wait_healthy, workers
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource, opensearch_client
 from targets.config import REPO_ROOT
+from tests.converge import assert_converges
 from tests.integration.streams import StreamFollower
 
 pytestmark = pytest.mark.stack
@@ -232,18 +232,7 @@ def test_kinesis_killed_before_saving_what_it_acknowledged_the_relay_writes_it_a
     # end): changes made now reach every sink
     later = list(UserChangeGenerator(users=40, seed=7, prefix=f"{prefix}later-").changes(100))
     apply_changes(users_table, iter(later), total=len(later), progress=False)
-    _wait_until_sinks_equal_users(stack, pipeline, timeout_s=300)
-
-
-def _wait_until_sinks_equal_users(stack, pipeline, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reports = verify(stack, pipeline)
-        if all(report.ok for report in reports):
-            return
-        if time.monotonic() > deadline:
-            pytest.fail("sinks did not converge:\n" + "\n".join(map(str, reports)))
-        time.sleep(2)
+    assert_converges(stack, pipeline, timeout_s=300)
 
 
 def _block(path: Path, timeout_s: float = 30) -> None:
