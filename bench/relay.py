@@ -19,11 +19,11 @@ import tempfile
 import threading
 import time
 
+from infra.components import components, wait_healthy
 from infra.preflight import free_port
 from infra.provision import provision
 from infra.relay import Relay
 from infra.relay_format import put_rounds
-from infra.stack import components, wait_healthy
 from producer_config import load_pipeline
 from scripts.generate_changes import UserChangeGenerator
 from targets.clients import aws_client, aws_resource

@@ -23,9 +23,10 @@ from typing import Any
 from consumers.runtime.config import AppConfig
 from consumers.runtime.daemon import FAILOVER_MS, worker_id
 from consumers.runtime.overrides import load_overrides, save_overrides
+from infra.components import wait_healthy
 from infra.leases import Lease, assign, read_leases, release_leader_lock, wait_expired
 from infra.processes import ManagedProcess
-from infra.stack import running_workers, wait_healthy, worker, worker_count
+from infra.stack import running_workers, worker, worker_count
 from targets.config import StackConfig, StackError
 
 __all__ = ["AppWorkers", "StopReport"]

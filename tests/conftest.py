@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from infra import stack as local_stack
+from infra.components import components
 from producer_config import PipelineConfig, load_pipeline
 from targets.config import StackConfig, Target
 
@@ -25,7 +26,7 @@ def stack(pipeline: PipelineConfig):
     config = StackConfig.from_env()
     if config.target is not Target.LOCAL:
         pytest.fail(f"the integration tests run against the local stack, not CDC_TARGET={config.target.value}")
-    running = [c for c in local_stack.components(config, pipeline) if c.process.pid() is not None]
+    running = [c for c in components(config, pipeline) if c.process.pid() is not None]
     local_stack.up(config, pipeline)
     yield config
     if not running:

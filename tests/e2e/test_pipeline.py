@@ -184,7 +184,8 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
     while changes flow; another worker (another workerId) takes its expired leases over and
     resumes from the checkpoints; every sink ends equal to Users."""
     from consumers.runtime.config import load_app
-    from infra.stack import up, wait_healthy, worker
+    from infra.components import wait_healthy
+    from infra.stack import up, worker
 
     app = load_app("app_user_management", pipeline)
     first, second = worker(stack, app, 1), worker(stack, app, 2)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.components import components, wait_healthy
 from infra.preflight import free_port
-from infra.stack import components, wait_healthy
 from targets.clients import aws_client
 from targets.config import StackConfig
 from targets.kinesis_mock import SnapshotWatch

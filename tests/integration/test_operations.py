@@ -243,7 +243,7 @@ def test_a_missing_stream_says_to_provision(stack, pipeline, tmp_path):
     """A private, empty kinesis-mock: the app's stream does not exist there."""
     import os
 
-    from infra.stack import components, wait_healthy
+    from infra.components import components, wait_healthy
     from targets.config import StackConfig
 
     env = dict(

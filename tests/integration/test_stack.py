@@ -18,9 +18,10 @@ import orjson
 import pytest
 
 from consumers.runtime.config import discover_apps
+from infra.components import components, wait_healthy
 from infra.preflight import free_port
 from infra.provision import provision
-from infra.stack import components, wait_healthy, workers
+from infra.stack import workers
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource, opensearch_client
 from targets.config import REPO_ROOT

