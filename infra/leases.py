@@ -81,6 +81,7 @@ def wait_expired(
     stood still for ``failover_s`` (the KCL's own expiry rule), or it has another owner."""
     owners = set(owners)
     seen: dict[str, tuple[int, float]] = {}
+    told = -1
     while True:
         now = time.monotonic()
         waiting = []
@@ -95,9 +96,11 @@ def wait_expired(
                 waiting.append(lease.shard_id)
         if not waiting:
             return
-        tick(
-            f"{len(waiting)} lease(s) still owned by a stopped worker; they expire {failover_s:.0f}s after their last renewal"
-        )
+        if len(waiting) != told:
+            told = len(waiting)
+            tick(
+                f"  waiting for {told} lease(s) of the stopped workers to expire ({failover_s:.0f}s after their last renewal)"
+            )
         time.sleep(1.0)
 
 

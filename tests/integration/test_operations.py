@@ -136,6 +136,27 @@ def test_a_killed_worker_of_two_hands_its_leases_to_the_other(stack, pipeline):
         cdc_json("scale", APP, "1")
 
 
+def test_stop_waits_for_the_leases_to_expire_and_start_brings_the_app_back(stack, pipeline):
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    app = load_app(APP, pipeline)
+    result = cdc("stop", APP)
+    assert result.returncode == 0, result.stderr
+    assert "waited for each processor to checkpoint" in result.stderr
+    (row,) = [r for r in cdc_json("apps") if r["package"] == APP]
+    assert row["workers"] == 0 and row["state"] == "stopped"
+    counters = {lease.shard_id: lease.counter for lease in read_leases(ddb, app.name)}
+    time.sleep(3)  # nobody renews them any more
+    assert {lease.shard_id: lease.counter for lease in read_leases(ddb, app.name)} == counters
+    result = cdc("start", APP)
+    assert result.returncode == 0, result.stderr
+    (row,) = [r for r in cdc_json("apps") if r["package"] == APP]
+    assert row["state"] == "running"
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=10, seed=8, prefix=f"ss-{uuid.uuid4().hex[:6]}-").changes(50))
+    apply_changes(users, iter(changes), total=len(changes), progress=False)
+    assert_converges(stack, pipeline)
+
+
 def _sink_snapshot(stack, pipeline) -> dict:
     ddb = aws_client("dynamodb", stack, pipeline.region)
     items = {}
