@@ -1,5 +1,6 @@
-"""The local stack's servers as processes: DynamoDB Local, kinesis-mock, OpenSearch and the
-relay (`components`), how each is checked healthy, and `wait_healthy`."""
+"""The stack's servers as processes (`components`), how each is checked healthy, and
+`wait_healthy`. The local stack: DynamoDB Local, kinesis-mock, OpenSearch and the relay.
+LocalStack: LocalStack (`infra.localstack`; external when it is not ours) and OpenSearch."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import localstack
 from infra.processes import ManagedProcess
 from producer_config import PipelineConfig
 from targets.clients import aws_client
-from targets.config import REPO_ROOT, StackConfig, StackError
+from targets.config import REPO_ROOT, StackConfig, StackError, Target
 
 __all__ = ["NODE_MODULES", "Component", "components", "wait_healthy"]
 
@@ -31,6 +33,8 @@ class Component:
     tools: tuple[str, ...]
     healthy: Callable[[], bool]
     prepare: Callable[[], None] = lambda: None
+    after_provision: bool = False  # started once the tables and streams exist (the relay)
+    external: str | None = None  # not ours to start or stop: who runs it (e.g. "docker")
 
 
 def _dynamodb_local_dir() -> Path:
@@ -53,7 +57,9 @@ def _prepare(data_dir: Path, *installed: tuple[Path, str]) -> None:
 
 
 def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
-    """The processes of the local stack, in start order."""
+    """The stack's processes, in start order: the local stack's, or LocalStack's."""
+    if stack.target is Target.LOCALSTACK:
+        return _localstack(stack, pipeline), _opensearch(stack)
     pids, logs, data = stack.pid_dir, stack.log_dir, stack.data_dir
 
     def managed(name: str, command: list[str], marker: str, **kwargs) -> ManagedProcess:
@@ -140,11 +146,31 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         prepare=lambda: _prepare(kinesis_data, (kinesis_pkg / "main.js", "kinesis-mock")),
     )
 
-    os_base = data / "opensearch"
-    opensearch = Component(
+    opensearch = _opensearch(stack)
+
+    relay = Component(
         process=managed(
+            "relay",
+            [sys.executable, "-m", "infra.relay", "--state-dir", str(stack.state_dir)],
+            marker=f"infra.relay --state-dir {stack.state_dir}",
+            cwd=REPO_ROOT,
+        ),
+        title="Change relay (DynamoDB Streams -> Kinesis)",
+        endpoint=f"{stack.dynamodb_endpoint} -> {stack.kinesis_endpoint}",
+        ports=(),
+        tools=(),
+        healthy=lambda: _heartbeat_fresh(stack.relay_dir / "heartbeat"),
+        after_provision=True,
+    )
+    return dynamodb, kinesis, opensearch, relay
+
+
+def _opensearch(stack: StackConfig) -> Component:
+    os_base = stack.data_dir / "opensearch"
+    return Component(
+        process=ManagedProcess(
             "opensearch",
-            [
+            (
                 "java",
                 f"-Xms{stack.opensearch_heap}",
                 f"-Xmx{stack.opensearch_heap}",
@@ -160,8 +186,10 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
                 str(stack.opensearch_port - 1),
                 "-clusterName",
                 "cdc-local",
-            ],
+            ),
             marker=str(os_base),
+            pid_file=stack.pid_dir / "opensearch.pid",
+            log_file=stack.log_dir / "opensearch.log",
         ),
         title="OpenSearch",
         endpoint=stack.opensearch_url,
@@ -174,20 +202,30 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         prepare=lambda: _write_opensearch_yml(stack, os_base),
     )
 
-    relay = Component(
-        process=managed(
-            "relay",
-            [sys.executable, "-m", "infra.relay", "--state-dir", str(stack.state_dir)],
-            marker=f"infra.relay --state-dir {stack.state_dir}",
-            cwd=REPO_ROOT,
-        ),
-        title="Change relay (DynamoDB Streams -> Kinesis)",
-        endpoint=f"{stack.dynamodb_endpoint} -> {stack.kinesis_endpoint}",
-        ports=(),
-        tools=(),
-        healthy=lambda: _heartbeat_fresh(stack.relay_dir / "heartbeat"),
+
+def _localstack(stack: StackConfig, pipeline: PipelineConfig) -> Component:
+    """LocalStack: ours in host mode, or the one running already (`infra.localstack`)."""
+    process = localstack.host_process(stack)
+    mode = localstack.current_mode(stack)
+
+    def healthy() -> bool:
+        # LocalStack starts kinesis-mock at the first Kinesis call: health waits for that too
+        return localstack.serves_our_services(localstack.health(stack)) and _aws_answers(
+            lambda: aws_client("kinesis", stack, pipeline.region).list_streams(Limit=1)
+        )
+
+    return Component(
+        process=process,
+        title=f"LocalStack {localstack.LOCALSTACK_VERSION} (host mode)"
+        if mode is localstack.Mode.HOST
+        else "LocalStack",
+        endpoint=stack.localstack_endpoint,
+        ports=((int(stack.localstack_host.rsplit(":", 1)[1]), "LOCALSTACK_HOST"),),
+        tools=("java", "node"),
+        healthy=healthy,
+        prepare=lambda: localstack.prepare_root(stack, _dynamodb_local_dir()),
+        external=None if mode is localstack.Mode.HOST else mode.value,
     )
-    return dynamodb, kinesis, opensearch, relay
 
 
 def _write_opensearch_yml(stack: StackConfig, base: Path) -> None:

@@ -38,6 +38,7 @@ TOOLS = (
     Tool("node", "the Kinesis emulator (kinesis-mock)", 18, ("--version",)),
     Tool("npm", "installing the Kinesis emulator and DynamoDB Local"),
     Tool("mvn", "downloading the OpenSearch node and event-ruler jars from Maven Central"),
+    Tool("patch", "applying infra/localstack/patches to LocalStack (host mode) at install"),
 )
 
 

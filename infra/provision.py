@@ -168,7 +168,10 @@ def _ensure_destination(ddb, table: TableSpec, stream_arn: str, precision: str, 
     current = ddb.describe_kinesis_streaming_destination(TableName=table.name)
     for destination in current.get("KinesisDataStreamDestinations", []):
         if destination["StreamArn"] == stream_arn and destination["DestinationStatus"] in ("ACTIVE", "ENABLING"):
-            if destination.get("ApproximateCreationDateTimePrecision", "MILLISECOND") != precision:
+            # LocalStack reports no precision (and writes whole seconds whatever was asked):
+            # nothing to compare, so nothing to update
+            reported = destination.get("ApproximateCreationDateTimePrecision")
+            if reported is not None and reported != precision:
                 ddb.update_kinesis_streaming_destination(
                     TableName=table.name,
                     StreamArn=stream_arn,

@@ -2,7 +2,8 @@
 `clean` over them and the servers (`infra.components`).
 
 Component order matters only for the relay (it needs the provisioned tables and streams);
-the three servers start together and are then waited for one by one.
+the servers start together and are then waited for one by one. On LocalStack the servers are
+LocalStack (ours in host mode, or run by Docker compose or by you) and OpenSearch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 from consumers.runtime.config import AppConfig, discover_apps
 from consumers.runtime.overrides import load_overrides
+from infra import localstack
 from infra.components import Component, components, wait_healthy
 from infra.preflight import check_port_free, check_tools
 from infra.processes import ManagedProcess, running_commands
@@ -98,43 +100,53 @@ def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None)
     stack = stack or StackConfig.from_env()
     pipeline = pipeline or load_pipeline()
     apps = discover_apps(pipeline)
-    if stack.target is not Target.LOCAL:
+    if stack.target is Target.AWS:
         _say(f"target {stack.target.value}: starting nothing, provisioning the external endpoints")
         provision(pipeline, stack, apps, say=_say)
         return
     started = time.monotonic()
     servers = components(stack, pipeline)
     consumers = workers(stack, pipeline)
-    to_start = [c for c in servers + consumers if c.process.pid() is None]
+    to_start = [c for c in servers + consumers if c.external is None and c.process.pid() is None]
     check_tools(tuple({tool for c in to_start for tool in c.tools}))
     for component in to_start:
         for port, variable in component.ports:
             check_port_free(stack.bind_host, port, component.title, variable)
         component.prepare()
-    relay = servers[-1]
-    for component in servers[:-1]:
-        if component in to_start:
+    first = [c for c in servers if not c.after_provision]
+    for component in first:
+        if component.external == localstack.Mode.DOCKER.value:
+            localstack.compose(stack, "up", "-d", "--wait", "localstack")
+        elif component in to_start:
             component.process.start()
-    for component in servers[:-1]:
+    for component in first:
         wait_healthy(component, stack.health_timeout_s)
-        _say(f"  up  {component.title:<44} {component.endpoint}")
+        _say(f"  up  {component.title:<44} {component.endpoint}{_run_by(component)}")
     provision(pipeline, stack, apps, say=_say)
-    for component in (relay, *consumers):
+    rest = [c for c in servers if c.after_provision] + list(consumers)
+    for component in rest:
         component.process.start()
-    for component in (relay, *consumers):
+    for component in rest:
         wait_healthy(component, stack.health_timeout_s)
         _say(f"  up  {component.title:<44} {component.endpoint}")
     _say(f"stack ready in {time.monotonic() - started:.1f}s (state: {stack.state_dir})")
 
 
+def _run_by(component: Component) -> str:
+    return f"  (run by {component.external}, not by cdc)" if component.external else ""
+
+
 def down(stack: StackConfig | None = None) -> None:
     """Stop every component, consumers and relay first; data stays. Every worker of the stack
-    is found by its command line (`running_workers`), however many the apps configure now."""
+    is found by its command line (`running_workers`), however many the apps configure now.
+    A LocalStack this project did not start is left running; one it started with Docker
+    compose is stopped with it."""
     stack = stack or StackConfig.from_env()
     pipeline = load_pipeline()
     configured = {c.process.name: c.process for c in workers(stack, pipeline)}
     consumers = {**configured, **{p.name: p for p in running_workers(stack)}}
-    servers = {c.process.name: c.process for c in reversed(components(stack, pipeline))}
+    server_components = tuple(reversed(components(stack, pipeline)))
+    servers = {c.process.name: c.process for c in server_components if c.external is None}
     running = {name for name, process in {**consumers, **servers}.items() if process.pid() is not None}
     for process in consumers.values():  # in parallel: each one's graceful shutdown checkpoints
         process.signal_stop()
@@ -142,12 +154,23 @@ def down(stack: StackConfig | None = None) -> None:
         process.stop(timeout_s=45)
         extra = "" if name in configured or name in servers else " (not in the apps' configuration now)"
         _say(f"  {'stopped' if name in running else 'not running':<12} {name}{extra}")
+    for component in server_components:
+        if component.external == localstack.Mode.DOCKER.value:
+            localstack.compose(stack, "stop")
+            _say(f"  stopped      {component.process.name} (docker compose)")
+        elif component.external:
+            _say(f"  left running {component.title} at {component.endpoint}{_run_by(component)}")
 
 
 def clean(stack: StackConfig | None = None) -> None:
     """Stop everything and wipe the state folder (data, logs, relay positions)."""
     stack = stack or StackConfig.from_env()
     down(stack)
+    for component in components(stack, load_pipeline()):
+        if component.external == localstack.Mode.DOCKER.value:
+            localstack.compose(stack, "down", "--volumes")
+        elif component.external:
+            _say(f"  kept         the tables and streams of {component.title} at {component.endpoint} (not ours)")
     shutil.rmtree(stack.state_dir, ignore_errors=True)
     _say(f"  removed {stack.state_dir}")
 
@@ -157,15 +180,16 @@ def status(stack: StackConfig | None = None) -> bool:
     stack = stack or StackConfig.from_env()
     pipeline = load_pipeline()
     all_up = True
-    print("components:")
+    print(f"components (target {stack.target.value}):")
     for component in components(stack, pipeline) + workers(stack, pipeline):
         pid = component.process.pid()
-        state = "up" if pid is not None and component.healthy() else ("starting" if pid else "down")
+        if component.external:
+            state = "up" if component.healthy() else "down"
+        else:
+            state = "up" if pid is not None and component.healthy() else ("starting" if pid else "down")
         all_up &= state == "up"
-        print(
-            f"  {state:<8} {component.title:<44} {component.endpoint:<28} pid={pid or '-':<8} "
-            f"log={component.process.log_file}"
-        )
+        where = f"run by {component.external}" if component.external else f"log={component.process.log_file}"
+        print(f"  {state:<8} {component.title:<44} {component.endpoint:<28} pid={pid or '-':<8} {where}")
     for table in pipeline.source_tables if stack.target is Target.LOCAL else ():
         for gap in RelayPosition.load(stack.relay_dir / f"{table.name}.json").gaps:
             print(
@@ -173,7 +197,16 @@ def status(stack: StackConfig | None = None) -> bool:
                 f"{gap['after']} were trimmed before they were relayed (detected {gap['detected']}); "
                 "run `make verify`"
             )
+    if stack.target is Target.LOCALSTACK:
+        print(ONE_SHARD_NOTE)
     if all_up:
         for line in describe_resources(pipeline, stack):
             print(line)
     return all_up
+
+
+ONE_SHARD_NOTE = (
+    "note: LocalStack's streaming destination puts every change of a table on one shard (partition key\n"
+    "      md5(table + hash key name)): each change stream fills one shard whatever its shard count, so\n"
+    "      more than one worker per app adds no throughput here (on AWS the key is the item's key)."
+)

@@ -30,8 +30,11 @@ def _session_and_kwargs(service: str, stack: StackConfig, region: str):
     if stack.target is Target.AWS:
         return boto3.session.Session(), {"region_name": os.environ.get("AWS_REGION", region)}
     if stack.target is Target.LOCALSTACK and not stack.aws_endpoint:
-        # localstack-client honours LOCALSTACK_HOST (host:port of the edge endpoint, default :4566).
-        return localstack_client.session.Session(region_name=region), {}
+        # every service on LocalStack's one gateway (stack.localstack_endpoint)
+        session = localstack_client.session.Session(
+            region_name=region, localstack_host=stack.localstack_host, **LOCAL_CREDENTIALS
+        )
+        return session, {}
     endpoint = stack.kinesis_endpoint if service == "kinesis" else stack.dynamodb_endpoint
     return boto3.session.Session(), {"endpoint_url": endpoint, "region_name": region, **LOCAL_CREDENTIALS}
 

@@ -5,15 +5,17 @@ README's configuration reference); defaults give the local stack on 127.0.0.1.
 
 Targets (``CDC_TARGET``, or ``STACK`` in the Makefile):
   local       processes started by this project: DynamoDB Local, kinesis-mock, OpenSearch, relay;
-  localstack  LocalStack's single endpoint (LOCALSTACK_HOST, default localhost:4566, or any
-              CDC_AWS_ENDPOINT) with its native streaming destination, OpenSearch as a sibling
-              (default http://localhost:9200);
+  localstack  LocalStack's single endpoint (LOCALSTACK_HOST, default 127.0.0.1:4566) with its
+              native streaming destination; the one already answering there, else one started
+              with Docker compose or in host mode (infra/localstack.py); OpenSearch is the
+              project's own node, as on the local stack. State: .state-localstack/;
   aws         real AWS through the default credential chain; CDC_OPENSEARCH_URL must be set.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -48,6 +50,7 @@ class StackConfig:
     opensearch_port: int
     opensearch_transport_port: int
     aws_endpoint: str | None  # a single AWS-style endpoint (MiniStack, Floci, ...); None elsewhere
+    localstack_host: str  # host:port of LocalStack's gateway (LOCALSTACK_HOST)
     opensearch_url_override: str | None
     health_timeout_s: float
     opensearch_heap: str
@@ -66,10 +69,14 @@ class StackConfig:
         except ValueError:
             raise StackError(f"CDC_TARGET={env['CDC_TARGET']!r}: expected one of {[t.value for t in Target]}") from None
         aws_endpoint = env.get("CDC_AWS_ENDPOINT") or None
+        default_state = REPO_ROOT / (".state-localstack" if target is Target.LOCALSTACK else ".state")
+        localstack_host = env.get("LOCALSTACK_HOST", "127.0.0.1:4566")
+        if not re.fullmatch(r"[\w.\-]+:\d{1,5}", localstack_host):
+            raise StackError(f"LOCALSTACK_HOST={localstack_host!r}: expected host:port, e.g. 127.0.0.1:4566")
         return cls(
             target=target,
             bind_host=env.get("CDC_BIND_HOST", "127.0.0.1"),
-            state_dir=Path(env.get("CDC_STATE_DIR", REPO_ROOT / ".state")).resolve(),
+            state_dir=Path(env.get("CDC_STATE_DIR", default_state)).resolve(),
             deps_dir=Path(env.get("CDC_DEPS_DIR", REPO_ROOT / ".deps")).resolve(),
             dynamodb_port=port("CDC_DYNAMODB_PORT", 8000),
             kinesis_port=port("CDC_KINESIS_PORT", 4567),
@@ -77,6 +84,7 @@ class StackConfig:
             opensearch_port=port("CDC_OPENSEARCH_PORT", 9200),
             opensearch_transport_port=port("CDC_OPENSEARCH_TRANSPORT_PORT", 9300),
             aws_endpoint=aws_endpoint,
+            localstack_host=localstack_host,
             opensearch_url_override=env.get("CDC_OPENSEARCH_URL"),
             health_timeout_s=float(env.get("CDC_HEALTH_TIMEOUT", "90")),
             opensearch_heap=env.get("CDC_OPENSEARCH_HEAP", "512m"),
@@ -89,21 +97,40 @@ class StackConfig:
 
     @property
     def kinesis_snapshot(self) -> Path:
-        """The file kinesis-mock saves all its data to (PERSIST_PATH/kinesis-data.json)."""
+        """The file kinesis-mock saves all its data to: PERSIST_PATH/kinesis-data.json on the local
+        stack; on LocalStack in host mode, its engine's file for the default account."""
+        if self.target is Target.LOCALSTACK:
+            return self.localstack_root / "var" / "lib" / "localstack" / "state" / "kinesis" / "000000000000.json"
         return self.data_dir / "kinesis" / "kinesis-data.json"
+
+    @property
+    def localstack_root(self) -> Path:
+        """LocalStack's FILESYSTEM_ROOT in host mode (its engines, their data, its cache)."""
+        return self.state_dir / "localstack"
+
+    @property
+    def localstack_endpoint(self) -> str:
+        return f"http://{self.localstack_host}"
 
     # ---------------------------------------------------------------- endpoints per service
     @property
     def dynamodb_endpoint(self) -> str | None:
         if self.target is Target.LOCAL:
             return f"http://{self.bind_host}:{self.dynamodb_port}"
-        return self.aws_endpoint
+        return self._single_endpoint
 
     @property
     def kinesis_endpoint(self) -> str | None:
         if self.target is Target.LOCAL:
             return f"http://{self.bind_host}:{self.kinesis_port}"
-        return self.aws_endpoint
+        return self._single_endpoint
+
+    @property
+    def _single_endpoint(self) -> str | None:
+        """LocalStack's gateway, or CDC_AWS_ENDPOINT; None on AWS (the SDKs' own endpoints)."""
+        if self.aws_endpoint or self.target is Target.AWS:
+            return self.aws_endpoint
+        return self.localstack_endpoint
 
     @property
     def opensearch_url(self) -> str:
@@ -111,8 +138,7 @@ class StackConfig:
             return self.opensearch_url_override
         if self.target is Target.AWS:
             raise StackError("CDC_TARGET=aws needs CDC_OPENSEARCH_URL (your OpenSearch domain endpoint)")
-        host = self.bind_host if self.target is Target.LOCAL else "localhost"
-        return f"http://{host}:{self.opensearch_port}"
+        return f"http://{self.bind_host}:{self.opensearch_port}"
 
     # ------------------------------------------------------------------------- state layout
     @property

@@ -108,6 +108,8 @@ def durability_for(stack, kinesis, stream_name: str) -> Durability:
     from targets.config import Target
     from targets.kinesis_mock import KinesisMockDurability
 
-    if stack.target is Target.LOCAL:
+    # LocalStack's engine is kinesis-mock too; when this project runs it (host mode) its
+    # snapshot is visible, so the same gate applies. A LocalStack run elsewhere is trusted.
+    if stack.target is Target.LOCAL or (stack.target is Target.LOCALSTACK and stack.localstack_root.is_dir()):
         return KinesisMockDurability(kinesis, stream_name, stack.kinesis_snapshot)
     return KinesisDurability(kinesis, stream_name)
