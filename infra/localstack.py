@@ -1,6 +1,7 @@
 """LocalStack as the stack's AWS: the one already answering, else Docker compose, else host mode.
 
-`make up STACK=localstack` (``cdc up`` with ``CDC_TARGET=localstack``) picks, in this order:
+`make up STACK=localstack` (``cdc up`` with ``CDC_TARGET=localstack``) picks, in this order
+(or as ``CDC_LOCALSTACK_MODE=external|docker|host`` says):
 
 1. **external**: something answers ``/_localstack/health`` at ``LOCALSTACK_HOST`` (say your own
    Docker LocalStack). It is used as it is and never stopped by ``cdc down``.
@@ -106,7 +107,10 @@ def choose_mode(
     answers: Callable[[], bool],
     docker: Callable[[], bool],
 ) -> Mode:
-    """Where LocalStack comes from this time (see the module's docstring for the order)."""
+    """Where LocalStack comes from this time (see the module's docstring for the order), unless
+    CDC_LOCALSTACK_MODE names one."""
+    if stack.localstack_mode != "auto":
+        return Mode(stack.localstack_mode)
     if ours_running:
         return Mode.HOST
     if answers():

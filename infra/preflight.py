@@ -8,6 +8,7 @@ port, what needs it, and what to do.
 from __future__ import annotations
 
 import errno
+import random
 import re
 import shutil
 import socket
@@ -15,9 +16,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from targets.config import StackError
+from targets.config import OPENSEARCH_MAX_HTTP_PORT, StackError
 
-__all__ = ["PreflightError", "Tool", "TOOLS", "check_tools", "check_port_free", "free_port"]
+__all__ = ["PreflightError", "Tool", "TOOLS", "check_tools", "check_port_free", "free_opensearch_port", "free_port"]
 
 
 class PreflightError(StackError):
@@ -92,6 +93,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def free_opensearch_port(host: str = "127.0.0.1") -> int:
+    """A free port the local OpenSearch node can serve HTTP on (9201-9299; see StackConfig)."""
+    for candidate in random.sample(range(9201, OPENSEARCH_MAX_HTTP_PORT + 1), OPENSEARCH_MAX_HTTP_PORT - 9200):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    raise PreflightError(f"no free port in 9201-{OPENSEARCH_MAX_HTTP_PORT} for a private OpenSearch node")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from consumers.shared.errors import CdcError
 __all__ = ["REPO_ROOT", "StackConfig", "StackError", "Target"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+OPENSEARCH_MAX_HTTP_PORT = 9299
 
 
 class StackError(CdcError):
@@ -51,6 +52,7 @@ class StackConfig:
     opensearch_transport_port: int
     aws_endpoint: str | None  # a single AWS-style endpoint (MiniStack, Floci, ...); None elsewhere
     localstack_host: str  # host:port of LocalStack's gateway (LOCALSTACK_HOST)
+    localstack_mode: str  # auto | external | docker | host (CDC_LOCALSTACK_MODE; infra/localstack.py)
     opensearch_url_override: str | None
     health_timeout_s: float
     opensearch_heap: str
@@ -73,6 +75,16 @@ class StackConfig:
         localstack_host = env.get("LOCALSTACK_HOST", "127.0.0.1:4566")
         if not re.fullmatch(r"[\w.\-]+:\d{1,5}", localstack_host):
             raise StackError(f"LOCALSTACK_HOST={localstack_host!r}: expected host:port, e.g. 127.0.0.1:4566")
+        opensearch_port = port("CDC_OPENSEARCH_PORT", 9200)
+        if not 1 < opensearch_port <= OPENSEARCH_MAX_HTTP_PORT:
+            # org.codelibs OpenSearchRunner looks for a free HTTP port in (base, 9299] only
+            raise StackError(
+                f"CDC_OPENSEARCH_PORT={opensearch_port}: the local OpenSearch node serves HTTP on ports up to "
+                f"{OPENSEARCH_MAX_HTTP_PORT} only; pick one in 9200-{OPENSEARCH_MAX_HTTP_PORT}"
+            )
+        localstack_mode = env.get("CDC_LOCALSTACK_MODE", "auto")
+        if localstack_mode not in ("auto", "external", "docker", "host"):
+            raise StackError(f"CDC_LOCALSTACK_MODE={localstack_mode!r}: expected auto, external, docker or host")
         return cls(
             target=target,
             bind_host=env.get("CDC_BIND_HOST", "127.0.0.1"),
@@ -81,10 +93,11 @@ class StackConfig:
             dynamodb_port=port("CDC_DYNAMODB_PORT", 8000),
             kinesis_port=port("CDC_KINESIS_PORT", 4567),
             kinesis_tls_port=port("CDC_KINESIS_TLS_PORT", 4568),
-            opensearch_port=port("CDC_OPENSEARCH_PORT", 9200),
+            opensearch_port=opensearch_port,
             opensearch_transport_port=port("CDC_OPENSEARCH_TRANSPORT_PORT", 9300),
             aws_endpoint=aws_endpoint,
             localstack_host=localstack_host,
+            localstack_mode=localstack_mode,
             opensearch_url_override=env.get("CDC_OPENSEARCH_URL"),
             health_timeout_s=float(env.get("CDC_HEALTH_TIMEOUT", "90")),
             opensearch_heap=env.get("CDC_OPENSEARCH_HEAP", "512m"),

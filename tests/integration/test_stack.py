@@ -19,7 +19,7 @@ import pytest
 
 from consumers.runtime.config import discover_apps
 from infra.components import components, wait_healthy
-from infra.preflight import free_port
+from infra.preflight import free_opensearch_port, free_port
 from infra.provision import provision
 from infra.stack import workers
 from scripts.generate_changes import UserChangeGenerator, apply_changes
@@ -304,7 +304,7 @@ def _make_up(tmp_path: Path, path_env: str, **ports: int) -> subprocess.Complete
         "CDC_DYNAMODB_PORT": str(ports.get("dynamodb", free_port())),
         "CDC_KINESIS_PORT": str(free_port()),
         "CDC_KINESIS_TLS_PORT": str(free_port()),
-        "CDC_OPENSEARCH_PORT": str(free_port()),
+        "CDC_OPENSEARCH_PORT": str(free_opensearch_port()),
         "CDC_OPENSEARCH_TRANSPORT_PORT": str(free_port()),
     }
     make = shutil.which("make")

@@ -1,0 +1,52 @@
+"""The LocalStack stack for tests/localstack: LocalStack in host mode (the path CI can run),
+the project's OpenSearch node and the three apps' workers, on ports and a state folder of its
+own. `make test` runs this package in a second pytest session, after the local stack's, so the
+two stacks never compete for the two cores.
+
+The environment is set for the whole session (os.environ), so every `cdc` command and worker a
+test starts reaches this stack, exactly as `make ... STACK=localstack` would.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from infra import stack as stacks
+from infra.preflight import free_opensearch_port, free_port
+from producer_config import PipelineConfig, load_pipeline
+from targets.config import StackConfig, Target
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> PipelineConfig:
+    return load_pipeline()
+
+
+@pytest.fixture(scope="session")
+def stack(pipeline: PipelineConfig, tmp_path_factory):
+    env = {
+        "CDC_TARGET": "localstack",
+        "CDC_LOCALSTACK_MODE": "host",
+        "LOCALSTACK_HOST": f"127.0.0.1:{free_port()}",
+        "CDC_STATE_DIR": str(tmp_path_factory.mktemp("localstack-stack")),
+        "CDC_OPENSEARCH_PORT": str(free_opensearch_port()),
+        "CDC_OPENSEARCH_TRANSPORT_PORT": str(free_port()),
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    config = StackConfig.from_env()
+    assert config.target is Target.LOCALSTACK
+    print(f"\nLocalStack test stack at {config.localstack_endpoint}, state {config.state_dir}", file=sys.stderr)
+    try:
+        stacks.up(config, pipeline)
+        yield config
+    finally:
+        stacks.down(config)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,261 @@
+"""The pipeline on LocalStack 4.9.2 in host mode: the same code path as the local stack, driven
+by the endpoint; the native streaming destination instead of the relay.
+
+The oracle is `consumers.verify` (every sink recomputed from Users). Run by `make test` in its
+own session (tests/localstack/conftest.py starts the stack on private ports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from consumers.runtime.config import discover_apps, load_app
+from infra import localstack
+from infra import stack as stacks
+from infra.components import components
+from infra.provision import provision
+from scripts.generate_changes import UserChangeGenerator, apply_changes
+from targets.clients import aws_client, aws_resource
+from targets.config import REPO_ROOT
+from targets.kinesis import read_stream
+from tests.converge import assert_converges
+
+pytestmark = pytest.mark.localstack
+
+
+def _descendants(pid: int) -> set[int]:
+    """The process and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str]]:
+    """(pid, local address) of every listening TCP socket the processes hold."""
+    addresses: dict[str, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                addresses[fields[9]] = _address(fields[1])
+    found = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
+            if inode in addresses:
+                found.append((pid, addresses[inode]))
+    return found
+
+
+def _address(hex_address: str) -> str:
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        return f"{'.'.join(str(b) for b in raw[::-1])}:{int(port, 16)}"
+    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]  # /proc/net/tcp6: 4 little-endian words
+    ipv6 = b"".join(words)
+    if ipv6[:12] == b"\0" * 10 + b"\xff\xff":
+        return f"::ffff:{'.'.join(str(b) for b in ipv6[12:])}:{int(port, 16)}"
+    return f"[{ipv6.hex()}]:{int(port, 16)}"
+
+
+def test_installed_localstack_files_carry_the_patches(stack):
+    site = sorted(localstack.venv(stack).glob("lib/python3*/site-packages"))
+    assert site, f"no LocalStack venv under {localstack.venv(stack)}"
+    for name, (_, after) in localstack._checksums().items():
+        target = site[-1] / localstack._patched_file(localstack.PATCHES / name)
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == after, name
+
+
+def test_every_socket_the_stack_listens_on_is_bound_to_loopback(stack, pipeline):
+    """LocalStack's gateway, its DynamoDB Local and kinesis-mock, and OpenSearch."""
+    aws_client("kinesis", stack, pipeline.region).list_streams()  # kinesis-mock runs
+    servers = components(stack, pipeline)
+    assert [c.external for c in servers] == [None, None], "host mode: both servers are ours"
+    pids = set().union(*(_descendants(c.process.pid()) for c in servers))
+    listening = _listening(pids)
+    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode() for pid, _ in listening}
+    print("\n".join(f"{commands[pid]:>50} {address}" for pid, address in listening))
+    kinds = {Path(command).name for command in commands.values()}
+    assert {"python", "java", "node"} <= kinds, f"expected LocalStack, DynamoDB Local, kinesis-mock, got {kinds}"
+    port = stack.localstack_host.rsplit(":", 1)[1]
+    assert any(address == f"127.0.0.1:{port}" for _, address in listening), "the gateway listens on its own port"
+    exposed = [(commands[pid], address) for pid, address in listening if not _loopback(address)]
+    assert not exposed, f"listening beyond 127.0.0.1: {exposed}"
+
+
+def _loopback(address: str) -> bool:
+    return address.startswith(("127.0.0.1:", "::ffff:127.0.0.1:"))
+
+
+def test_provisioning_twice_changes_nothing(stack, pipeline):
+    apps = discover_apps(pipeline)
+    provision(pipeline, stack, apps, say=lambda _: None)
+    assert provision(pipeline, stack, apps, say=lambda _: None) == []
+
+
+def test_changes_reach_every_sink_through_the_native_destination_on_one_shard(stack, pipeline):
+    """The generator's changes converge in all three sinks. What LocalStack's destination
+    writes differs from AWS (one shard per table, 8-character eventID, whole-second
+    timestamps); each difference is pinned here as seen on the stream."""
+    since = datetime.now(UTC)
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    generator = UserChangeGenerator(users=120, seed=11, prefix=f"ls-{uuid.uuid4().hex[:6]}-")
+    changes = list(generator.changes(600))
+    apply_changes(users, iter(changes), total=len(changes), progress=False)
+    assert_converges(stack, pipeline, timeout_s=300)
+
+    records = list(read_stream(aws_client("kinesis", stack, pipeline.region), "users-changes", since))
+    ours = [(r, orjson.loads(r.data)) for r in records]
+    ours = [(r, body) for r, body in ours if next(iter(body["dynamodb"]["Keys"]["UserId"].values())).startswith("ls-")]
+    assert len(ours) == len(changes)
+    assert {r.shard_id for r, _ in ours} == {ours[0][0].shard_id}, "every change of Users on one shard"
+    assert {r.partition_key for r, _ in ours} == {hashlib.md5(b"UsersUserId").hexdigest()}
+    assert {len(body["eventID"]) for _, body in ours} == {8}
+    stamps = [body["dynamodb"]["ApproximateCreationDateTime"] for _, body in ours]
+    assert all(isinstance(s, int) and 1e9 < s < 1e11 for s in stamps), "whole seconds, though MICROSECOND was asked"
+
+
+def _worker_jvm(stack, app) -> int:
+    """The MultiLangDaemon JVM under the app's first worker supervisor."""
+    supervisor = stacks.worker(stack, app, 1).process.pid()
+    assert supervisor is not None
+    jvms = [
+        pid
+        for pid in _descendants(supervisor)
+        if b"MultiLangDaemon" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"java")
+    ]
+    assert len(jvms) == 1, jvms
+    return jvms[0]
+
+
+def test_a_worker_jvm_killed_mid_stream_is_restarted_and_nothing_is_lost(stack, pipeline):
+    app = load_app("workplace_user_v2", pipeline)
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=150, seed=5, prefix=f"lk-{uuid.uuid4().hex[:6]}-").changes(700))
+    writer = threading.Thread(
+        target=apply_changes, args=(users, iter(changes)), kwargs={"total": len(changes), "rate": 60, "progress": False}
+    )
+    writer.start()
+    try:
+        time.sleep(4)  # mid-stream
+        killed = _worker_jvm(stack, app)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                replacement = _worker_jvm(stack, app)
+            except AssertionError:
+                replacement = None
+            if replacement not in (None, killed):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the supervisor did not start a new MultiLangDaemon within 60 s")
+    finally:
+        writer.join()
+    assert_converges(stack, pipeline, timeout_s=300)
+
+
+def _cdc(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def test_one_app_replayed_from_the_start_of_its_stream_into_correct_sinks(stack, pipeline):
+    assert_converges(stack, pipeline)
+    done = _cdc("replay", "workplace-user-search", "--from-trim-horizon", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(done.stdout)
+    assert row["records"] > 0 and row["received"] == row["records"]
+    assert row["dead_lettered"] == 0
+    assert_converges(stack, pipeline)
+
+
+def _item_counts(stack, pipeline) -> Counter:
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    counts = Counter()
+    for name in ("Users", *(app.name for app in discover_apps(pipeline))):
+        pages = ddb.get_paginator("scan").paginate(TableName=name, Select="COUNT", ConsistentRead=True)
+        counts[name] = sum(page["Count"] for page in pages)
+    return counts
+
+
+def _checkpoints(stack, pipeline) -> dict[tuple[str, str], str]:
+    """(app, shard) -> the checkpoint in the app's lease table."""
+    ddb = aws_client("dynamodb", stack, pipeline.region)
+    return {
+        (app.name, item["leaseKey"]["S"]): item["checkpoint"]["S"]
+        for app in discover_apps(pipeline)
+        for item in ddb.scan(TableName=app.name, ConsistentRead=True)["Items"]
+    }
+
+
+def test_localstack_restarted_keeps_items_records_and_checkpoints_and_cdc_up_restores_the_rest(stack, pipeline, capsys):
+    """What survives a restart of LocalStack (SIGTERM, then `cdc up`): tables and items
+    (DynamoDB Local's files), stream records (kinesis-mock's snapshot, saved on the way out),
+    the apps' lease tables and checkpoints. What does not: the streaming destinations and the
+    TTL settings (LocalStack's own in-memory state; its persistence of them is not in the
+    open-source build): `cdc up` provisions them again before any worker starts."""
+    assert_converges(stack, pipeline)
+    kinesis = aws_client("kinesis", stack, pipeline.region)
+    items = _item_counts(stack, pipeline)
+    records = {name: sum(1 for _ in read_stream(kinesis, name)) for name in pipeline.streams}
+    checkpoints = _checkpoints(stack, pipeline)
+
+    assert localstack.host_process(stack).stop(timeout_s=60)
+    capsys.readouterr()
+    stacks.up(stack, pipeline)
+    said = capsys.readouterr().err
+
+    for table in ("Users", "WorkplaceUsers_V2"):
+        assert f"table {table}: Kinesis streaming destination ->" in said, said
+    assert "table AppUsers_V2: TTL on ExpiresAt" in said
+    assert "created" not in said, "no table, stream or index was lost"
+    assert _item_counts(stack, pipeline) == items
+    kinesis = aws_client("kinesis", stack, pipeline.region)
+    assert {name: sum(1 for _ in read_stream(kinesis, name)) for name in pipeline.streams} == records
+    after = _checkpoints(stack, pipeline)
+    assert after.keys() == checkpoints.keys()
+    for lease, checkpoint in checkpoints.items():
+        assert not checkpoint.isdigit() or int(after[lease]) >= int(checkpoint), (lease, checkpoint, after[lease])
+
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=40, seed=9, prefix=f"lr-{uuid.uuid4().hex[:6]}-").changes(150))
+    apply_changes(users, iter(changes), total=len(changes), progress=False)
+    assert_converges(stack, pipeline)
