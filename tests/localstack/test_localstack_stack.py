@@ -207,6 +207,33 @@ def test_one_app_replayed_from_the_start_of_its_stream_into_correct_sinks(stack,
     assert_converges(stack, pipeline)
 
 
+def test_status_apps_scale_stop_and_start_work_on_localstack(stack, pipeline):
+    """The same `cdc` commands as on the local stack, reaching LocalStack through the endpoint."""
+    status = _cdc("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "LocalStack 4.9.2 (host mode)" in status.stdout and stacks.ONE_SHARD_NOTE in status.stdout
+    apps = json.loads(_cdc("apps", "--json").stdout)
+    assert {row["app"]: row["state"] for row in apps} == {app.name: "running" for app in discover_apps(pipeline)}
+
+    scaled = _cdc("scale", "app-user-management", "2", "--json")
+    assert scaled.returncode == 0, scaled.stderr[-3000:]
+    assert sorted(row["open_leases"] for row in json.loads(scaled.stdout)) == [2, 2]  # 4 shards, even
+    scaled = _cdc("scale", "app-user-management", "1", "--json")
+    assert scaled.returncode == 0, scaled.stderr[-3000:]
+    assert [row["open_leases"] for row in json.loads(scaled.stdout)] == [4]
+
+    stopped = _cdc("stop", "workplace-user-search")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    apps = {row["app"]: row for row in json.loads(_cdc("apps", "--json").stdout)}
+    assert apps["workplace-user-search"]["workers"] == 0
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=30, seed=4, prefix=f"lo-{uuid.uuid4().hex[:6]}-").changes(120))
+    apply_changes(users, iter(changes), total=len(changes), progress=False)
+    started = _cdc("start", "workplace-user-search")
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert_converges(stack, pipeline)
+
+
 def _item_counts(stack, pipeline) -> Counter:
     ddb = aws_client("dynamodb", stack, pipeline.region)
     counts = Counter()
