@@ -4,6 +4,8 @@ comes from (mode), the endpoints it is reached at, and the install-time patch ch
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
 
 import orjson
@@ -128,3 +130,19 @@ def test_a_patch_refuses_a_file_it_was_not_written_for(tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(StackError, match="does not exist; is localstack-core 4.9.2 installed"):
         apply_patches(tmp_path, say=lambda _: None)
+
+
+# ------------------------------------------------------------------------ docker path
+def test_docker_compose_runs_the_same_localstack_and_kinesis_mock_as_host_mode():
+    """infra/docker-compose.yml (not runnable here) is kept on host mode's versions: checked as
+    text, the way compose reads these lines."""
+    compose = (REPO_ROOT / "infra" / "docker-compose.yml").read_text()
+    pinned_mock = json.loads((REPO_ROOT / "infra" / "package.json").read_text())["dependencies"]["kinesis-local"]
+    requirements = (REPO_ROOT / "infra" / "localstack" / "requirements.txt").read_text()
+    assert f"localstack-core[runtime]=={localstack.LOCALSTACK_VERSION}" in requirements
+    assert f"image: localstack/localstack:{localstack.LOCALSTACK_VERSION}\n" in compose
+    assert f'KINESIS_MOCK_VERSION: "{pinned_mock}"' in compose
+    assert f"/var/lib/localstack/lib/kinesis-local/{pinned_mock}/node_modules/kinesis-local:ro" in compose
+    assert f"SERVICES: {localstack.SERVICES}\n" in compose
+    ports = re.findall(r'^\s+- "([^"]+):4566"$', compose, re.MULTILINE)
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports)
