@@ -47,10 +47,13 @@ __all__ = [
     "apply_patches",
     "choose_mode",
     "compose",
+    "current_mode",
     "docker_engine",
     "health",
     "host_process",
     "prepare_root",
+    "serves_our_services",
+    "venv",
 ]
 
 LOCALSTACK_VERSION = "4.9.2"
