@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,30 +17,13 @@ from infra.leases import leader, read_leases
 from infra.preflight import free_port
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource, opensearch_client
-from targets.config import REPO_ROOT
 from targets.kinesis import read_stream
+from tests.cli import cdc, cdc_json
 from tests.converge import assert_converges
 
 pytestmark = pytest.mark.stack
 
 APP = "app_user_management"
-
-
-def cdc(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def cdc_json(*args: str) -> list | dict:
-    result = cdc(*args, "--json")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
 
 
 def _lease_picture(ddb, app_name: str) -> dict[str, tuple]:

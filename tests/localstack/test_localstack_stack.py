@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,8 +28,9 @@ from infra.components import components
 from infra.provision import provision
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource
-from targets.config import REPO_ROOT, StackConfig
+from targets.config import StackConfig
 from targets.kinesis import read_stream
+from tests.cli import cdc
 from tests.converge import assert_converges
 
 pytestmark = pytest.mark.localstack
@@ -160,16 +159,15 @@ def test_changes_reach_every_sink_through_the_native_destination_on_one_shard(st
     assert all(isinstance(s, int) and 1e9 < s < 1e11 for s in stamps), "whole seconds, though MICROSECOND was asked"
 
 
+def _is_daemon_jvm(cmdline: bytes) -> bool:
+    return cmdline.startswith(b"java") and b"MultiLangDaemon" in cmdline
+
+
 def _worker_jvm(stack, app) -> int:
     """The MultiLangDaemon JVM under the app's first worker supervisor."""
     supervisor = stacks.worker(stack, app, 1).process.pid()
     assert supervisor is not None
-    jvms = [
-        pid
-        for pid in _descendants(supervisor)
-        if b"MultiLangDaemon" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        and Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"java")
-    ]
+    jvms = [pid for pid in _descendants(supervisor) if _is_daemon_jvm(Path(f"/proc/{pid}/cmdline").read_bytes())]
     assert len(jvms) == 1, jvms
     return jvms[0]
 
@@ -202,15 +200,9 @@ def test_a_worker_jvm_killed_mid_stream_is_restarted_and_nothing_is_lost(stack, 
     assert_converges(stack, pipeline, timeout_s=300)
 
 
-def _cdc(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s
-    )
-
-
 def test_one_app_replayed_from_the_start_of_its_stream_into_correct_sinks(stack, pipeline):
     assert_converges(stack, pipeline)
-    done = _cdc("replay", "workplace-user-search", "--from-trim-horizon", "--json")
+    done = cdc("replay", "workplace-user-search", "--from-trim-horizon", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = json.loads(done.stdout)
     assert row["records"] > 0 and row["received"] == row["records"]
@@ -220,27 +212,27 @@ def test_one_app_replayed_from_the_start_of_its_stream_into_correct_sinks(stack,
 
 def test_status_apps_scale_stop_and_start_work_on_localstack(stack, pipeline):
     """The same `cdc` commands as on the local stack, reaching LocalStack through the endpoint."""
-    status = _cdc("status")
+    status = cdc("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "LocalStack 4.9.2 (host mode)" in status.stdout and stacks.ONE_SHARD_NOTE in status.stdout
-    apps = json.loads(_cdc("apps", "--json").stdout)
+    apps = json.loads(cdc("apps", "--json").stdout)
     assert {row["app"]: row["state"] for row in apps} == {app.name: "running" for app in discover_apps(pipeline)}
 
-    scaled = _cdc("scale", "app-user-management", "2", "--json")
+    scaled = cdc("scale", "app-user-management", "2", "--json")
     assert scaled.returncode == 0, scaled.stderr[-3000:]
     assert sorted(row["open_leases"] for row in json.loads(scaled.stdout)) == [2, 2]  # 4 shards, even
-    scaled = _cdc("scale", "app-user-management", "1", "--json")
+    scaled = cdc("scale", "app-user-management", "1", "--json")
     assert scaled.returncode == 0, scaled.stderr[-3000:]
     assert [row["open_leases"] for row in json.loads(scaled.stdout)] == [4]
 
-    stopped = _cdc("stop", "workplace-user-search")
+    stopped = cdc("stop", "workplace-user-search")
     assert stopped.returncode == 0, stopped.stderr[-3000:]
-    apps = {row["app"]: row for row in json.loads(_cdc("apps", "--json").stdout)}
+    apps = {row["app"]: row for row in json.loads(cdc("apps", "--json").stdout)}
     assert apps["workplace-user-search"]["workers"] == 0
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     changes = list(UserChangeGenerator(users=30, seed=4, prefix=f"lo-{uuid.uuid4().hex[:6]}-").changes(120))
     apply_changes(users, iter(changes), total=len(changes), progress=False)
-    started = _cdc("start", "workplace-user-search")
+    started = cdc("start", "workplace-user-search")
     assert started.returncode == 0, started.stderr[-3000:]
     assert_converges(stack, pipeline)
 
