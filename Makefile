@@ -32,9 +32,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 
-infra/node_modules/.installed: infra/package.json infra/package-lock.json | $(VENV)/.installed
+infra/node_modules/.installed: infra/package.json infra/package-lock.json \
+                                infra/kinesis/patches/SHA256SUMS $(wildcard infra/kinesis/patches/*.patch) | $(VENV)/.installed
 	$(PY) -m infra.preflight node npm
 	cd infra && npm ci --no-audit --no-fund --loglevel=error
+	$(PY) -m infra.preflight patch
+	$(PY) -m infra.patches infra/kinesis/patches infra/node_modules/kinesis-local \
+	    --product "kinesis-local $$(node -p 'require("./infra/node_modules/kinesis-local/package.json").version')" --keep-original
 	touch $@
 
 $(DEPS)/opensearch/.installed: infra/opensearch/pom.xml | $(VENV)/.installed

@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import localstack
+from infra.patches import PatchSet
 from infra.processes import ManagedProcess
 from producer_config import PipelineConfig
 from targets.clients import aws_client
 from targets.config import REPO_ROOT, StackConfig, StackError, Target
 
-__all__ = ["NODE_MODULES", "Component", "components", "wait_healthy"]
+__all__ = ["KINESIS_PACKAGE", "KINESIS_PATCHES", "NODE_MODULES", "Component", "components", "wait_healthy"]
 
 NODE_MODULES = REPO_ROOT / "infra" / "node_modules"
+# kinesis-mock, patched at install (infra/kinesis/patches/README.md); LocalStack's host mode runs it too
+KINESIS_PACKAGE = NODE_MODULES / "kinesis-local"
+KINESIS_PATCHES = PatchSet(REPO_ROOT / "infra" / "kinesis" / "patches", "kinesis-local 0.6.2")
 RELAY_HEARTBEAT_MAX_AGE_S = 15.0
 
 
@@ -98,7 +102,7 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         ),
     )
 
-    kinesis_pkg = NODE_MODULES / "kinesis-local"
+    kinesis_pkg = KINESIS_PACKAGE
     kinesis_data = stack.kinesis_snapshot.parent
     kinesis = Component(
         process=managed(

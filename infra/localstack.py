@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from infra.patches import PatchSet
 from infra.processes import ManagedProcess
 from targets.config import REPO_ROOT, StackConfig, StackError
 
@@ -58,7 +58,7 @@ __all__ = [
 
 LOCALSTACK_VERSION = "4.9.2"
 HERE = REPO_ROOT / "infra" / "localstack"
-PATCHES = HERE / "patches"
+PATCHES = PatchSet(HERE / "patches", f"localstack-core {LOCALSTACK_VERSION}")
 COMPOSE_FILE = REPO_ROOT / "infra" / "docker-compose.yml"
 NODE_MODULES = REPO_ROOT / "infra" / "node_modules"
 SERVICES = "dynamodb,dynamodbstreams,kinesis"
@@ -227,52 +227,9 @@ def prepare_root(stack: StackConfig, dynamodb_local_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------- patches at install
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _checksums() -> dict[str, tuple[str, str]]:
-    """patch name -> (sha256 of the file it patches, sha256 after the patch), from SHA256SUMS."""
-    sums: dict[str, tuple[str, str]] = {}
-    for line in (PATCHES / "SHA256SUMS").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, before, after = line.split()
-            sums[name] = (before, after)
-    return sums
-
-
-def _patched_file(patch: Path) -> str:
-    for line in patch.read_text().splitlines():
-        if line.startswith("+++ "):
-            return line[4:].split("\t")[0].split("/", 1)[1]
-    raise StackError(f"{patch} names no file (+++ line)")
-
-
 def apply_patches(site_packages: Path, say: Callable[[str], None] = print) -> list[str]:
-    """Apply every patch in infra/localstack/patches to the installed localstack-core, each
-    only onto the exact file it was written for; idempotent. Returns the patches applied."""
-    applied = []
-    for name, (before, after) in sorted(_checksums().items()):
-        patch = PATCHES / name
-        target = site_packages / _patched_file(patch)
-        if not target.is_file():
-            raise StackError(f"{name}: {target} does not exist; is localstack-core {LOCALSTACK_VERSION} installed?")
-        found = _sha256(target)
-        if found == after:
-            say(f"  already patched  {target.relative_to(site_packages)} ({name})")
-            continue
-        if found != before:
-            raise StackError(
-                f"{name} was written for localstack-core {LOCALSTACK_VERSION}, whose "
-                f"{target.relative_to(site_packages)} has sha256 {before}; the installed one has {found}. "
-                "Reinstall with `make install-localstack` (pinned versions), or port the patch"
-            )
-        subprocess.run(["patch", "-p1", "-s", "-d", str(site_packages), "-i", str(patch)], check=True)
-        if _sha256(target) != after:
-            raise StackError(f"{name}: {target} does not match the expected result after patching")
-        say(f"  patched  {target.relative_to(site_packages)} ({name})")
-        applied.append(name)
-    return applied
+    """Apply infra/localstack/patches to the installed localstack-core (``infra.patches``)."""
+    return PATCHES.apply(site_packages, say)
 
 
 def main(argv: list[str] | None = None) -> int:

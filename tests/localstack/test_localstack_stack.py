@@ -94,8 +94,8 @@ def _address(hex_address: str) -> str:
 def test_installed_localstack_files_carry_the_patches(stack):
     site = sorted(localstack.venv(stack).glob("lib/python3*/site-packages"))
     assert site, f"no LocalStack venv under {localstack.venv(stack)}"
-    for name, (_, after) in localstack._checksums().items():
-        target = site[-1] / localstack._patched_file(localstack.PATCHES / name)
+    for name, (_, after) in localstack.PATCHES.checksums().items():
+        target = site[-1] / localstack.PATCHES.patched_file(name)
         assert hashlib.sha256(target.read_bytes()).hexdigest() == after, name
 
 

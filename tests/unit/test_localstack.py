@@ -103,11 +103,11 @@ def test_default_localstack_host_and_a_malformed_one():
 
 # ---------------------------------------------------------------------------- patches
 def test_each_patch_names_a_file_and_has_both_checksums():
-    sums = localstack._checksums()
-    assert sorted(sums) == sorted(p.name for p in localstack.PATCHES.glob("*.patch"))
+    sums = localstack.PATCHES.checksums()
+    assert sorted(sums) == sorted(p.name for p in localstack.PATCHES.folder.glob("*.patch"))
     for name, (before, after) in sums.items():
         assert len(before) == len(after) == 64 and before != after, name
-        assert localstack._patched_file(localstack.PATCHES / name).startswith("localstack/")
+        assert localstack.PATCHES.patched_file(name).startswith("localstack/")
 
 
 def _site_with(tmp_path: Path, contents: dict[str, bytes]) -> Path:
@@ -118,9 +118,7 @@ def _site_with(tmp_path: Path, contents: dict[str, bytes]) -> Path:
 
 
 def test_a_patch_refuses_a_file_it_was_not_written_for(tmp_path):
-    files = {
-        localstack._patched_file(localstack.PATCHES / name): b"# another version\n" for name in localstack._checksums()
-    }
+    files = {localstack.PATCHES.patched_file(name): b"# another version\n" for name in localstack.PATCHES.checksums()}
     site = _site_with(tmp_path, files)
     with pytest.raises(StackError, match=r"was written for localstack-core 4\.9\.2, whose .* has sha256 .*"):
         apply_patches(site, say=lambda _: None)
