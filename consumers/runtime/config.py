@@ -18,6 +18,7 @@ from typing import Any
 from consumers.runtime.batch import RetryPolicy  # re-exported: the policy belongs to the batch processor
 from consumers.shared.filtering import CompiledFilter, compile_filter_criteria
 from consumers.shared.planning import Transform
+from consumers.sinks.dynamodb import WriteStrategy
 from consumers.sinks.opensearch import template_document_id
 from producer_config import ConfigError, PipelineConfig, TableSpec
 
@@ -33,6 +34,7 @@ class SinkSpec:
     type: str  # dynamodb | opensearch
     target: str  # table or index name
     document_id: str | None = None  # opensearch: a template over the key, e.g. "{WorkplaceId}#{UserId}"
+    write_strategy: WriteStrategy | None = None  # dynamodb; None: the target's default (runtime.wiring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +105,25 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
     source = pipeline.tables.get(get("app", "source_table", str))
     if source is None or not source.change_stream:
         raise ConfigError(path, "app.source_table", "must name a table of producer_config with a change_stream")
-    sink = SinkSpec(get("sink", "type", str), get("sink", "target", str), section("sink").get("document_id"))
+    strategy = section("sink").get("write_strategy")
+    strategies = tuple(s.value for s in WriteStrategy)
+    if strategy is not None and strategy not in strategies:
+        raise ConfigError(
+            path,
+            "sink.write_strategy",
+            f"must be one of {strategies}, got {strategy!r} (or leave it out: transactions on the local stack"
+            " and LocalStack, conditional-puts on AWS)",
+        )
+    sink = SinkSpec(
+        get("sink", "type", str),
+        get("sink", "target", str),
+        section("sink").get("document_id"),
+        write_strategy=WriteStrategy(strategy) if strategy is not None else None,
+    )
     if sink.type not in _SINK_TYPES:
         raise ConfigError(path, "sink.type", f"must be one of {_SINK_TYPES}, got {sink.type!r}")
+    if sink.write_strategy is not None and sink.type != "dynamodb":
+        raise ConfigError(path, "sink.write_strategy", 'applies to sink.type = "dynamodb" only: remove it')
     known = pipeline.tables if sink.type == "dynamodb" else pipeline.indexes
     if sink.target not in known:
         raise ConfigError(path, "sink.target", f"{sink.target!r} is not declared in producer_config")

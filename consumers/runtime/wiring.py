@@ -8,14 +8,23 @@ from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.deadletter import DeadLetterTable
 from consumers.sinks import Sink
-from consumers.sinks.dynamodb import TOMBSTONE_TTL_ATTRIBUTE, DynamoDbSink, DynamoDbSinkConfig
+from consumers.sinks.dynamodb import TOMBSTONE_TTL_ATTRIBUTE, DynamoDbSink, DynamoDbSinkConfig, WriteStrategy
 from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, default_document_id, template_document_id
 from producer_config import PipelineConfig, load_pipeline
 from targets.clients import aws_client, opensearch_client
-from targets.config import StackConfig
+from targets.config import StackConfig, Target
 from targets.durability import Durability, durability_for
 
-__all__ = ["build_batch_processor", "build_sink", "durability", "stats_dir"]
+__all__ = ["DEFAULT_WRITE_STRATEGY", "build_batch_processor", "build_sink", "durability", "stats_dir"]
+
+#: The DynamoDB sink's write strategy when app.toml sets no ``sink.write_strategy``: transactions
+#: where they are free and much faster (DynamoDB Local), conditional puts on AWS, where a
+#: transactional write costs 2 WCU per item.
+DEFAULT_WRITE_STRATEGY = {
+    Target.LOCAL: WriteStrategy.TRANSACTIONS,
+    Target.LOCALSTACK: WriteStrategy.TRANSACTIONS,
+    Target.AWS: WriteStrategy.CONDITIONAL_PUTS,
+}
 
 
 def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> Sink:
@@ -27,6 +36,7 @@ def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> 
                 table_name=table.name,
                 version_attribute=table.version_attribute or "Version",
                 ttl_attribute=table.ttl_attribute or TOMBSTONE_TTL_ATTRIBUTE,
+                write_strategy=app.sink.write_strategy or DEFAULT_WRITE_STRATEGY[stack.target],
             ),
         )
     template = app.sink.document_id

@@ -1,8 +1,11 @@
 """Sink adapters: request building and response classification, with tiny fakes of the client
-call. These test our code's requests and its reading of canned answers, not the servers."""
+call. These test our code's requests and its reading of canned answers, not the servers.
+Every DynamoDB sink test runs with both write strategies (the ``strategy`` fixture)."""
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -19,11 +22,14 @@ from consumers.sinks import Disposition
 from consumers.sinks import dynamodb as ddb
 from consumers.sinks import opensearch as osink
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
+from producer_config import ConfigError, load_pipeline
+from targets.config import StackConfig
 
 # --- DynamoDB ----------------------------------------------------------------------------------
 
 CONFIG = ddb.DynamoDbSinkConfig(table_name="Memberships", tombstone_retention=timedelta(hours=48))
 NOW = 1_800_000_000.5
+PIPELINE = load_pipeline()
 
 
 def client_error(code: str, status: int = 400) -> ClientError:
@@ -89,24 +95,113 @@ def test_classify_dynamodb_errors(exc, disposition):
 
 
 class FakeDynamoDb:
-    """Records put_item calls; answers each with the next canned result (None = success)."""
+    """A table in a dict behind ``put_item`` and ``transact_write_items`` that evaluates our two
+    conditions as DynamoDB does: a transaction applies all its puts or none, and names each
+    action's reason when cancelled (the answers of DynamoDB Local 3.3, checked by hand).
 
-    def __init__(self, answers=None):
-        self.calls = []
+    ``answers`` forces an error for an item key (attribute ``k``), or for one version of it
+    (``"k@3"``), given as the ClientError ``put_item`` raises. In a transaction it becomes that
+    action's cancellation reason; an error about the request itself (missing table...) is
+    raised by the whole call. ``refuse_transactions_with``: keys whose presence makes DynamoDB
+    refuse the whole transaction (e.g. an item over 400 KB), as a ValidationException."""
+
+    def __init__(self, answers=None, *, refuse_transactions_with=(), reasons=True):
+        self.items = {}
+        self.puts = []  # every PutItem request
+        self.transactions = []  # the Puts of every TransactWriteItems call
         self.answers = dict(answers or {})
+        self.refuse = set(refuse_transactions_with)
+        self.reasons = reasons  # False: a cancellation without CancellationReasons
+
+    @property
+    def calls(self):
+        return self.puts
+
+    def sent(self):
+        """Every (key, version) sent, in any call."""
+        puts = self.puts + [p for t in self.transactions for p in t]
+        return [(p["Item"]["k"].get("S") or p["Item"]["k"].get("N"), int(p["Item"]["Version"]["N"])) for p in puts]
+
+    @staticmethod
+    def _key(put):
+        ((kind, value),) = put["Item"][put["ExpressionAttributeNames"]["#pk"]].items()
+        return Decimal(value).normalize() if kind == "N" else value
+
+    def _refusal(self, put):
+        key, version = self._key(put), int(put["ExpressionAttributeValues"][":version"]["N"])
+        forced = self.answers.get(f"{key}@{version}") or self.answers.get(str(key))
+        if forced is not None:
+            return forced
+        stored = self.items.get(key)
+        if stored is None:
+            return None
+        held = stored.get(put["ExpressionAttributeNames"]["#version"])
+        if held is not None:
+            held = int(held["N"])
+            if put["ConditionExpression"] == ddb.UPSERT_CONDITION and held < version:
+                return None
+            if put["ConditionExpression"] == ddb.DELETE_CONDITION and held <= version:
+                return None
+        return client_error("ConditionalCheckFailedException")
 
     def put_item(self, **request):
-        self.calls.append(request)
-        answer = self.answers.get(request["Item"]["k"]["S"])
-        if answer is not None:
-            raise answer
+        self.puts.append(request)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            raise refusal
+        self.items[self._key(request)] = request["Item"]
+        return {}
+
+    def transact_write_items(self, TransactItems):
+        puts = [action["Put"] for action in TransactItems]
+        self.transactions.append(puts)
+        keys = [self._key(p) for p in puts]
+        if len(puts) > 100 or len(set(keys)) < len(keys) or self.refuse & set(map(str, keys)):
+            raise client_error("ValidationException")
+        reasons = []
+        for put in puts:
+            refusal = self._refusal(put)
+            if refusal is None:
+                reasons.append({"Code": "None"})
+                continue
+            code = refusal.response["Error"]["Code"]
+            if code not in REASON_CODES:
+                raise refusal
+            reasons.append({"Code": REASON_CODES[code], "Message": code})
+        if any(r["Code"] != "None" for r in reasons):
+            response = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}}
+            response["ResponseMetadata"] = {"HTTPStatusCode": 400}
+            if self.reasons:
+                response["CancellationReasons"] = reasons
+            raise ClientError(response, "TransactWriteItems")
+        for key, put in zip(keys, puts, strict=True):
+            self.items[key] = put["Item"]
         return {}
 
 
+REASON_CODES = {
+    "ConditionalCheckFailedException": "ConditionalCheckFailed",
+    "ValidationException": "ValidationError",
+    "ThrottlingException": "ThrottlingError",
+    "TransactionConflictException": "TransactionConflict",
+}
+STRATEGIES = list(ddb.WriteStrategy)
+
+
+@pytest.fixture(params=STRATEGIES, ids=[s.value for s in STRATEGIES])
+def strategy(request):
+    return request.param
+
+
+def make_sink(client, strategy, workers=8, **kwargs):
+    config = ddb.DynamoDbSinkConfig("T", max_workers=workers, write_strategy=strategy, **kwargs)
+    return ddb.DynamoDbSink(client, config, clock=lambda: NOW)
+
+
 @pytest.mark.parametrize("workers", [1, 4])
-def test_dynamodb_sink_counts_outcomes(workers):
+def test_dynamodb_sink_counts_outcomes(workers, strategy):
     client = FakeDynamoDb({"stale": client_error("ConditionalCheckFailedException")})
-    sink = ddb.DynamoDbSink(client, ddb.DynamoDbSinkConfig("T", max_workers=workers), clock=lambda: NOW)
+    sink = make_sink(client, strategy, workers)
     try:
         counts = sink.write(
             [Upsert({"k": "a"}, {}, 1), Delete({"k": "b"}, 2), Upsert({"k": "stale"}, {}, 1), Skip("x")]
@@ -114,23 +209,25 @@ def test_dynamodb_sink_counts_outcomes(workers):
     finally:
         sink.close()
     assert counts == WriteCounts(applied=2, stale=1, skipped=1)
-    assert len(client.calls) == 3
+    assert set(client.sent()) == {("a", 1), ("b", 2), ("stale", 1)}
+    assert set(client.items) == {"a", "b"}
 
 
-def test_dynamodb_sink_raises_retryable_with_the_failed_writes():
+def test_dynamodb_sink_raises_retryable_with_the_failed_writes(strategy):
     client = FakeDynamoDb({"slow": client_error("ThrottlingException"), "bad": client_error("ValidationException")})
-    sink = ddb.DynamoDbSink(client, ddb.DynamoDbSinkConfig("T", max_workers=2))
+    sink = make_sink(client, strategy, 2)
     slow = Upsert({"k": "slow"}, {}, 1)
     with pytest.raises(RetryableSinkError) as caught:
         sink.write([Upsert({"k": "ok"}, {}, 1), slow, Upsert({"k": "bad"}, {}, 1)])
     sink.close()
     assert caught.value.writes == (slow,)
-    assert isinstance(caught.value.__cause__, ClientError)
+    assert "Throttling" in str(caught.value)
+    assert set(client.items) == {"ok"}  # the rest of the batch was applied
 
 
-def test_dynamodb_sink_rejects_invalid_writes_for_dead_lettering():
+def test_dynamodb_sink_rejects_invalid_writes_for_dead_lettering(strategy):
     client = FakeDynamoDb({"bad": client_error("ValidationException")})
-    sink = ddb.DynamoDbSink(client, ddb.DynamoDbSinkConfig("T", max_workers=1))
+    sink = make_sink(client, strategy, 1)
     bad = Upsert({"k": "bad"}, {}, 1)
     floaty = Upsert({"k": "float"}, {"x": 1.5}, 1)
     with pytest.raises(SinkRejectedWrite) as caught:
@@ -139,14 +236,240 @@ def test_dynamodb_sink_rejects_invalid_writes_for_dead_lettering():
     assert caught.value.write is bad
     assert "float is not supported" in caught.value.rejections[1][1]
     assert caught.value.counts == WriteCounts(applied=1)
-    assert len(client.calls) == 2  # the float document never reached the client
+    assert "float" not in {key for key, _ in client.sent()}  # the float document never reached the client
+    assert set(client.items) == {"ok"}
 
 
-def test_dynamodb_sink_fails_on_configuration_errors():
-    sink = ddb.DynamoDbSink(FakeDynamoDb({"a": client_error("ResourceNotFoundException")}), ddb.DynamoDbSinkConfig("T"))
+def test_dynamodb_sink_fails_on_configuration_errors(strategy):
+    sink = make_sink(FakeDynamoDb({"a": client_error("ResourceNotFoundException")}), strategy)
     with pytest.raises(SinkError) as caught:
         sink.write([Upsert({"k": "a"}, {}, 1)])
     assert not isinstance(caught.value, (RetryableSinkError, SinkRejectedWrite))
+
+
+# One item's history: created at 1, updated at 2 and 3, deleted (REMOVE carries version 3).
+HISTORY = {
+    "upsert1": Upsert({"k": "h"}, {"Name": "one"}, 1),
+    "upsert2": Upsert({"k": "h"}, {"Name": "two"}, 2),
+    "upsert3": Upsert({"k": "h"}, {"Name": "three"}, 3),
+    "delete3": Delete({"k": "h"}, 3),
+}
+ORDERS = sorted(itertools.permutations(HISTORY))
+
+
+def assert_tombstone_at_3(client):
+    item = decode_image(client.items["h"])
+    assert item[TOMBSTONE_ATTRIBUTE] is True and item["Version"] == 3 and "Name" not in item
+
+
+@pytest.mark.parametrize("order", ORDERS, ids="-".join)
+def test_every_order_of_a_history_converges_to_the_tombstone_write_by_write(order):
+    counts = {}
+    for strategy in STRATEGIES:
+        client = FakeDynamoDb()
+        sink = make_sink(client, strategy)
+        counts[strategy] = [sink.write([HISTORY[name]]) for name in order]
+        assert_tombstone_at_3(client)
+        replay = [sink.write([HISTORY[name]]) for name in order]  # a full replay changes nothing
+        assert replay == [
+            WriteCounts(applied=1) if name == "delete3" else WriteCounts(stale=1) for name in order
+        ]  # (the delete re-writes its identical tombstone on the version tie)
+        assert_tombstone_at_3(client)
+    assert counts[ddb.WriteStrategy.TRANSACTIONS] == counts[ddb.WriteStrategy.CONDITIONAL_PUTS]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids="-".join)
+def test_every_order_of_a_history_in_one_batch_converges_to_the_tombstone(order, strategy):
+    client = FakeDynamoDb()
+    counts = make_sink(client, strategy, workers=1).write([HISTORY[name] for name in order])
+    assert_tombstone_at_3(client)
+    assert counts.applied + counts.stale == 4 and counts.applied >= 1
+    if strategy is ddb.WriteStrategy.TRANSACTIONS:
+        assert counts == WriteCounts(applied=1, stale=3)  # the newest (the delete) only
+        assert client.sent() == [("h", 3)] and len(client.transactions) == 1
+
+
+@pytest.mark.parametrize(
+    ("stored", "write", "outcome"),
+    [
+        (None, Upsert({"k": "x"}, {}, 5), "applied"),
+        (4, Upsert({"k": "x"}, {}, 5), "applied"),
+        (5, Upsert({"k": "x"}, {}, 5), "stale"),  # upserts lose ties
+        (6, Upsert({"k": "x"}, {}, 5), "stale"),
+        (5, Delete({"k": "x"}, 5), "applied"),  # deletes win ties
+        (6, Delete({"k": "x"}, 5), "stale"),
+        ("unversioned", Upsert({"k": "x"}, {}, 9), "stale"),  # an item the sink did not write
+    ],
+)
+def test_the_version_guard(stored, write, outcome, strategy):
+    client = FakeDynamoDb()
+    if stored == "unversioned":
+        client.items["x"] = {"k": {"S": "x"}}
+    elif stored is not None:
+        client.items["x"] = {"k": {"S": "x"}, "Version": {"N": str(stored)}}
+    counts = make_sink(client, strategy).write([write])
+    assert counts == WriteCounts(**{outcome: 1})
+
+
+def test_both_strategies_count_a_batch_with_one_write_per_key_alike():
+    rng = random.Random(7)
+    stored = {f"k{i}": rng.choice([None, 1, 2, 3]) for i in range(300)}
+    batch = [
+        Delete({"k": k}, rng.randint(1, 4)) if rng.random() < 0.3 else Upsert({"k": k}, {}, rng.randint(1, 4))
+        for k in stored
+    ]
+    counts, items = {}, {}
+    for strategy in STRATEGIES:
+        client = FakeDynamoDb()
+        for k, version in stored.items():
+            if version is not None:
+                client.items[k] = {"k": {"S": k}, "Version": {"N": str(version)}}
+        counts[strategy] = make_sink(client, strategy, workers=4).write(batch)
+        items[strategy] = {k: decode_image(item)["Version"] for k, item in client.items.items()}
+    assert counts[ddb.WriteStrategy.TRANSACTIONS] == counts[ddb.WriteStrategy.CONDITIONAL_PUTS]
+    assert items[ddb.WriteStrategy.TRANSACTIONS] == items[ddb.WriteStrategy.CONDITIONAL_PUTS]
+    assert 0 < counts[ddb.WriteStrategy.TRANSACTIONS].stale < counts[ddb.WriteStrategy.TRANSACTIONS].applied
+
+
+# --- DynamoDB transactions -------------------------------------------------------------------
+
+
+def test_a_transaction_holds_the_newest_write_of_each_key():
+    client = FakeDynamoDb()
+    writes = [
+        Upsert({"k": "a"}, {"Name": "a1"}, 1),
+        Upsert({"k": "b"}, {"Name": "b7"}, 7),
+        Upsert({"k": "a"}, {"Name": "a3"}, 3),
+        Delete({"k": "a"}, 3),  # wins the tie with upsert 3
+        Upsert({"k": "a"}, {"Name": "a2"}, 2),
+        Delete({"k": "a"}, 3),  # an identical delete: its tombstone is the one written
+        Upsert({"k": 5}, {}, 1),
+        Upsert({"k": Decimal("5.0")}, {}, 2),  # the same item as {"k": 5}
+    ]
+    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(writes)
+    assert counts == WriteCounts(applied=4, stale=4)  # a (twice), b, 5; a1, a3, a2, 5@1 superseded
+    assert len(client.transactions) == 1
+    assert sorted(client.sent(), key=str) == [("5.0", 2), ("a", 3), ("b", 7)]
+    assert decode_image(client.items["a"])[TOMBSTONE_ATTRIBUTE] is True
+
+
+def test_a_cancelled_transaction_counts_the_stale_write_and_applies_the_rest():
+    client = FakeDynamoDb()
+    client.items["old"] = {"k": {"S": "old"}, "Version": {"N": "5"}}
+    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+        [Upsert({"k": "a"}, {}, 1), Upsert({"k": "old"}, {}, 2), Upsert({"k": "b"}, {}, 1)]
+    )
+    assert counts == WriteCounts(applied=2, stale=1)
+    assert [len(t) for t in client.transactions] == [3, 2]  # the rest again, without the stale one
+    assert decode_image(client.items["old"])["Version"] == 5 and {"a", "b"} <= set(client.items)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_more_than_100_writes_go_in_several_transactions(workers):
+    client = FakeDynamoDb()
+    writes = [Upsert({"k": f"k{i}"}, {}, 1) for i in range(250)]
+    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS, workers).write(writes)
+    assert counts == WriteCounts(applied=250)
+    assert sorted(len(t) for t in client.transactions) == [50, 100, 100]
+    assert len(client.items) == 250 and client.puts == []
+
+
+def test_transactions_stay_under_4_mb_of_items():
+    client = FakeDynamoDb()
+    writes = [Upsert({"k": f"k{i}"}, {"Blob": b"x" * 390_000}, 1) for i in range(12)]
+    assert make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(writes) == WriteCounts(applied=12)
+    assert [len(t) for t in client.transactions] == [10, 2]
+
+
+def test_a_rejected_newest_write_gives_way_to_the_next_newest():
+    client = FakeDynamoDb({"a@3": client_error("ValidationException")})
+    bad = Upsert({"k": "a"}, {}, 3)
+    with pytest.raises(SinkRejectedWrite) as caught:
+        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+            [Upsert({"k": "a"}, {}, 1), bad, Upsert({"k": "a"}, {}, 2)]
+        )
+    assert caught.value.rejections == ((bad, "ValidationError: ValidationException"),)
+    assert caught.value.counts == WriteCounts(applied=1, stale=1)  # 2 applied, then 1 superseded by it
+    assert decode_image(client.items["a"])["Version"] == 2
+
+
+def test_a_transaction_refused_as_a_whole_is_applied_put_by_put():
+    client = FakeDynamoDb({"huge": client_error("ValidationException")}, refuse_transactions_with={"huge"})
+    huge = Upsert({"k": "huge"}, {}, 1)
+    with pytest.raises(SinkRejectedWrite) as caught:
+        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write([Upsert({"k": "a"}, {}, 1), huge])
+    assert [w for w, _ in caught.value.rejections] == [huge]
+    assert caught.value.counts == WriteCounts(applied=1)
+    assert len(client.transactions) == 1 and [p["Item"]["k"]["S"] for p in client.puts] == ["a", "huge"]
+
+
+def test_a_cancellation_without_reasons_is_applied_put_by_put():
+    client = FakeDynamoDb({"stale": client_error("ConditionalCheckFailedException")}, reasons=False)
+    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+        [Upsert({"k": "a"}, {}, 1), Upsert({"k": "stale"}, {}, 1)]
+    )
+    assert counts == WriteCounts(applied=1, stale=1)
+    assert len(client.transactions) == 1 and len(client.puts) == 2
+
+
+def test_a_transaction_conflict_is_retryable_and_the_rest_applied():
+    client = FakeDynamoDb({"busy": client_error("TransactionConflictException")})
+    busy = Upsert({"k": "busy"}, {}, 2)
+    with pytest.raises(RetryableSinkError) as caught:
+        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+            [Upsert({"k": "a"}, {}, 1), busy, Upsert({"k": "busy"}, {}, 1)]
+        )
+    assert caught.value.writes == (busy, Upsert({"k": "busy"}, {}, 1))
+    assert "TransactionConflict" in str(caught.value)
+    assert set(client.items) == {"a"}
+
+
+def test_transaction_request_failures_are_classified_as_put_failures():
+    client = FakeDynamoDb({"a": client_error("ProvisionedThroughputExceededException")})
+    with pytest.raises(RetryableSinkError):
+        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write([Upsert({"k": "a"}, {}, 1), Upsert({"k": "b"}, {}, 1)])
+    assert client.puts == [] and client.items == {}
+
+
+# --- DynamoDB write strategy: configuration --------------------------------------------------
+
+
+def test_the_write_strategy_defaults_to_the_target_and_app_toml_overrides_it(tmp_path, monkeypatch):
+    from consumers.runtime import config, wiring
+
+    def sink_for(target, extra=""):
+        (tmp_path / "app").mkdir(exist_ok=True)
+        (tmp_path / "app" / "app.toml").write_text(
+            '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[sink]\ntype = "dynamodb"\n'
+            f'target = "AppUsers_V2"\n{extra}[dead_letter]\ntable = "d"\n'
+        )
+        stack = StackConfig.from_env({"CDC_TARGET": target, "CDC_OPENSEARCH_URL": "http://127.0.0.1:1"})
+        sink = wiring.build_sink(config.load_app("app", PIPELINE), PIPELINE, stack)
+        return sink.config.write_strategy.value
+
+    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    assert sink_for("local") == sink_for("localstack") == "transactions"
+    assert sink_for("aws") == "conditional-puts"
+    assert sink_for("aws", 'write_strategy = "transactions"\n') == "transactions"
+    assert sink_for("local", 'write_strategy = "conditional-puts"\n') == "conditional-puts"
+    with pytest.raises(ConfigError) as error:
+        sink_for("local", 'write_strategy = "batch"\n')
+    message = str(error.value)
+    assert "app/app.toml" in message and "sink.write_strategy" in message and "'batch'" in message
+    assert "'conditional-puts'" in message and "'transactions'" in message
+
+
+def test_only_a_dynamodb_sink_takes_a_write_strategy(tmp_path, monkeypatch):
+    from consumers.runtime import config
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "app.toml").write_text(
+        '[app]\nname = "x"\nsource_table = "WorkplaceUsers_V2"\ntransform = "m:f"\n[sink]\ntype = "opensearch"\n'
+        'target = "workplace-users-v2"\nwrite_strategy = "transactions"\n[dead_letter]\ntable = "d"\n'
+    )
+    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    with pytest.raises(ConfigError, match="sink.write_strategy: applies to sink.type"):
+        config.load_app("app", PIPELINE)
 
 
 @pytest.mark.parametrize(
@@ -155,6 +478,7 @@ def test_dynamodb_sink_fails_on_configuration_errors():
         {"table_name": ""},
         {"table_name": "T", "tombstone_retention": timedelta(0)},
         {"table_name": "T", "max_workers": 0},
+        {"table_name": "T", "write_strategy": "transactions"},  # the enum, not its value
     ],
 )
 def test_dynamodb_config_is_validated(kwargs):
