@@ -126,7 +126,5 @@ test: install install-localstack lint  ## lint, then the whole test suite (start
 test-unit: $(VENV)/.installed  ## only the tests that need no server
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: install  ## benchmarks, each printing ratios against a baseline measured in the same run
-	$(PY) -m bench.core
-	$(PY) -m bench.relay
-	$(PY) -m bench.latency
+bench: install  ## [QUICK=1] [ONLY=core,kinesis,...] benchmarks beside ceilings measured in the same run; report in bench-results/
+	$(PY) -m bench.report $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
