@@ -2,20 +2,32 @@
 
 ``adopt`` is given a scan result as a boto3 ``Table`` returns it (numbers as ``Decimal``):
 users an earlier run wrote, and foreign items. ``apply_changes`` writes to a table double
-that records the requests and evaluates their conditions as DynamoDB does.
+that records the requests and evaluates their conditions as DynamoDB does; batched, to a
+client double that applies TransactWriteItems as DynamoDB does (all or nothing, one action per
+item, conditions) and records the order in which each key's changes landed.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter, defaultdict
 from decimal import Decimal
 
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
 
 from scripts.generate_changes import (
     ChangeKind,
+    ChangeRefused,
+    UserChange,
     UserChangeGenerator,
     apply_changes,
     foreign_reason,
+    main,
+    plan_batches,
+    plan_rounds,
 )
 
 
@@ -143,6 +155,8 @@ class ConditionalTable:
     class ConditionalCheckFailed(Exception):
         pass
 
+    name = "Users"
+
     def __init__(self, items=()):
         self.items = {item["UserId"]: dict(item) for item in items}
         self.requests: list[tuple[str, str, str]] = []
@@ -200,3 +214,215 @@ def test_updates_and_deletes_stay_guarded_by_the_version():
     assert {user_id: item["Version"] for user_id, item in table.items.items()} == {
         user_id: item["Version"] for user_id, item in generator.state.items()
     }
+
+
+# -- batched writing: the plan
+
+
+def changes_with_deletes_and_recreations(users: int = 6, count: int = 600, seed: int = 3) -> list[UserChange]:
+    changes = list(UserChangeGenerator(users=users, seed=seed).changes(count))
+    kinds = Counter(change.kind for change in changes)
+    assert kinds[ChangeKind.DELETE] > 10 and kinds[ChangeKind.CREATE] > users  # re-creations of deleted keys
+    return changes
+
+
+def test_rounds_hold_each_key_once_and_each_keys_changes_in_successive_rounds():
+    changes = changes_with_deletes_and_recreations()
+    rounds = plan_rounds(changes)
+    # every change exactly once (deletes included, as deletes)
+    assert sorted(map(id, (c for r in rounds for c in r))) == sorted(map(id, changes))
+    # a key at most once per round
+    assert all(len({c.user_id for c in r}) == len(r) for r in rounds)
+    # written round after round, each key's changes come in the generated order
+    by_key: dict[str, list[UserChange]] = defaultdict(list)
+    for change in changes:
+        by_key[change.user_id].append(change)
+    landed: dict[str, list[UserChange]] = defaultdict(list)
+    for round_ in rounds:
+        for change in round_:
+            landed[change.user_id].append(change)
+    assert landed == by_key
+    # and a round keeps the generated order of its changes
+    position = {id(c): i for i, c in enumerate(changes)}
+    assert all([position[id(c)] for c in r] == sorted(position[id(c)] for c in r) for r in rounds)
+    # as many rounds as the busiest key has changes: no round more than needed
+    assert len(rounds) == max(len(v) for v in by_key.values())
+
+
+def test_batches_cut_each_round_without_losing_or_moving_a_change():
+    changes = changes_with_deletes_and_recreations(users=60, count=900)
+    planned = plan_batches(changes, 25)
+    assert [[c for batch in batches for c in batch] for batches in planned] == plan_rounds(changes)
+    assert all(1 <= len(batch) <= 25 for batches in planned for batch in batches)
+    assert max(len(batch) for batches in planned for batch in batches) == 25
+
+
+def test_a_delete_stays_a_delete_carrying_the_version_it_removes():
+    changes = changes_with_deletes_and_recreations()
+    for change in (c for r in plan_rounds(changes) for c in r):
+        assert (change.kind is ChangeKind.DELETE) == (change.item is None)
+
+
+# -- batched writing: against a TransactWriteItems double
+
+
+class TransactingClient:
+    """A DynamoDB client double for ``transact_write_items`` (wire format): the actions' items
+    must be distinct, every condition is checked before anything is written, and a cancelled
+    transaction writes nothing. It fails when two transactions in flight share a key, records
+    each write as a stream record would (key, event, version) and can cancel the first
+    ``conflicts`` calls with TransactionConflict."""
+
+    def __init__(self, items=(), conflicts: int = 0, pause_s: float = 0.002):
+        self.items = {item["UserId"]: dict(item) for item in items}
+        self.stream: list[tuple[str, str, int]] = []
+        self.calls: list[int] = []
+        self.conflicts = conflicts
+        self.pause_s = pause_s
+        self.in_flight: set[str] = set()
+        self.transactions_in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _cancelled(codes: list[str]) -> ClientError:
+        return ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": f"cancelled {codes}"},
+                "CancellationReasons": [{"Code": code} for code in codes],
+            },
+            "TransactWriteItems",
+        )
+
+    def _holds(self, action: dict) -> bool:
+        ((verb, body),) = action.items()
+        key = body["Item"]["UserId"]["S"] if verb == "Put" else body["Key"]["UserId"]["S"]
+        stored = self.items.get(key)
+        value = int(body["ExpressionAttributeValues"][":v"]["N"]) if "ExpressionAttributeValues" in body else None
+        condition = body["ConditionExpression"]
+        if condition == "attribute_not_exists(UserId)":
+            return stored is None
+        if condition == "attribute_not_exists(UserId) OR Version < :v":
+            return stored is None or ("Version" in stored and stored["Version"] < value)
+        assert condition == "Version = :v", condition
+        return stored is not None and stored.get("Version") == value
+
+    def transact_write_items(self, TransactItems):
+        keys = [(a.get("Put", {}).get("Item") or a["Delete"]["Key"])["UserId"]["S"] for a in TransactItems]
+        if len(set(keys)) != len(keys):
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "multiple operations on one item"}},
+                "TransactWriteItems",
+            )
+        with self.lock:
+            assert self.in_flight.isdisjoint(keys), "two transactions in flight write the same key"
+            self.in_flight.update(keys)
+            self.transactions_in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.transactions_in_flight)
+        try:
+            time.sleep(self.pause_s)  # lets the batches of a round overlap
+            with self.lock:
+                self.calls.append(len(TransactItems))
+                if self.conflicts:
+                    self.conflicts -= 1
+                    raise self._cancelled(["None"] * (len(keys) - 1) + ["TransactionConflict"])
+                codes = ["None" if self._holds(a) else "ConditionalCheckFailed" for a in TransactItems]
+                if any(code != "None" for code in codes):
+                    raise self._cancelled(codes)
+                for key, action in zip(keys, TransactItems, strict=True):
+                    if "Put" in action:
+                        item = {k: TypeDeserializer().deserialize(v) for k, v in action["Put"]["Item"].items()}
+                        self.stream.append((key, "MODIFY" if key in self.items else "INSERT", int(item["Version"])))
+                        self.items[key] = item
+                    else:
+                        removed = self.items.pop(key)
+                        self.stream.append((key, "REMOVE", int(removed["Version"])))
+        finally:
+            with self.lock:
+                self.in_flight.difference_update(keys)
+                self.transactions_in_flight -= 1
+
+
+def expected_stream(changes: list[UserChange]) -> dict[str, list[tuple[str, int]]]:
+    event = {ChangeKind.CREATE: "INSERT", ChangeKind.DELETE: "REMOVE"}
+    by_key: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for change in changes:
+        by_key[change.user_id].append((event.get(change.kind, "MODIFY"), change.version))
+    return by_key
+
+
+def landed_stream(client: TransactingClient) -> dict[str, list[tuple[str, int]]]:
+    by_key: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for key, event, version in client.stream:
+        by_key[key].append((event, version))
+    return by_key
+
+
+def test_a_batched_run_writes_every_change_once_each_key_in_order_in_concurrent_transactions():
+    # GIVEN a generator over few keys (many deletes and re-creations of one key) and a table double
+    generator = UserChangeGenerator(users=60, seed=7)
+    changes = list(generator.changes(1500))
+    client = TransactingClient()
+    # WHEN the changes are written in batches of 25, 4 at a time
+    written = apply_changes(
+        ConditionalTable(),
+        iter(changes),
+        total=len(changes),
+        progress=False,
+        batch_size=25,
+        concurrency=4,
+        client=client,
+    )
+    # THEN each change is its own write, each key's in the generated order, deletes as deletes
+    assert written == len(changes) == len(client.stream)
+    assert landed_stream(client) == expected_stream(changes)
+    # AND the table ends as the generator believes it is
+    assert client.items == generator.state
+    # AND it took transactions of up to 25 distinct keys, several at once
+    assert max(client.calls) == 25 and len(client.calls) < len(changes) / 10
+    assert client.most_in_flight > 1
+
+
+def test_a_transaction_cancelled_by_conflicts_is_tried_again_not_dropped():
+    generator = UserChangeGenerator(users=30, seed=8)
+    changes = list(generator.changes(200))
+    client = TransactingClient(conflicts=3)
+    written = apply_changes(
+        ConditionalTable(),
+        iter(changes),
+        total=len(changes),
+        progress=False,
+        batch_size=10,
+        concurrency=2,
+        client=client,
+    )
+    assert written == len(changes) and landed_stream(client) == expected_stream(changes)
+    assert client.items == generator.state
+
+
+def test_a_batched_creation_never_overwrites_an_item_written_since_the_scan():
+    # GIVEN a generator that saw an empty table, and a foreign item written since, with a low Version
+    generator = UserChangeGenerator(users=1, seed=4)
+    generator.adopt([])
+    foreign = {"UserId": "u-00000", "Version": 1, "Name": "written since the scan"}
+    client = TransactingClient([foreign])
+    # WHEN it writes in batches
+    with pytest.raises(ChangeRefused, match=r"u-00000 \(create, version \d+\): ConditionalCheckFailed") as refused:
+        apply_changes(
+            ConditionalTable(),
+            generator.changes(5),
+            total=5,
+            progress=False,
+            batch_size=25,
+            concurrency=2,
+            client=client,
+        )
+    # THEN it fails loudly naming the change, and the foreign item is intact
+    assert [(change.user_id, code) for change, code in refused.value.refused] == [("u-00000", "ConditionalCheckFailed")]
+    assert client.items == {"u-00000": foreign} and client.stream == []
+
+
+def test_the_command_refuses_a_batch_size_above_the_transaction_limit(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--batch-size", "101"])
+    assert exited.value.code == 2 and "must be 1-100, not 101" in capsys.readouterr().err
