@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import platform
 import re
@@ -63,6 +64,8 @@ def format_number(value: float | None) -> str:
     """Readable at a glance: thousands separators for big values, 3 significant digits else."""
     if value is None:
         return "-"
+    if math.isnan(value) or math.isinf(value):
+        return "n/a"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if value == int(value):
@@ -118,14 +121,23 @@ def render_summary(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(parts) + "\n"
 
 
+#: a Series line with more points than this is left to its chart in the text outputs
+LISTED_POINTS = 25
+
+
+def _points(points: Sequence[tuple[float, float]]) -> str:
+    if len(points) > LISTED_POINTS:
+        return f"{len(points)} points (see the chart)"
+    return ", ".join(f"({format_number(x)}, {format_number(y)})" for x, y in points)
+
+
 def print_section(section: Section, module: str = "") -> None:
     """A module's CLI output: its figures as the summary table, then its notes."""
     sys.stdout.write(f"{section.title}\n")
     sys.stdout.write(render_summary([Outcome(module or "bench", section=section)]))
     for series in section.series:
         for label, points in series.lines.items():
-            shown = ", ".join(f"({format_number(x)}, {format_number(y)})" for x, y in points)
-            sys.stdout.write(f"{series.title} - {label} ({series.x_label}, {series.y_label}): {shown}\n")
+            sys.stdout.write(f"{series.title} - {label} ({series.x_label}, {series.y_label}): {_points(points)}\n")
     for note in section.notes:
         sys.stdout.write(f"note: {note}\n")
 
@@ -203,8 +215,7 @@ def render_markdown(
                 lines.append(f"{series.title}:")
                 lines.append("")
                 for label, points in series.lines.items():
-                    shown = ", ".join(f"({format_number(x)}, {format_number(y)})" for x, y in points)
-                    lines.append(f"- {label} ({series.x_label}, {series.y_label}): {shown}")
+                    lines.append(f"- {label} ({series.x_label}, {series.y_label}): {_points(points)}")
                 lines.append("")
         for note in section.notes:
             lines.append(f"- {note}")

@@ -35,6 +35,7 @@ def test_format_number():
     assert report.format_number(123456.7) == "123,457"
     assert report.format_number(12.0) == "12"
     assert report.format_number(0.12345) == "0.123"
+    assert report.format_number(float("nan")) == "n/a"
 
 
 def test_summary_rows_carry_ratio_and_verdict():
