@@ -152,12 +152,24 @@ def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
         "records": sum(report.expected.values()),
         **report.counts,
         "seconds": round(report.seconds, 1),
+        "processing_s": round(report.processing_s, 1),
         "lease_backup": str(report.backup),
     }
     _print(
         args,
         [row],
-        ("app", "from", "records", "received", "applied", "stale", "filtered_out", "dead_lettered", "seconds"),
+        (
+            "app",
+            "from",
+            "records",
+            "received",
+            "applied",
+            "stale",
+            "filtered_out",
+            "dead_lettered",
+            "seconds",
+            "processing_s",
+        ),
     )
     return 0
 

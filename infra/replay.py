@@ -47,7 +47,8 @@ class ReplayReport:
     expected: dict[str, int]  # records in each shard from `start`, read from the stream
     counts: dict[str, int]  # received, applied, stale, skipped, filtered_out, dead_lettered
     backup: Path
-    seconds: float
+    seconds: float  # the whole replay: stop, lease reset, start, processing
+    processing_s: float  # from the first record processor's start to the last one's final report
 
 
 def stream_window(kinesis: Any, stream: str) -> tuple[datetime, datetime]:
@@ -142,5 +143,7 @@ def replay(
         save_overrides(
             stack.state_dir, app.package, replace(load_overrides(stack.state_dir, app.package), start_at=None)
         )
-    counts = {name: sum(s[name] for s in _stats(stats_dir, started)) for name in _COUNTED}
-    return ReplayReport(app.name, start, expected, counts, backup, time.monotonic() - began)
+    final = _stats(stats_dir, started)
+    counts = {name: sum(s[name] for s in final) for name in _COUNTED}
+    processing_s = max(s["now"]["at"] for s in final) - min(s["now"]["started"] for s in final) if final else 0.0
+    return ReplayReport(app.name, start, expected, counts, backup, time.monotonic() - began, processing_s)
