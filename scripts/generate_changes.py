@@ -277,7 +277,8 @@ class UserChangeGenerator:
 
     def _mutate(self, kind: ChangeKind, item: dict) -> tuple[ChangeKind, dict]:
         """Apply one change of the kind; returns the kind actually applied (a membership
-        change of a user without memberships becomes a touch) and the new item."""
+        change of a user without memberships, or an addition to a user in every workplace,
+        becomes a touch) and the new item."""
         rng = self.rng
         workplaces = dict(item["Workplaces"])
         if kind is ChangeKind.PROFILE:
@@ -292,7 +293,7 @@ class UserChangeGenerator:
             item[field_name] = rng.choice([c for c in choices if c != item.get(field_name)])
             if field_name == "Roles":
                 kind = ChangeKind.ROLES
-        elif kind is ChangeKind.MEMBERSHIP_ADD:
+        elif kind is ChangeKind.MEMBERSHIP_ADD and len(workplaces) < len(WORKPLACES):
             free = [w for w in WORKPLACES if w not in workplaces]
             workplaces[rng.choice(free)] = self._membership()
         elif kind is ChangeKind.MEMBERSHIP_REMOVE and workplaces:

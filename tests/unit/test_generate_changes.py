@@ -19,6 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from scripts.generate_changes import (
+    WORKPLACES,
     ChangeKind,
     ChangeRefused,
     UserChange,
@@ -146,6 +147,15 @@ def test_the_reasons_for_one_item():
         foreign_reason(generated_user("u-1", Roles=["member"])) == "not shaped like a generated user (Roles not a set)"
     )
     assert foreign_reason({"Version": Decimal(1)}) == "without a string UserId"
+
+
+def test_a_membership_added_to_a_user_in_every_workplace_becomes_a_touch():
+    # (it raised IndexError choosing a free workplace among none, in long runs over few users)
+    generator = UserChangeGenerator(users=1, seed=1)
+    everywhere = generated_user("u-00000", Workplaces={w: {"Role": "staff"} for w in WORKPLACES})
+    kind, item = generator._mutate(ChangeKind.MEMBERSHIP_ADD, dict(everywhere))
+    assert kind is ChangeKind.TOUCH and item["Workplaces"] == everywhere["Workplaces"]
+    assert item["LastSeenAt"] > everywhere["LastSeenAt"]
 
 
 class ConditionalTable:
