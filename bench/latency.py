@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, help="default 3,000 (quick: 600)")
     parser.add_argument("--rate", type=float, default=100.0, help="changes per second")
-    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--catch-up", type=int, default=0, help="changes written while the workers are stopped")
     args = parser.parse_args(argv)
@@ -141,7 +141,7 @@ def _quantiles(values: list[float]) -> tuple[float, float, float] | None:
     return q[49], q[94], q[98]
 
 
-def measure(quick: bool, changes: int | None = None, rate: float = 100.0, users: int = 50) -> Section:
+def measure(quick: bool, changes: int | None = None, rate: float = 100.0, users: int = 100) -> Section:
     """p50 / p95 / p99 per hop at ``rate`` changes/s on the running (or started) local stack."""
     changes = changes or (600 if quick else 3_000)
     stack, pipeline = StackConfig.from_env(), load_pipeline()
@@ -214,27 +214,39 @@ def measure(quick: bool, changes: int | None = None, rate: float = 100.0, users:
             written[key] = stamp
         last_write[0] = stamp
 
-    # every tick (0.1 s) the tick's changes in one BatchWriteItem, from a few threads so that a
-    # slow call does not hold the next tick back (a put loop cannot keep 100/s on a busy machine)
-    per_tick = max(1, round(rate * _TICK_S))
-    if per_tick > min(25, users):
-        raise ValueError(f"{rate}/s needs {per_tick} changes per {_TICK_S} s tick: at most 25 and at most --users")
+    # every tick (0.1 s) the tick's changes in one BatchWriteItem. A few writers, so that a slow
+    # call does not hold the next tick back (a put loop cannot keep 100/s on a busy machine); the
+    # users are split between the writers and each writer writes its ticks in turn, so the
+    # changes of one user reach Users in version order.
     writers = 8
+    groups = [user_ids[g::writers] for g in range(writers)]
+    per_tick = max(1, round(rate * _TICK_S))
+    if per_tick > min(25, min(len(group) for group in groups)):
+        raise ValueError(
+            f"{rate}/s needs {per_tick} changes per {_TICK_S} s tick: give --users >= {per_tick * writers}"
+        )
+    pools = [ThreadPoolExecutor(max_workers=1) for _ in range(writers)]
     began = time.monotonic()
-    with ThreadPoolExecutor(max_workers=writers) as pool:
-        futures = []
+    futures = []
+    turn = [0] * writers
+    try:
         for tick, first in enumerate(range(0, changes, per_tick)):
+            group = tick % writers
             batch = []
-            for n in range(first, min(changes, first + per_tick)):
-                user_id = user_ids[n % len(user_ids)]
+            for _ in range(min(per_tick, changes - first)):
+                user_id = groups[group][turn[group] % len(groups[group])]
+                turn[group] += 1
                 versions[user_id] += 1
                 batch.append((user_id, versions[user_id]))
             delay = began + tick * _TICK_S - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            futures.append(pool.submit(write, batch))
+            futures.append(pools[group].submit(write, batch))
         for future in futures:
             future.result()
+    finally:
+        for pool in pools:
+            pool.shutdown()
     achieved = changes / (time.monotonic() - began)
     done.set()
     for thread in pollers:
@@ -303,7 +315,7 @@ def measure(quick: bool, changes: int | None = None, rate: float = 100.0, users:
     ]
     notes = [
         f"{changes:,} e-mail changes at {rate:g} changes/s asked, {achieved:.1f}/s achieved (one "
-        f"BatchWriteItem of {per_tick} every {_TICK_S} s from {writers} threads; each change its own item write) over {users} users, each with one workplace: every change reaches "
+        f"BatchWriteItem of {per_tick} every {_TICK_S} s from {writers} threads, each user's changes from one thread in order; each change its own item write) over {users} users, each with one workplace: every change reaches "
         "all three sinks.",
         "relay hops: Users write (or first visibility in WorkplaceUsers_V2) -> ApproximateArrivalTimestamp on the "
         "stream; app hops: arrival -> first poll (every 20 ms, one batched read per sink) that sees the version "

@@ -112,3 +112,24 @@ def test_main_writes_report_and_chart(tmp_path, monkeypatch, capsys):
     assert (folder / "report.md").read_text().count("![") == 1
     assert len(list(folder.glob("*.png"))) == 1
     assert "core: app-user-management" in capsys.readouterr().out
+
+
+def test_noop_properties_keep_the_apps_stream_under_another_application_name(tmp_path):
+    from bench.apps import _noop_properties
+    from consumers.runtime.config import load_app
+    from producer_config import load_pipeline
+    from targets.config import StackConfig
+
+    pipeline = load_pipeline()
+    app = load_app("app_user_management", pipeline)
+    stack = StackConfig.from_env({"CDC_STATE_DIR": str(tmp_path)})
+    start = datetime(2026, 12, 1, 13, 45, 4, tzinfo=UTC)
+    text = _noop_properties(app, pipeline, stack, "bench-noop-x", tmp_path / "stats", start)
+    props = dict(line.split(" = ", 1) for line in text.splitlines())
+    assert props["streamName"] == app.stream_name
+    assert props["applicationName"] == "bench-noop-x"
+    assert props["workerId"] == "bench-noop-x-1"
+    assert props["executableName"].endswith(f"-m bench.noop_processor --stats {tmp_path / 'stats'}")
+    assert props["initialPositionInStreamExtended"] == str(int(start.timestamp()))
+    assert "initialPositionInStream" not in props
+    assert props["maxRecords"] == str(app.max_records)
