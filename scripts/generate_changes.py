@@ -23,6 +23,7 @@ import math
 import random
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -319,6 +320,8 @@ WINDOW = 1000  # changes planned into rounds at a time (see `plan_rounds`)
 RETRYABLE_REASONS = frozenset(
     {"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
 )
+#: errors of the whole call that say nothing about its changes: it is tried again, same token
+RETRYABLE_ERRORS = frozenset({"InternalServerError", "TransactionInProgressException"})
 RETRIES = 10  # tries again after a retryable cancellation, backing off 50 ms doubling up to 2 s (~12 s in all)
 
 
@@ -516,15 +519,21 @@ def _action(table_name: str, change: UserChange) -> dict:
 
 def _write_transaction(client, table_name: str, batch: list[UserChange]) -> None:
     """One TransactWriteItems of the batch (distinct keys); all of it is written or none.
-    botocore gives the call a ClientRequestToken, so its own retries (e.g. after a timeout)
-    cannot apply the transaction twice."""
+    Every try carries the same ClientRequestToken, so no retry (botocore's after a timeout, or
+    ours after DynamoDB Local's "timed out waiting for a lock" InternalServerError) can apply
+    the transaction twice."""
     actions = [_action(table_name, change) for change in batch]
+    token = uuid.uuid4().hex
     for attempt in itertools.count():
         try:
-            client.transact_write_items(TransactItems=actions)
+            client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
             return
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            code = exc.response.get("Error", {}).get("Code")
+            if code in RETRYABLE_ERRORS and attempt < RETRIES:
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+                continue
+            if code != "TransactionCanceledException":
                 raise
             codes = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
             refused = [

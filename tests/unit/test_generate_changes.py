@@ -281,13 +281,18 @@ class TransactingClient:
     must be distinct, every condition is checked before anything is written, and a cancelled
     transaction writes nothing. It fails when two transactions in flight share a key, records
     each write as a stream record would (key, event, version) and can cancel the first
-    ``conflicts`` calls with TransactionConflict."""
+    ``conflicts`` calls with TransactionConflict, and fail the first ``lock_timeouts`` calls
+    whole with DynamoDB Local's InternalServerError, writing nothing (the tokens of the calls
+    failed so and of the calls that wrote are kept)."""
 
-    def __init__(self, items=(), conflicts: int = 0, pause_s: float = 0.002):
+    def __init__(self, items=(), conflicts: int = 0, pause_s: float = 0.002, lock_timeouts: int = 0):
         self.items = {item["UserId"]: dict(item) for item in items}
         self.stream: list[tuple[str, str, int]] = []
         self.calls: list[int] = []
         self.conflicts = conflicts
+        self.lock_timeouts = lock_timeouts
+        self.failed_tokens: set[str] = set()
+        self.written_tokens: set[str] = set()
         self.pause_s = pause_s
         self.in_flight: set[str] = set()
         self.transactions_in_flight = 0
@@ -317,8 +322,16 @@ class TransactingClient:
         assert condition == "Version = :v", condition
         return stored is not None and stored.get("Version") == value
 
-    def transact_write_items(self, TransactItems):
+    def transact_write_items(self, TransactItems, ClientRequestToken):
         keys = [(a.get("Put", {}).get("Item") or a["Delete"]["Key"])["UserId"]["S"] for a in TransactItems]
+        with self.lock:
+            if self.lock_timeouts:
+                self.lock_timeouts -= 1
+                self.failed_tokens.add(ClientRequestToken)
+                raise ClientError(
+                    {"Error": {"Code": "InternalServerError", "Message": "too long waiting for a lock"}},
+                    "TransactWriteItems",
+                )
         if len(set(keys)) != len(keys):
             raise ClientError(
                 {"Error": {"Code": "ValidationException", "Message": "multiple operations on one item"}},
@@ -339,6 +352,7 @@ class TransactingClient:
                 codes = ["None" if self._holds(a) else "ConditionalCheckFailed" for a in TransactItems]
                 if any(code != "None" for code in codes):
                     raise self._cancelled(codes)
+                self.written_tokens.add(ClientRequestToken)
                 for key, action in zip(keys, TransactItems, strict=True):
                     if "Put" in action:
                         item = {k: TypeDeserializer().deserialize(v) for k, v in action["Put"]["Item"].items()}
@@ -408,6 +422,24 @@ def test_a_transaction_cancelled_by_conflicts_is_tried_again_not_dropped():
     )
     assert written == len(changes) and landed_stream(client) == expected_stream(changes)
     assert client.items == generator.state
+
+
+def test_a_transaction_failed_whole_by_a_lock_timeout_is_tried_again_with_the_same_token():
+    generator = UserChangeGenerator(users=30, seed=9)
+    changes = list(generator.changes(200))
+    client = TransactingClient(lock_timeouts=4)
+    written = apply_changes(
+        ConditionalTable(),
+        iter(changes),
+        total=len(changes),
+        progress=False,
+        batch_size=10,
+        concurrency=2,
+        client=client,
+    )
+    assert written == len(changes) and landed_stream(client) == expected_stream(changes)
+    assert client.items == generator.state
+    assert client.lock_timeouts == 0 and client.failed_tokens <= client.written_tokens  # tried again, same token
 
 
 def test_a_batched_creation_never_overwrites_an_item_written_since_the_scan():
