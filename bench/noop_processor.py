@@ -3,7 +3,7 @@
     executableName = <python> -m bench.noop_processor --stats <folder>
 
 Each batch: note when it arrived, checkpoint at its last record, and save the shard's running
-totals (``<folder>/<shard>.json``: received, first batch start, last batch end). stdout is the
+totals (``<folder>/<shard>.json``: received, initialize time, first batch start, last batch end). stdout is the
 daemon's protocol channel: nothing here prints.
 """
 
@@ -23,11 +23,13 @@ class NoopProcessor(processor.RecordProcessorBase):
         self.stats = stats
         self.shard = "?"
         self.received = 0
+        self.initialized = time.time()
         self.first: float | None = None
         self.last = 0.0
 
     def initialize(self, initialize_input) -> None:
         self.shard = initialize_input.shard_id
+        self.initialized = time.time()
 
     def process_records(self, process_records_input) -> None:
         records = process_records_input.records
@@ -41,7 +43,9 @@ class NoopProcessor(processor.RecordProcessorBase):
         self.last = time.time()
         path = self.stats / f"{self.shard}.json"
         path.with_suffix(".tmp").write_text(
-            json.dumps({"received": self.received, "first": self.first, "last": self.last})
+            json.dumps(
+                {"received": self.received, "initialized": self.initialized, "first": self.first, "last": self.last}
+            )
         )
         path.with_suffix(".tmp").replace(path)
 

@@ -133,3 +133,18 @@ def test_noop_properties_keep_the_apps_stream_under_another_application_name(tmp
     assert props["initialPositionInStreamExtended"] == str(int(start.timestamp()))
     assert "initialPositionInStream" not in props
     assert props["maxRecords"] == str(app.max_records)
+
+
+def test_processing_span_from_initialize_to_the_last_batch():
+    from bench.apps import processing_span
+
+    lines = [
+        '{"app": "a", "shard": "s0", "event": "initialize", "ts": 100.0, "position": "AT_TIMESTAMP"}',
+        '{"app": "a", "shard": "s1", "event": "initialize", "ts": 100.5, "position": "AT_TIMESTAMP"}',
+        "2026-12-01 13:59:14,454 [ShardRecordProcessor-0002] INFO something else",
+        '{"app": "a", "shard": "s0", "event": "batch", "ts": 101.0, "ms": 200.0, "received": 500}',
+        '{"app": "a", "shard": "s1", "event": "batch", "ts": 103.0, "ms": 100.0, "received": 250}',
+        '{"app": "a", "shard": "s1", "event": "batch", "ts": 109.0, "ms": 1.0, "received": 0}',
+        '{"app": "b", "shard": "s0", "event": "batch", "ts": 120.0, "ms": 1.0, "received": 9}',
+    ]
+    assert processing_span(lines, "a") == (750, 100.0, 103.0)
