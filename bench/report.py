@@ -335,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     outcomes: list[Outcome] = []
+    charts: dict[str, list[str]] = {}
+    report = folder / "report.md"
     for name in (name for name in MODULES if name in chosen):
         print(f"== bench.{name}{' (quick)' if args.quick else ''}", file=sys.stderr, flush=True)
         outcome = run_module(name, args.quick)
@@ -345,8 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"   done in {outcome.seconds:.0f} s", file=sys.stderr, flush=True)
         outcomes.append(outcome)
-    charts = write_charts(outcomes, folder)
-    report = folder / "report.md"
+        # after each module, so that what was measured survives an interrupted run
+        charts.update(write_charts([outcome], folder))
+        report.write_text(render_markdown(outcomes, machine, command, started, charts))
     report.write_text(render_markdown(outcomes, machine, command, started, charts))
     sys.stdout.write(render_summary(outcomes))
     sys.stdout.write(f"report: {report}\n")
