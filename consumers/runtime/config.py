@@ -111,8 +111,7 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
         raise ConfigError(
             path,
             "sink.write_strategy",
-            f"must be one of {strategies}, got {strategy!r} (or leave it out: transactions on the local stack"
-            " and LocalStack, conditional-puts on AWS)",
+            f"must be one of {strategies}, got {strategy!r} (or leave it out: conditional-puts)",
         )
     sink = SinkSpec(
         get("sink", "type", str),
