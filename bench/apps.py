@@ -45,7 +45,7 @@ from typing import Any
 from bench.figures import Figure, Section
 from consumers.runtime.batch import InputRecord
 from consumers.runtime.config import AppConfig, discover_apps
-from consumers.runtime.daemon import KCL_JARS, render_properties
+from consumers.runtime.daemon import daemon_command, render_properties
 from consumers.runtime.wiring import build_batch_processor, build_sink
 from consumers.shared.planning import PlannedWrite, Skip, WriteCounts
 from consumers.sinks.opensearch import build_bulk_body
@@ -174,19 +174,11 @@ def _through_noop(
     env = dict(os.environ, AWS_REGION=pipeline.region, CDC_STATE_DIR=str(stack.state_dir))
     env.update(AWS_ACCESS_KEY_ID=LOCAL_CREDENTIALS["aws_access_key_id"])
     env.update(AWS_SECRET_ACCESS_KEY=LOCAL_CREDENTIALS["aws_secret_access_key"])
-    command = [
-        "java",
-        "-Xms64m",
-        "-Xmx384m",
-        "-cp",
-        f"{KCL_JARS}/*",
-        "software.amazon.kinesis.multilang.MultiLangDaemon",
-    ]
     log = stack.log_dir / f"{name}.log"
     try:
         with open(log, "ab") as out:
             daemon = subprocess.Popen(
-                [*command, "--properties-file", str(properties)],
+                daemon_command(properties),
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,

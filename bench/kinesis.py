@@ -33,7 +33,7 @@ import boto3
 from botocore.config import Config
 
 from bench.figures import Figure, Section, Series
-from infra.components import KINESIS_PACKAGE, components, wait_healthy
+from infra.components import kinesis_mock, wait_healthy
 from infra.preflight import free_port
 from producer_config import load_pipeline
 from targets.clients import LOCAL_CREDENTIALS
@@ -76,11 +76,7 @@ class _PrivateKinesis:
                 "CDC_KINESIS_PERSIST_INTERVAL": DEFAULT_PERSIST_INTERVAL,
             }
         )
-        component = components(self.config, pipeline)[1]
-        command = tuple(
-            str(KINESIS_PACKAGE / script) if arg.endswith("/main.js") else arg for arg in component.process.command
-        )
-        self.component = dataclasses.replace(component, process=dataclasses.replace(component.process, command=command))
+        self.component = kinesis_mock(self.config, pipeline, script)
         # one attempt per call and a long read time-out: a stalled call is what is measured
         self.kinesis = boto3.client(
             "kinesis",

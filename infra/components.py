@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from infra import localstack
@@ -19,7 +19,15 @@ from producer_config import PipelineConfig
 from targets.clients import aws_client
 from targets.config import REPO_ROOT, StackConfig, StackError, Target
 
-__all__ = ["KINESIS_PACKAGE", "KINESIS_PATCHES", "NODE_MODULES", "Component", "components", "wait_healthy"]
+__all__ = [
+    "KINESIS_PACKAGE",
+    "KINESIS_PATCHES",
+    "NODE_MODULES",
+    "Component",
+    "components",
+    "kinesis_mock",
+    "wait_healthy",
+]
 
 NODE_MODULES = REPO_ROOT / "infra" / "node_modules"
 # kinesis-mock, patched at install (infra/kinesis/patches/README.md); LocalStack's host mode runs it too
@@ -266,6 +274,17 @@ def _heartbeat_fresh(path: Path) -> bool:
         return time.time() - path.stat().st_mtime < RELAY_HEARTBEAT_MAX_AGE_S
     except OSError:
         return False
+
+
+def kinesis_mock(stack: StackConfig, pipeline: PipelineConfig, script: str = "main.js") -> Component:
+    """The local stack's kinesis-mock, running ``script`` of its package: ``main.js.orig`` is the
+    original the install patched (for the side-by-side tests and the before/after benchmark)."""
+    component = components(stack, pipeline)[1]
+    command = tuple(
+        str(KINESIS_PACKAGE / script) if arg == str(KINESIS_PACKAGE / "main.js") else arg
+        for arg in component.process.command
+    )
+    return replace(component, process=replace(component.process, command=command))
 
 
 def wait_healthy(component: Component, timeout_s: float) -> None:

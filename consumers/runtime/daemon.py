@@ -29,10 +29,26 @@ from producer_config import PipelineConfig, load_pipeline
 from targets.clients import LOCAL_CREDENTIALS
 from targets.config import REPO_ROOT, StackConfig, Target
 
-__all__ = ["FAILOVER_MS", "KCL_JARS", "main", "properties_path", "render_properties", "worker_id"]
+__all__ = ["FAILOVER_MS", "KCL_JARS", "daemon_command", "main", "properties_path", "render_properties", "worker_id"]
 
 log = logging.getLogger("cdc.daemon")
 KCL_JARS = Path(amazon_kclpy.__file__).parent / "jars"
+
+
+def daemon_command(properties: Path) -> list[str]:
+    """The MultiLangDaemon's command line (its JVM settings) for one properties file."""
+    return [
+        "java",
+        "-Xms64m",
+        "-Xmx384m",
+        "-cp",
+        f"{KCL_JARS}/*",
+        "software.amazon.kinesis.multilang.MultiLangDaemon",
+        "--properties-file",
+        str(properties),
+    ]
+
+
 _RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 _GRACE_S = 30
 #: a lease not renewed for this long is expired and taken over by another worker
@@ -119,16 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     path = properties_path(app, stack, args.worker)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_properties(app, pipeline, stack, args.worker))
-    command = [
-        "java",
-        "-Xms64m",
-        "-Xmx384m",
-        "-cp",
-        f"{KCL_JARS}/*",
-        "software.amazon.kinesis.multilang.MultiLangDaemon",
-        "--properties-file",
-        str(path),
-    ]
+    command = daemon_command(path)
 
     stopping = threading.Event()
     child: list[subprocess.Popen] = []

@@ -9,7 +9,6 @@ and the snapshot file itself, byte for byte, for the same state.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import shutil
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.components import KINESIS_PACKAGE, KINESIS_PATCHES, components, wait_healthy
+from infra.components import KINESIS_PACKAGE, KINESIS_PATCHES, kinesis_mock, wait_healthy
 from infra.patches import sha256
 from infra.preflight import free_port
 from targets.clients import aws_client
@@ -41,13 +40,7 @@ class PrivateKinesis:
                 "CDC_KINESIS_PERSIST_INTERVAL": "300ms",
             }
         )
-        self.component = components(self.config, pipeline)[1]
-        command = tuple(
-            str(KINESIS_PACKAGE / script) if arg.endswith("/main.js") else arg for arg in self.component.process.command
-        )
-        self.component = dataclasses.replace(
-            self.component, process=dataclasses.replace(self.component.process, command=command)
-        )
+        self.component = kinesis_mock(self.config, pipeline, script)
         self.kinesis = aws_client("kinesis", self.config, pipeline.region)
         self.snapshot = self.config.kinesis_snapshot
 
