@@ -77,6 +77,27 @@ def make_ddb_sink(stack, pipeline):
     yield make
     for sink in sinks:
         sink.close()
+    _remove_test_items(aws_client("dynamodb", stack, pipeline.region))
+
+
+def _remove_test_items(ddb) -> None:
+    """Remove every item these tests wrote (keys ``sink-...``) from AppUsers_V2: the table is the
+    pipeline's, and an item without a source in Users is what `make verify` (and the stack and
+    end-to-end tests after this module) report as extra."""
+    kwargs: dict = {
+        "TableName": "AppUsers_V2",
+        "FilterExpression": "begins_with(UserId, :prefix)",
+        "ExpressionAttributeValues": {":prefix": {"S": "sink-"}},
+        "ProjectionExpression": "UserId",
+        "ConsistentRead": True,
+    }
+    while True:
+        page = ddb.scan(**kwargs)
+        for item in page["Items"]:
+            ddb.delete_item(TableName="AppUsers_V2", Key={"UserId": item["UserId"]})
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 @pytest.fixture()
