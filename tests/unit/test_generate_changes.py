@@ -407,10 +407,10 @@ def test_a_batched_run_writes_every_change_once_each_key_in_order_in_concurrent_
     assert client.most_in_flight > 1
 
 
-def test_a_transaction_cancelled_by_conflicts_is_tried_again_not_dropped():
-    generator = UserChangeGenerator(users=30, seed=8)
+def _assert_all_written_despite(client: TransactingClient, seed: int) -> None:
+    """200 changes in batches of 10, 2 at a time, through ``client``: every one lands, in order."""
+    generator = UserChangeGenerator(users=30, seed=seed)
     changes = list(generator.changes(200))
-    client = TransactingClient(conflicts=3)
     written = apply_changes(
         ConditionalTable(),
         iter(changes),
@@ -422,23 +422,15 @@ def test_a_transaction_cancelled_by_conflicts_is_tried_again_not_dropped():
     )
     assert written == len(changes) and landed_stream(client) == expected_stream(changes)
     assert client.items == generator.state
+
+
+def test_a_transaction_cancelled_by_conflicts_is_tried_again_not_dropped():
+    _assert_all_written_despite(TransactingClient(conflicts=3), seed=8)
 
 
 def test_a_transaction_failed_whole_by_a_lock_timeout_is_tried_again_with_the_same_token():
-    generator = UserChangeGenerator(users=30, seed=9)
-    changes = list(generator.changes(200))
     client = TransactingClient(lock_timeouts=4)
-    written = apply_changes(
-        ConditionalTable(),
-        iter(changes),
-        total=len(changes),
-        progress=False,
-        batch_size=10,
-        concurrency=2,
-        client=client,
-    )
-    assert written == len(changes) and landed_stream(client) == expected_stream(changes)
-    assert client.items == generator.state
+    _assert_all_written_despite(client, seed=9)
     assert client.lock_timeouts == 0 and client.failed_tokens <= client.written_tokens  # tried again, same token
 
 
