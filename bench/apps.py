@@ -53,7 +53,7 @@ from infra import stack as local_stack
 from infra.apps import AppWorkers
 from infra.replay import replay
 from producer_config import PipelineConfig, load_pipeline
-from targets.clients import LOCAL_CREDENTIALS, aws_client, aws_resource, opensearch_client
+from targets.clients import LOCAL_CREDENTIALS, aws_client, aws_resource, lease_client, opensearch_client
 from targets.config import REPO_ROOT, StackConfig
 from targets.kinesis import StreamRecord, read_stream
 
@@ -126,9 +126,9 @@ def processing_span(lines: Sequence[str], app_name: str) -> tuple[int, float, fl
     return received, first, last
 
 
-def _through_app(stack: StackConfig, app: AppConfig, ddb: Any, kinesis: Any, start: datetime, total: int) -> float:
+def _through_app(stack: StackConfig, app: AppConfig, leases: Any, kinesis: Any, start: datetime, total: int) -> float:
     offsets = {p: p.stat().st_size for p in stack.log_dir.glob(f"worker-{app.package}-*.log")}
-    report = replay(stack, app, AppWorkers(stack, app, ddb), kinesis, start, timeout_s=300 + total / 5)
+    report = replay(stack, app, AppWorkers(stack, app, leases), kinesis, start, timeout_s=300 + total / 5)
     lines: list[str] = []
     for path in stack.log_dir.glob(f"worker-{app.package}-*.log"):
         with open(path, "rb") as log:
@@ -164,7 +164,7 @@ def _noop_properties(
 
 
 def _through_noop(
-    stack: StackConfig, pipeline: PipelineConfig, app: AppConfig, ddb: Any, start: datetime, total: int, run: str
+    stack: StackConfig, pipeline: PipelineConfig, app: AppConfig, leases: Any, start: datetime, total: int, run: str
 ) -> float:
     name = f"bench-noop-{app.package}-{run}"
     folder = Path(tempfile.mkdtemp(prefix="cdc-bench-noop-"))
@@ -211,9 +211,9 @@ def _through_noop(
         return received / seconds
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        for table in ddb.list_tables()["TableNames"]:
+        for table in leases.list_tables()["TableNames"]:
             if table.startswith(name):
-                ddb.delete_table(TableName=table)
+                leases.delete_table(TableName=table)
 
 
 # --- the sink alone, with prebuilt writes ------------------------------------------------------
@@ -281,15 +281,15 @@ def measure(quick: bool, changes: int | None = None) -> Section:
     stack, pipeline = StackConfig.from_env(), load_pipeline()
     local_stack.up(stack, pipeline)
     kinesis = aws_client("kinesis", stack, pipeline.region)
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    leases = lease_client(stack, pipeline.region)  # the apps' and the no-op's lease tables
     run = uuid.uuid4().hex[:6]
     start = _write_changes(stack, pipeline, changes, run)
     figures, notes = [], []
     for app in discover_apps(pipeline):
         records = list(read_stream(kinesis, app.stream_name, start))
         _say(f"   {app.name}: {len(records):,} records on {app.stream_name} from {start.isoformat()}")
-        app_rate = _through_app(stack, app, ddb, kinesis, start, len(records))
-        noop_rate = _through_noop(stack, pipeline, app, ddb, start, len(records), run)
+        app_rate = _through_app(stack, app, leases, kinesis, start, len(records))
+        noop_rate = _through_noop(stack, pipeline, app, leases, start, len(records), run)
         raw_rate = _raw_sink(stack, pipeline, app, records)
         ceiling = min(noop_rate, raw_rate)
         which = "no-op kclpy processor" if noop_rate <= raw_rate else f"raw {app.sink.type} sink writes"

@@ -37,7 +37,7 @@ from infra.replay import replay, stream_window
 from infra.stack import running_workers
 from producer_config import load_pipeline
 from scripts.generate_changes import BATCH_SIZE, CONCURRENCY, UserChangeGenerator, _scan, apply_changes
-from targets.clients import aws_client, aws_resource
+from targets.clients import aws_client, aws_resource, lease_client
 from targets.config import StackConfig
 from targets.kinesis import read_stream
 
@@ -177,14 +177,14 @@ def measure(quick: bool, preload: int | None = None, changes: int | None = None)
     )
 
     app = next(a for a in discover_apps(pipeline) if a.name == REPLAYED_APP)
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    leases = lease_client(stack, pipeline.region)
     stream = app.stream_name
     started = time.monotonic()
     in_stream = _stream_records(kinesis, stream)
     read_rate = in_stream / (time.monotonic() - started)
     start = stream_window(kinesis, stream)[0]
     for count in (1, 2):
-        workers = AppWorkers(stack, app, ddb)
+        workers = AppWorkers(stack, app, leases)
         workers.scale(count)
         report = replay(stack, app, workers, kinesis, start, timeout_s=600 + in_stream / 100)
         total = sum(report.expected.values())
@@ -201,7 +201,7 @@ def measure(quick: bool, preload: int | None = None, changes: int | None = None)
                 note=f"whole command {report.seconds:.0f}s = {total / report.seconds:,.0f} records/s",
             )
         )
-    AppWorkers(stack, app, ddb).scale(1)
+    AppWorkers(stack, app, leases).scale(1)
     final = verify(stack, pipeline)
     section.notes.append(
         "make verify after the runs: " + ("clean" if all(r.ok for r in final) else "; ".join(map(str, final)))

@@ -44,10 +44,11 @@ class StopReport:
 
 
 class AppWorkers:
-    """The worker processes of one app on one stack; ``ddb`` holds the app's lease table."""
+    """The worker processes of one app on one stack; ``lease_db`` (``targets.clients.lease_client``)
+    holds the app's lease table."""
 
-    def __init__(self, stack: StackConfig, app: AppConfig, ddb: Any, say: Callable[[str], None] = lambda _: None):
-        self.stack, self.app, self.ddb, self.say = stack, app, ddb, say
+    def __init__(self, stack: StackConfig, app: AppConfig, lease_db: Any, say: Callable[[str], None] = lambda _: None):
+        self.stack, self.app, self.lease_db, self.say = stack, app, lease_db, say
 
     @property
     def desired(self) -> int:
@@ -59,7 +60,7 @@ class AppWorkers:
         return tuple(p for p in running_workers(self.stack) if p.name.startswith(prefix))
 
     def leases(self) -> list[Lease]:
-        return read_leases(self.ddb, self.app.name)
+        return read_leases(self.lease_db, self.app.name)
 
     def stop(self, wait_leases: bool = True) -> StopReport:
         """Stop every worker of the app gracefully, then (``wait_leases``) wait until none of
@@ -76,7 +77,7 @@ class AppWorkers:
         if wait_leases:
             ids = [worker_id(self.app, n) for n in range(1, max(self.desired, len(processes), 1) + 1)]
             ids += [worker_id(self.app, int(p.name.rsplit("-", 1)[1])) for p in processes]
-            wait_expired(self.ddb, self.app.name, ids, FAILOVER_MS / 1000, tick=self.say)
+            wait_expired(self.lease_db, self.app.name, ids, FAILOVER_MS / 1000, tick=self.say)
         return StopReport(tuple(p.name for p in processes), time.monotonic() - started)
 
     def start(self, count: int | None = None) -> None:
@@ -97,13 +98,13 @@ class AppWorkers:
         if count < 0:
             raise StackError(f"cannot scale {self.app.name} to {count} workers: the count is 0 or more")
         self.stop(wait_leases=False)
-        release_leader_lock(self.ddb, self.app.name)
+        release_leader_lock(self.lease_db, self.app.name)
         self._save_count(count)
         if count == 0:
             return {}
         open_leases = [lease for lease in self.leases() if not lease.ended]
         plan = {lease.shard_id: worker_id(self.app, 1 + i % count) for i, lease in enumerate(open_leases)}
-        assign(self.ddb, self.app.name, plan)
+        assign(self.lease_db, self.app.name, plan)
         assigned = {lease.shard_id: lease.counter for lease in self.leases()}
         self.start()
         return self._settled(plan, assigned)

@@ -28,7 +28,7 @@ from infra.provision import provision
 from infra.replay import replay, replay_start
 from infra.status import app_row, shard_rows, stream_row
 from producer_config import PipelineConfig, load_pipeline
-from targets.clients import aws_client, error_code
+from targets.clients import aws_client, error_code, lease_client
 from targets.config import StackConfig, StackError
 from targets.kinesis import list_shards
 
@@ -75,8 +75,11 @@ class Context:
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
+        """A client of ``service`` (dynamodb, kinesis...), or of the KCL's lease tables (``leases``)."""
         if service not in self._clients:
-            self._clients[service] = aws_client(service, self.stack, self.pipeline.region)
+            region = self.pipeline.region
+            made = lease_client(self.stack, region) if service == "leases" else aws_client(service, self.stack, region)
+            self._clients[service] = made
         return self._clients[service]
 
     def app(self, name: str) -> AppConfig:
@@ -87,7 +90,7 @@ class Context:
         raise StackError(f"unknown app {name!r}: the apps are {known}")
 
     def workers(self, app: AppConfig) -> AppWorkers:
-        return AppWorkers(self.stack, app, self.client("dynamodb"), say=_say)
+        return AppWorkers(self.stack, app, self.client("leases"), say=_say)
 
     def dead_letters(self, app: AppConfig) -> int | None:
         try:

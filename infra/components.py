@@ -11,12 +11,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from infra import localstack
 from infra.patches import PatchSet
 from infra.processes import ManagedProcess
 from producer_config import PipelineConfig
-from targets.clients import aws_client
+from targets.clients import aws_client, lease_client
 from targets.config import REPO_ROOT, StackConfig, StackError, Target
 
 __all__ = [
@@ -72,42 +73,24 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     """The stack's processes, in start order: the local stack's, or LocalStack's."""
     if stack.target is Target.LOCALSTACK:
         return _localstack(stack, pipeline), _opensearch(stack)
-    pids, logs, data = stack.pid_dir, stack.log_dir, stack.data_dir
+    pids, logs = stack.pid_dir, stack.log_dir
 
     def managed(name: str, command: list[str], marker: str, **kwargs) -> ManagedProcess:
         return ManagedProcess(name, tuple(command), marker, pids / f"{name}.pid", logs / f"{name}.log", **kwargs)
 
-    ddb_data, ddb_dir = data / "dynamodb", _dynamodb_local_dir()
-    dynamodb = Component(
-        process=managed(
-            "dynamodb",
-            [
-                "java",
-                "-Xmx1g",
-                f"-Dcdc.bind.host={stack.bind_host}",
-                f"-Djava.library.path={ddb_dir / 'DynamoDBLocal_lib'}",
-                "-cp",
-                f"{ddb_dir / 'DynamoDBLocal.jar'}:{stack.deps_dir / 'dynamodb-launcher'}",
-                "LoopbackDynamoDBLocal",
-                "-port",
-                str(stack.dynamodb_port),
-                "-dbPath",
-                str(ddb_data),
-                "-sharedDb",
-                "-disableTelemetry",
-            ],
-            marker=str(ddb_data),
-        ),
-        title="DynamoDB Local",
-        endpoint=stack.dynamodb_endpoint or "",
-        ports=((stack.dynamodb_port, "CDC_DYNAMODB_PORT"),),
-        tools=("java",),
-        healthy=lambda: _aws_answers(lambda: aws_client("dynamodb", stack, pipeline.region).list_tables(Limit=1)),
-        prepare=lambda: _prepare(
-            ddb_data,
-            (ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
-            (stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class", "DynamoDB Local launcher"),
-        ),
+    dynamodb = _dynamodb_local(
+        stack,
+        "dynamodb",
+        "DynamoDB Local",
+        (stack.dynamodb_port, "CDC_DYNAMODB_PORT"),
+        lambda: aws_client("dynamodb", stack, pipeline.region),
+    )
+    leases = _dynamodb_local(
+        stack,
+        "dynamodb-leases",
+        "DynamoDB Local (KCL leases)",
+        (stack.leases_port, "CDC_LEASES_PORT"),
+        lambda: lease_client(stack, pipeline.region),
     )
 
     kinesis_pkg = KINESIS_PACKAGE
@@ -174,7 +157,48 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         healthy=lambda: _heartbeat_fresh(stack.relay_dir / "heartbeat"),
         after_provision=True,
     )
-    return dynamodb, kinesis, opensearch, relay
+    return dynamodb, kinesis, opensearch, leases, relay
+
+
+def _dynamodb_local(
+    stack: StackConfig, name: str, title: str, port: tuple[int, str], client: Callable[[], Any]
+) -> Component:
+    """A DynamoDB Local process on ``port`` (number, the variable that sets it), its data under
+    data/<name>; ``client`` makes a client of it (the health check lists its tables)."""
+    data, ddb_dir = stack.data_dir / name, _dynamodb_local_dir()
+    return Component(
+        process=ManagedProcess(
+            name,
+            (
+                "java",
+                "-Xmx1g",
+                f"-Dcdc.bind.host={stack.bind_host}",
+                f"-Djava.library.path={ddb_dir / 'DynamoDBLocal_lib'}",
+                "-cp",
+                f"{ddb_dir / 'DynamoDBLocal.jar'}:{stack.deps_dir / 'dynamodb-launcher'}",
+                "LoopbackDynamoDBLocal",
+                "-port",
+                str(port[0]),
+                "-dbPath",
+                str(data),
+                "-sharedDb",
+                "-disableTelemetry",
+            ),
+            marker=str(data),
+            pid_file=stack.pid_dir / f"{name}.pid",
+            log_file=stack.log_dir / f"{name}.log",
+        ),
+        title=title,
+        endpoint=f"http://{stack.bind_host}:{port[0]}",
+        ports=(port,),
+        tools=("java",),
+        healthy=lambda: _aws_answers(lambda: client().list_tables(Limit=1)),
+        prepare=lambda: _prepare(
+            data,
+            (ddb_dir / "DynamoDBLocal.jar", "DynamoDB Local"),
+            (stack.deps_dir / "dynamodb-launcher" / "LoopbackDynamoDBLocal.class", "DynamoDB Local launcher"),
+        ),
+    )
 
 
 def _opensearch(stack: StackConfig) -> Component:

@@ -115,8 +115,8 @@ def replay(
     backup = stack.state_dir / "apps" / app.package / "backups" / f"leases-{int(time.time())}.json"
     save_backup(leases, backup)
     workers.say(f"  saved its {len(leases)} lease(s) to {backup}; deleting them")
-    delete_all(workers.ddb, app.name, leases)
-    release_leader_lock(workers.ddb, app.name)
+    delete_all(workers.lease_db, app.name, leases)
+    release_leader_lock(workers.lease_db, app.name)
     overrides = load_overrides(stack.state_dir, app.package)
     save_overrides(stack.state_dir, app.package, replace(overrides, start_at=start.timestamp()))
     started = time.time()

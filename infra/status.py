@@ -29,7 +29,7 @@ def app_row(workers: AppWorkers, dead_letters: int | None) -> dict[str, Any]:
         "desired": desired,
         "state": "stopped (scaled to 0)" if desired == 0 and running == 0 else state,
         "dead_letters": dead_letters,
-        "leader": leader(workers.ddb, app.name),
+        "leader": leader(workers.lease_db, app.name),
     }
 
 

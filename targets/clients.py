@@ -12,7 +12,7 @@ from opensearchpy import OpenSearch
 
 from targets.config import StackConfig, Target
 
-__all__ = ["aws_client", "aws_resource", "error_code", "opensearch_client", "LOCAL_CREDENTIALS"]
+__all__ = ["aws_client", "aws_resource", "error_code", "lease_client", "opensearch_client", "LOCAL_CREDENTIALS"]
 
 # Emulators accept any credentials; fixed ones keep every client (boto3, the Java KCL) on the
 # same DynamoDB Local database even without -sharedDb.
@@ -26,7 +26,7 @@ _BOTO_CONFIG = Config(
 )
 
 
-def _session_and_kwargs(service: str, stack: StackConfig, region: str):
+def _session_and_kwargs(service: str, stack: StackConfig, region: str, endpoint: str | None = None):
     if stack.target is Target.AWS:
         return boto3.session.Session(), {"region_name": os.environ.get("AWS_REGION", region)}
     if stack.target is Target.LOCALSTACK and not stack.aws_endpoint:
@@ -35,7 +35,7 @@ def _session_and_kwargs(service: str, stack: StackConfig, region: str):
             region_name=region, localstack_host=stack.localstack_host, **LOCAL_CREDENTIALS
         )
         return session, {}
-    endpoint = stack.kinesis_endpoint if service == "kinesis" else stack.dynamodb_endpoint
+    endpoint = endpoint or (stack.kinesis_endpoint if service == "kinesis" else stack.dynamodb_endpoint)
     return boto3.session.Session(), {"endpoint_url": endpoint, "region_name": region, **LOCAL_CREDENTIALS}
 
 
@@ -43,6 +43,12 @@ def aws_client(service: str, stack: StackConfig, region: str):
     """A boto3 client for ``dynamodb``, ``dynamodbstreams`` or ``kinesis`` on the stack's target."""
     session, kwargs = _session_and_kwargs(service, stack, region)
     return session.client(service, config=_BOTO_CONFIG, **kwargs)
+
+
+def lease_client(stack: StackConfig, region: str):
+    """A boto3 DynamoDB client for the KCL's lease tables (``StackConfig.leases_endpoint``)."""
+    session, kwargs = _session_and_kwargs("dynamodb", stack, region, stack.leases_endpoint)
+    return session.client("dynamodb", config=_BOTO_CONFIG, **kwargs)
 
 
 def aws_resource(service: str, stack: StackConfig, region: str):

@@ -46,6 +46,7 @@ class StackConfig:
     state_dir: Path
     deps_dir: Path
     dynamodb_port: int
+    leases_port: int
     kinesis_port: int
     kinesis_tls_port: int
     opensearch_port: int
@@ -91,6 +92,7 @@ class StackConfig:
             state_dir=Path(env.get("CDC_STATE_DIR", default_state)).resolve(),
             deps_dir=Path(env.get("CDC_DEPS_DIR", REPO_ROOT / ".deps")).resolve(),
             dynamodb_port=port("CDC_DYNAMODB_PORT", 8000),
+            leases_port=port("CDC_LEASES_PORT", 8001),
             kinesis_port=port("CDC_KINESIS_PORT", 4567),
             kinesis_tls_port=port("CDC_KINESIS_TLS_PORT", 4568),
             opensearch_port=opensearch_port,
@@ -131,6 +133,16 @@ class StackConfig:
         if self.target is Target.LOCAL:
             return f"http://{self.bind_host}:{self.dynamodb_port}"
         return self._single_endpoint
+
+    @property
+    def leases_endpoint(self) -> str | None:
+        """Where the KCL keeps its lease, coordinator and worker-metrics tables. The local stack
+        runs a second DynamoDB Local for them: DynamoDB Local runs one transaction at a time and
+        the others wait, so with the sinks' transactions on the data instance a lease renewal
+        queued behind them until it timed out (README, Decisions). Elsewhere: DynamoDB itself."""
+        if self.target is Target.LOCAL:
+            return f"http://{self.bind_host}:{self.leases_port}"
+        return self.dynamodb_endpoint
 
     @property
     def kinesis_endpoint(self) -> str | None:

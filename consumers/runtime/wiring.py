@@ -17,14 +17,14 @@ from targets.durability import Durability, durability_for
 
 __all__ = ["DEFAULT_WRITE_STRATEGY", "build_batch_processor", "build_sink", "durability", "stats_dir"]
 
-#: The DynamoDB sink's write strategy when app.toml sets no ``sink.write_strategy``: conditional
-#: puts everywhere. On AWS a transactional write costs 2 WCU per item. On DynamoDB Local
-#: transactions are 5-7x faster alone (README, Measured), but with the whole stack running, its
-#: transactions on stream-enabled tables queued behind each other until the KCL's lease
-#: renewals timed out and the workers lost their leases; opt in per app with
-#: ``write_strategy = "transactions"``.
+#: The DynamoDB sink's write strategy when app.toml sets no ``sink.write_strategy``. AWS bills a
+#: transactional write at 2 WCU per item: conditional puts. DynamoDB Local takes 5-7x more items/s
+#: in transactions (README, Performance), but it runs one transaction at a time: the local stack
+#: keeps the KCL's lease tables on a second DynamoDB Local (``StackConfig.leases_endpoint``) so
+#: that lease renewals never queue behind them. LocalStack has one DynamoDB Local for both:
+#: conditional puts.
 DEFAULT_WRITE_STRATEGY = {
-    Target.LOCAL: WriteStrategy.CONDITIONAL_PUTS,
+    Target.LOCAL: WriteStrategy.TRANSACTIONS,
     Target.LOCALSTACK: WriteStrategy.CONDITIONAL_PUTS,
     Target.AWS: WriteStrategy.CONDITIONAL_PUTS,
 }

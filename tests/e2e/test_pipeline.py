@@ -15,7 +15,7 @@ import pytest
 
 from consumers.verify import verify
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource
+from targets.clients import aws_client, aws_resource, lease_client
 
 pytestmark = pytest.mark.stack
 
@@ -117,7 +117,7 @@ def _wait(what: str, predicate, timeout_s: float = 120):
 
 
 def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_checkpointed_past(stack, pipeline):
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    ddb, leases = aws_client("dynamodb", stack, pipeline.region), lease_client(stack, pipeline.region)
     kinesis = aws_client("kinesis", stack, pipeline.region)
     run = uuid.uuid4().hex[:6]
     before_id, after_id = f"p-{run}-before", f"p-{run}-after"
@@ -162,7 +162,7 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
             _wait(
                 f"{app}'s checkpoint past the poison record",
                 lambda a=app: (
-                    int(ddb.get_item(TableName=a, Key={"leaseKey": {"S": shard}})["Item"]["checkpoint"]["S"])
+                    int(leases.get_item(TableName=a, Key={"leaseKey": {"S": shard}})["Item"]["checkpoint"]["S"])
                     > int(poison_seq)
                 ),
             )
@@ -174,8 +174,8 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
     _converge(stack, pipeline)
 
 
-def _lease_owners(ddb, app_name: str) -> dict[str, str]:
-    items = ddb.scan(TableName=app_name, ConsistentRead=True)["Items"]
+def _lease_owners(leases, app_name: str) -> dict[str, str]:
+    items = leases.scan(TableName=app_name, ConsistentRead=True)["Items"]
     return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S", "") for i in items}
 
 
@@ -189,7 +189,7 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
 
     app = load_app("app_user_management", pipeline)
     first, second = worker(stack, app, 1), worker(stack, app, 2)
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    leases = lease_client(stack, pipeline.region)
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     changes = list(UserChangeGenerator(users=200, seed=7, prefix=f"lm-{uuid.uuid4().hex[:6]}-").changes(800))
     _converge(stack, pipeline)
@@ -201,7 +201,7 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
         apply_changes(users, iter(changes[300:]), total=500, progress=False)
         _wait(
             "the leases to move to the second worker",
-            lambda: set(_lease_owners(ddb, app.name).values()) == {f"{app.name}-worker-2"},
+            lambda: set(_lease_owners(leases, app.name).values()) == {f"{app.name}-worker-2"},
             timeout_s=180,
         )
         for report in _converge(stack, pipeline):
@@ -231,7 +231,7 @@ def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipe
     ends equal to Users."""
     from consumers.runtime.config import discover_apps
 
-    kinesis, ddb = aws_client("kinesis", stack, pipeline.region), aws_client("dynamodb", stack, pipeline.region)
+    kinesis, leases = aws_client("kinesis", stack, pipeline.region), lease_client(stack, pipeline.region)
     stream = pipeline.table("Users").change_stream
     configured = pipeline.streams[stream].shards
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
@@ -257,7 +257,7 @@ def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipe
             for app_name in readers:  # each app went on to the new shards
                 _wait(
                     f"{app_name} to lease the new shards",
-                    lambda a=app_name, wanted=open_shards: wanted <= set(_lease_owners(ddb, a)),
+                    lambda a=app_name, wanted=open_shards: wanted <= set(_lease_owners(leases, a)),
                     timeout_s=60,
                 )
     finally:

@@ -16,7 +16,7 @@ from consumers.runtime.config import discover_apps, load_app
 from infra.leases import leader, read_leases
 from infra.preflight import free_port
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource, opensearch_client
+from targets.clients import aws_client, aws_resource, lease_client, opensearch_client
 from targets.kinesis import read_stream
 from tests.cli import cdc, cdc_json
 from tests.converge import assert_converges
@@ -53,7 +53,7 @@ def _other_apps(pipeline) -> list[str]:
 def test_scale_spreads_the_leases_evenly_at_every_step(stack, pipeline, load):
     """1 -> 2 -> 4 -> 1 workers on the 4-shard Users stream: after each step every open lease
     is held, each worker holds the same number; the other apps' leases do not move."""
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    ddb = lease_client(stack, pipeline.region)
     assert_converges(stack, pipeline)
     others = _settled_pictures(stack, ddb, _other_apps(pipeline)) if not load else {}
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
@@ -94,7 +94,7 @@ def test_a_killed_worker_of_two_hands_its_leases_to_the_other(stack, pipeline):
     from infra.stack import worker
 
     app = load_app(APP, pipeline)
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    ddb = lease_client(stack, pipeline.region)
     cdc_json("scale", APP, "2")
     try:
         ids = {n: f"{app.name}-worker-{n}" for n in (1, 2)}
@@ -118,7 +118,7 @@ def test_a_killed_worker_of_two_hands_its_leases_to_the_other(stack, pipeline):
 
 
 def test_stop_waits_for_the_leases_to_expire_and_start_brings_the_app_back(stack, pipeline):
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    ddb = lease_client(stack, pipeline.region)
     app = load_app(APP, pipeline)
     result = cdc("stop", APP)
     assert result.returncode == 0, result.stderr
@@ -149,7 +149,7 @@ def _sink_snapshot(stack, pipeline) -> dict:
 
 
 def test_a_replay_from_the_trim_horizon_changes_no_correct_sink(stack, pipeline):
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    ddb = lease_client(stack, pipeline.region)
     assert_converges(stack, pipeline)
     before = _sink_snapshot(stack, pipeline)
     others = _settled_pictures(stack, ddb, _other_apps(pipeline))
@@ -167,7 +167,7 @@ def test_a_replay_from_the_trim_horizon_changes_no_correct_sink(stack, pipeline)
 def test_the_search_index_deleted_is_rebuilt_by_a_replay_of_the_search_app_only(stack, pipeline):
     from infra.provision import provision
 
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    ddb = lease_client(stack, pipeline.region)
     assert_converges(stack, pipeline)
     (index,) = pipeline.indexes
     search = opensearch_client(stack)

@@ -302,6 +302,7 @@ def _make_up(tmp_path: Path, path_env: str, **ports: int) -> subprocess.Complete
         "PATH": path_env,
         "CDC_STATE_DIR": str(tmp_path / "state"),
         "CDC_DYNAMODB_PORT": str(ports.get("dynamodb", free_port())),
+        "CDC_LEASES_PORT": str(free_port()),
         "CDC_KINESIS_PORT": str(free_port()),
         "CDC_KINESIS_TLS_PORT": str(free_port()),
         "CDC_OPENSEARCH_PORT": str(free_opensearch_port()),

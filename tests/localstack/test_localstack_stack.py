@@ -27,7 +27,7 @@ from infra import stack as stacks
 from infra.components import components
 from infra.provision import provision
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource
+from targets.clients import aws_client, aws_resource, lease_client
 from targets.config import StackConfig
 from targets.kinesis import read_stream
 from tests.cli import cdc
@@ -253,7 +253,7 @@ def _positions(kinesis, pipeline) -> dict[str, set[tuple[str, str]]]:
 
 def _checkpoints(stack, pipeline) -> dict[tuple[str, str], str]:
     """(app, shard) -> the checkpoint in the app's lease table."""
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    ddb = lease_client(stack, pipeline.region)
     return {
         (app.name, item["leaseKey"]["S"]): item["checkpoint"]["S"]
         for app in discover_apps(pipeline)

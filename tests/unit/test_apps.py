@@ -217,7 +217,7 @@ def test_every_app_has_its_own_lease_table_and_dead_letter_table():
 
 def test_properties_are_generated_from_the_app_and_the_stack():
     app = load_app("workplace_user_search", PIPELINE)
-    stack = StackConfig.from_env({"CDC_KINESIS_PORT": "5001", "CDC_DYNAMODB_PORT": "5002"})
+    stack = StackConfig.from_env({"CDC_KINESIS_PORT": "5001", "CDC_DYNAMODB_PORT": "5002", "CDC_LEASES_PORT": "5003"})
     props = dict(
         line.split(" = ", 1)
         for line in render_properties(app, PIPELINE, stack, 2).splitlines()
@@ -226,7 +226,8 @@ def test_properties_are_generated_from_the_app_and_the_stack():
     assert props["applicationName"] == "workplace-user-search"
     assert props["streamName"] == "workplace-users-v2-changes"
     assert props["workerId"] == "workplace-user-search-worker-2"
-    assert props["kinesisEndpoint"] == "http://127.0.0.1:5001" and props["dynamoDBEndpoint"] == "http://127.0.0.1:5002"
+    # the lease tables live on the local stack's second DynamoDB Local (StackConfig.leases_endpoint)
+    assert props["kinesisEndpoint"] == "http://127.0.0.1:5001" and props["dynamoDBEndpoint"] == "http://127.0.0.1:5003"
     assert props["retrievalMode"] == "POLLING" and props["metricsLevel"] == "NONE"
     assert props["maxRecords"] == str(app.max_records)
     assert props["executableName"].endswith("-m consumers.runtime.worker --app workplace_user_search")

@@ -434,7 +434,7 @@ def test_transaction_request_failures_are_classified_as_put_failures():
 # --- DynamoDB write strategy: configuration --------------------------------------------------
 
 
-def test_the_write_strategy_defaults_to_conditional_puts_and_app_toml_overrides_it(tmp_path, monkeypatch):
+def test_the_write_strategy_defaults_per_target_and_app_toml_overrides_it(tmp_path, monkeypatch):
     from consumers.runtime import config, wiring
 
     def sink_for(target, extra=""):
@@ -448,7 +448,8 @@ def test_the_write_strategy_defaults_to_conditional_puts_and_app_toml_overrides_
         return sink.config.write_strategy.value
 
     monkeypatch.setattr(config, "APPS_DIR", tmp_path)
-    assert sink_for("local") == sink_for("localstack") == sink_for("aws") == "conditional-puts"
+    assert sink_for("local") == "transactions"  # lease tables on their own DynamoDB Local
+    assert sink_for("localstack") == sink_for("aws") == "conditional-puts"
     assert sink_for("aws", 'write_strategy = "transactions"\n') == "transactions"
     assert sink_for("local", 'write_strategy = "transactions"\n') == "transactions"
     assert sink_for("local", 'write_strategy = "conditional-puts"\n') == "conditional-puts"
