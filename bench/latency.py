@@ -34,13 +34,14 @@ import orjson
 from bench.figures import Figure, Section, Series
 from consumers.runtime.config import discover_apps
 from infra import stack as local_stack
+from infra.relay import POLL_IDLE_S
 from producer_config import load_pipeline
 from targets.clients import aws_client, opensearch_client
 from targets.config import StackConfig
 from targets.kinesis import read_stream
 
-#: the relay's idle poll (infra.relay._POLL_IDLE_S)
-RELAY_POLL_MS = 50
+#: the relay's idle poll, from its first to its longest wait (infra.relay.POLL_IDLE_S)
+RELAY_POLL_MS = "-".join(f"{s * 1000:.0f}" for s in POLL_IDLE_S)
 HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay WorkplaceUsers_V2", "workplace-user-search")
 
 

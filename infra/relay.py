@@ -50,14 +50,23 @@ from targets.clients import aws_client, error_code
 from targets.config import StackConfig, StackError
 from targets.durability import DurableGate, durability_for
 
-__all__ = ["KinesisLostRecords", "Relay", "RelayPosition", "Written"]
+__all__ = ["POLL_IDLE_S", "KinesisLostRecords", "Relay", "RelayPosition", "Written", "next_idle_wait"]
 
 log = logging.getLogger("cdc.relay")
 
-_POLL_IDLE_S = 0.05
+#: the wait after a loop that moved nothing doubles from the first to the second value, and is
+#: back to the first after a loop that moved records. Every DynamoDB Streams poll is a request
+#: DynamoDB Local serves between the sinks' transactions, one at a time: an idle stack polled
+#: each shard 20 times a second; the cap bounds what an idle relay adds to a change's latency.
+POLL_IDLE_S = (0.05, 0.25)
 _SHARD_REFRESH_S = 5.0
 _RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 _HEALTHY_LOOP_AGE_S = 10.0
+
+
+def next_idle_wait(last_s: float, moved: int) -> float:
+    """The relay's wait after its next loop that moves nothing (``POLL_IDLE_S``)."""
+    return POLL_IDLE_S[0] if moved else min(2 * last_s, POLL_IDLE_S[1])
 
 
 # --------------------------------------------------------------------------- positions
@@ -191,7 +200,7 @@ class Relay:
             self.saved.save()
             self.shards = {}
         readable: list[str] = []
-        refreshed = 0.0
+        refreshed, idle_s = 0.0, POLL_IDLE_S[0]
         while not self.stop.is_set():
             if time.monotonic() - refreshed > _SHARD_REFRESH_S or not readable:
                 readable = self._readable(self._list_shards(arn))
@@ -204,7 +213,8 @@ class Relay:
             self._save_due()
             self.loop_at = time.monotonic()
             if not moved:
-                self.stop.wait(_POLL_IDLE_S)
+                self.stop.wait(idle_s)
+            idle_s = next_idle_wait(idle_s, moved)
 
     def _pump(self, arn: str, shard_id: str) -> int:
         """Read one page from a shard and write it to Kinesis; the batch is then held."""
