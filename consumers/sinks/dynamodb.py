@@ -21,10 +21,11 @@ Write strategies (``DynamoDbSinkConfig.write_strategy``; the app's ``sink.write_
 default chosen per target by ``consumers.runtime.wiring``), same puts, same conditions:
 
 * ``CONDITIONAL_PUTS`` (the config's default; the default on AWS, where a transactional write
-  costs 2 WCU per item): one ``PutItem`` per write, in parallel on a thread pool.
-* ``TRANSACTIONS`` (the default on the local stack and LocalStack: DynamoDB Local takes ~2,000
-  items/s this way against 127-243 with single puts): ``TransactWriteItems`` of up to 100
-  ``Put`` actions (and an estimated 4 MB of items), chunks in parallel. A transaction holds one
+  costs 2 WCU per item, and on LocalStack, one DynamoDB Local for the sinks and the leases):
+  one ``PutItem`` per write, in parallel on a thread pool.
+* ``TRANSACTIONS`` (the default on the local stack, whose KCL lease tables have a DynamoDB Local
+  of their own: DynamoDB Local takes ~2,000 items/s this way against 127-243 with single puts,
+  but runs one transaction at a time): ``TransactWriteItems`` of up to 100 ``Put`` actions (and an estimated 4 MB of items), chunks in parallel. A transaction holds one
   action per item, so the batch is first collapsed to the newest write of each key (the order
   of ``planning.should_apply``: higher version, and a delete over an upsert of its version); a
   collapsed write is counted as ``should_apply`` says it would fare right after the newest one
