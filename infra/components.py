@@ -73,10 +73,6 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     """The stack's processes, in start order: the local stack's, or LocalStack's."""
     if stack.target is Target.LOCALSTACK:
         return _localstack(stack, pipeline), _opensearch(stack)
-    pids, logs = stack.pid_dir, stack.log_dir
-
-    def managed(name: str, command: list[str], marker: str, **kwargs) -> ManagedProcess:
-        return ManagedProcess(name, tuple(command), marker, pids / f"{name}.pid", logs / f"{name}.log", **kwargs)
 
     dynamodb = _dynamodb_local(
         stack,
@@ -96,7 +92,8 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     kinesis_pkg = KINESIS_PACKAGE
     kinesis_data = stack.kinesis_snapshot.parent
     kinesis = Component(
-        process=managed(
+        process=_managed(
+            stack,
             "kinesis",
             [
                 "node",
@@ -144,7 +141,8 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     opensearch = _opensearch(stack)
 
     relay = Component(
-        process=managed(
+        process=_managed(
+            stack,
             "relay",
             [sys.executable, "-m", "infra.relay", "--state-dir", str(stack.state_dir)],
             marker=f"infra.relay --state-dir {stack.state_dir}",
@@ -160,6 +158,13 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     return dynamodb, kinesis, opensearch, leases, relay
 
 
+def _managed(stack: StackConfig, name: str, command: list[str], marker: str, **kwargs) -> ManagedProcess:
+    """A process of the local stack, its PID file and log named after it under the state folder."""
+    return ManagedProcess(
+        name, tuple(command), marker, stack.pid_dir / f"{name}.pid", stack.log_dir / f"{name}.log", **kwargs
+    )
+
+
 def _dynamodb_local(
     stack: StackConfig, name: str, title: str, port: tuple[int, str], client: Callable[[], Any]
 ) -> Component:
@@ -167,9 +172,10 @@ def _dynamodb_local(
     data/<name>; ``client`` makes a client of it (the health check lists its tables)."""
     data, ddb_dir = stack.data_dir / name, _dynamodb_local_dir()
     return Component(
-        process=ManagedProcess(
+        process=_managed(
+            stack,
             name,
-            (
+            [
                 "java",
                 "-Xmx1g",
                 f"-Dcdc.bind.host={stack.bind_host}",
@@ -183,10 +189,8 @@ def _dynamodb_local(
                 str(data),
                 "-sharedDb",
                 "-disableTelemetry",
-            ),
+            ],
             marker=str(data),
-            pid_file=stack.pid_dir / f"{name}.pid",
-            log_file=stack.log_dir / f"{name}.log",
         ),
         title=title,
         endpoint=f"http://{stack.bind_host}:{port[0]}",
@@ -204,9 +208,10 @@ def _dynamodb_local(
 def _opensearch(stack: StackConfig) -> Component:
     os_base = stack.data_dir / "opensearch"
     return Component(
-        process=ManagedProcess(
+        process=_managed(
+            stack,
             "opensearch",
-            (
+            [
                 "java",
                 f"-Xms{stack.opensearch_heap}",
                 f"-Xmx{stack.opensearch_heap}",
@@ -222,10 +227,8 @@ def _opensearch(stack: StackConfig) -> Component:
                 str(stack.opensearch_port - 1),
                 "-clusterName",
                 "cdc-local",
-            ),
+            ],
             marker=str(os_base),
-            pid_file=stack.pid_dir / "opensearch.pid",
-            log_file=stack.log_dir / "opensearch.log",
         ),
         title="OpenSearch",
         endpoint=stack.opensearch_url,
