@@ -1,5 +1,5 @@
 """The stack's servers as processes (`components`), how each is checked healthy, and
-`wait_healthy`. The local stack: DynamoDB Local, kinesis-mock, OpenSearch and the relay.
+`wait_healthy`. The local stack: DynamoDB Local (two: data, KCL leases), kinesis-mock, OpenSearch, the relay.
 LocalStack: LocalStack (`infra.localstack`; external when it is not ours) and OpenSearch."""
 
 from __future__ import annotations
