@@ -15,7 +15,7 @@ export CDC_TARGET ?= $(STACK)
 PYTEST_ARGS ?=
 DEMO_CHANGES ?= 12
 
-.PHONY: help install install-localstack up down status clean provision verify apps scale replay lint test test-unit bench demo
+.PHONY: help install install-localstack up down status clean provision verify apps scale replay dlq redrive backfill reshard lint test test-unit bench demo
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -96,6 +96,18 @@ scale:  ## APP=<app> N=<workers>: run N workers of one app, its leases spread ev
 
 replay:  ## APP=<app> [AT=<iso time> | SINCE=<30m>]: process the app's stream again (default: all of it) (cdc replay)
 	$(PY) -m infra.cli replay $(APP) $(if $(AT),--at $(AT),$(if $(SINCE),--since $(SINCE),--from-trim-horizon))
+
+dlq:  ## APP=<app>: list the app's dead letters (cdc dlq list; show, redrive, discard: cdc dlq --help)
+	$(PY) -m infra.cli dlq list $(APP)
+
+redrive:  ## APP=<app> [DRY_RUN=1]: send every dead letter of the app back through it (cdc dlq redrive --all)
+	$(PY) -m infra.cli dlq redrive $(APP) --all $(if $(DRY_RUN),--dry-run)
+
+backfill:  ## APP=<app> [SEGMENTS=4]: bring the app up to date with its source table's items (cdc backfill)
+	$(PY) -m infra.cli backfill $(APP) --segments $(or $(SEGMENTS),4)
+
+reshard:  ## STREAM=<stream> SHARDS=<n> [WRITE_CONFIG=1]: reshard, then wait until every app drained the parents (cdc reshard)
+	$(PY) -m infra.cli reshard $(STREAM) --shards $(SHARDS) $(if $(WRITE_CONFIG),--write-config)
 
 clean:  ## stop everything and wipe the state folder (not the installed dependencies)
 	@if [ -x $(PY) ]; then $(PY) -m infra.cli clean; else rm -rf .state; fi

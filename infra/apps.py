@@ -24,7 +24,7 @@ from consumers.runtime.config import AppConfig
 from consumers.runtime.daemon import FAILOVER_MS, worker_id
 from consumers.runtime.overrides import load_overrides, save_overrides
 from infra.components import wait_healthy
-from infra.leases import Lease, assign, read_leases, release_leader_lock, wait_expired
+from infra.leases import AT_TIMESTAMP, Lease, assign, read_leases, release_leader_lock, wait_expired
 from infra.processes import ManagedProcess
 from infra.stack import running_workers, worker, worker_count
 from targets.config import StackConfig, StackError
@@ -84,6 +84,7 @@ class AppWorkers:
         """Start workers 1..count (default: `desired`) that are not running; persist ``count``."""
         if count is not None:
             self._save_count(count)
+        self._check_start_position()
         count = self.desired
         components = [worker(self.stack, self.app, n) for n in range(1, count + 1)]
         for component in components:
@@ -133,6 +134,23 @@ class AppWorkers:
                     f"{_SETTLE_TIMEOUT_S:.0f}s; see the worker logs in {self.stack.log_dir}"
                 )
             time.sleep(1.0)
+
+    def _check_start_position(self) -> None:
+        """A lease the KCL created AT_TIMESTAMP (`cdc replay`) keeps that sentinel as its
+        checkpoint until its processor checkpoints a record; until then the KCL needs the time
+        again at every start (KCL 3.1.3 fails the shard's initialization with a
+        NullPointerException in IteratorBuilder without it, forever). So the replay's start stays
+        in the overrides until no lease sits on the sentinel; a sentinel without it is refused."""
+        overrides = load_overrides(self.stack.state_dir, self.app.package)
+        leases = self.leases()
+        waiting = [lease.shard_id for lease in leases if lease.checkpoint == AT_TIMESTAMP]
+        if overrides.start_at is not None and leases and not waiting:
+            save_overrides(self.stack.state_dir, self.app.package, replace(overrides, start_at=None))
+        elif waiting and overrides.start_at is None and self.app.starting_timestamp is None:
+            raise StackError(
+                f"{self.app.name}: lease(s) {', '.join(waiting)} start AT_TIMESTAMP but no start time is known "
+                f"(state folder {self.stack.state_dir} reset?): `cdc replay {self.app.package} --at <time>` sets one"
+            )
 
     def _save_count(self, count: int) -> None:
         overrides = load_overrides(self.stack.state_dir, self.app.package)

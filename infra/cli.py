@@ -22,12 +22,14 @@ from tqdm import tqdm
 
 from consumers.runtime.config import AppConfig, discover_apps
 from consumers.shared.errors import CdcError
-from infra import stack
+from infra import deadletters, stack
 from infra.apps import AppWorkers
+from infra.backfill import backfill
 from infra.provision import provision
 from infra.replay import replay, replay_start
+from infra.reshard import reshard, wait_drained, write_shard_count
 from infra.status import app_row, shard_rows, stream_row
-from producer_config import PipelineConfig, load_pipeline
+from producer_config import DEFAULT_PIPELINE_FILE, PipelineConfig, load_pipeline
 from targets.clients import aws_client, error_code, lease_client
 from targets.config import StackConfig, StackError
 from targets.kinesis import list_shards
@@ -91,6 +93,12 @@ class Context:
 
     def workers(self, app: AppConfig) -> AppWorkers:
         return AppWorkers(self.stack, app, self.client("leases"), say=_say)
+
+    def processors(self, app: AppConfig):
+        """The app's own per-shard processor factory (its sink, filter, transform, dead letters)."""
+        from consumers.runtime.wiring import build_batch_processor  # opensearch-py: only when needed
+
+        return build_batch_processor(app.package, self.stack)[0]
 
     def dead_letters(self, app: AppConfig) -> int | None:
         try:
@@ -218,6 +226,136 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         print("\033[2J\033[H", end="")  # clear the terminal between refreshes
 
 
+def _chosen_letters(ctx: Context, app: AppConfig, args: argparse.Namespace) -> list[deadletters.Letter]:
+    """The letters a command names: every one (``--all``, narrowed by --since/--error-class), or
+    SHARD SEQ pairs, each of which must exist."""
+    dynamodb, table = ctx.client("dynamodb"), app.dead_letter_table
+    if args.all:
+        return list(deadletters.letters(dynamodb, table, since=args.since, error_class=args.error_class))
+    if not args.letters or len(args.letters) % 2:
+        raise StackError("name the letters as SHARD SEQ pairs (see `cdc dlq list`), or give --all")
+    chosen, missing = [], []
+    for shard, seq in zip(args.letters[::2], args.letters[1::2], strict=True):
+        letter = deadletters.read_letter(dynamodb, table, shard, seq)
+        if letter is None:
+            missing.append(f"{shard} {seq}")
+        else:
+            chosen.append(letter)
+    if missing:
+        _say(f"not in {table} (already redriven or discarded?): {'; '.join(missing)}")
+    return chosen
+
+
+def cmd_dlq_list(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args.app)
+    found = deadletters.letters(
+        ctx.client("dynamodb"), app.dead_letter_table, since=args.since, error_class=args.error_class
+    )
+    rows = sorted((letter.row() for letter in found), key=lambda r: r["failed_at"])
+    _print(args, rows, ("shard", "sequence", "error_class", "failed_at", "redrives", "bytes", "error"))
+    _say(f"{app.name}: {len(rows)} dead letter(s) in {app.dead_letter_table}")
+    return 0
+
+
+def cmd_dlq_show(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args.app)
+    letter = deadletters.read_letter(ctx.client("dynamodb"), app.dead_letter_table, args.shard, args.seq)
+    if letter is None:
+        _say(f"no dead letter {args.shard} {args.seq} in {app.dead_letter_table}")
+        return 1
+    print(json.dumps(letter.detail(), indent=1, default=str))
+    return 0
+
+
+def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args.app)
+    chosen = _chosen_letters(ctx, app, args)
+    with tqdm(total=len(chosen), unit="letter", file=sys.stderr, disable=args.json, desc=f"redrive {app.name}") as bar:
+        report = deadletters.redrive(
+            ctx.client("dynamodb"),
+            ctx.client("kinesis"),
+            app.dead_letter_table,
+            app.stream_name,
+            chosen,
+            ctx.processors(app),
+            dry_run=args.dry_run,
+            progress=lambda outcome: bar.update(),
+        )
+    if args.json:
+        print(json.dumps({**report.row(), "dry_run": args.dry_run, "outcomes": report.outcomes}, indent=1))
+    else:
+        print(table(report.outcomes, ("shard", "sequence", "outcome")))
+        print("\n" + table([report.row()], tuple(report.row())))
+    _say(
+        f"{app.name}: {'dry run, nothing written: ' if args.dry_run else ''}{report.settled} of {report.letters} "
+        f"letter(s) {'would settle' if args.dry_run else 'settled and removed'}; {report.failed} failed again "
+        f"(kept with the new error), {report.not_redrivable} not redrivable"
+    )
+    return 0 if report.settled + report.changed_meanwhile == report.letters else 1
+
+
+def cmd_dlq_discard(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args.app)
+    chosen = _chosen_letters(ctx, app, args)
+    deleted = deadletters.discard(ctx.client("dynamodb"), app.dead_letter_table, chosen)
+    _say(f"{app.name}: discarded {deleted} of {len(chosen)} letter(s) (a letter that changed meanwhile is kept)")
+    return 0 if deleted == len(chosen) else 1
+
+
+def cmd_backfill(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args.app)
+    dynamodb = ctx.client("dynamodb")
+    estimate = int(dynamodb.describe_table(TableName=app.source.name)["Table"].get("ItemCount", 0)) or None
+    with tqdm(total=estimate, unit="item", file=sys.stderr, disable=args.json, desc=f"backfill {app.name}") as bar:
+        report = backfill(dynamodb, ctx.pipeline, app, ctx.processors(app), segments=args.segments, progress=bar.update)
+    _print(args, [report.row()], tuple(report.row()))
+    return 0 if report.stats.dead_lettered == 0 else 1
+
+
+def cmd_reshard(ctx: Context, args: argparse.Namespace) -> int:
+    kinesis = ctx.client("kinesis")
+    readers = [ctx.workers(app) for app in ctx.apps if app.stream_name == args.stream]
+    result = reshard(kinesis, args.stream, shards=args.shards, split=args.split, merge=args.merge)
+    _say(
+        f"{args.stream}: ACTIVE after {result.seconds:.1f}s, {result.before} -> {result.after} open shards; "
+        f"closed {', '.join(result.parents)}; opened {', '.join(result.children)}"
+    )
+    line = f"shards = {result.after}"
+    if args.write_config:
+        line, changed = write_shard_count(DEFAULT_PIPELINE_FILE, args.stream, result.after)
+        _say(f"{DEFAULT_PIPELINE_FILE}: [streams.{args.stream}] {line}{'' if changed else ' (already)'}")
+    else:
+        _say(f"set `{line}` under [streams.{args.stream}] in {DEFAULT_PIPELINE_FILE} (or pass --write-config)")
+    for idle in (w.app.name for w in readers if not w.running()):
+        _say(f"{idle} is not running: it drains the parents when it starts")
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not args.json:
+            print(table(rows, ("app", "parent", "owner", "checkpoint", "drained")), flush=True)
+            print(flush=True)
+
+    started = time.monotonic()
+    rows = wait_drained(readers, result.parents, timeout_s=args.timeout, show=show)
+    _say(f"every running app drained the parents in {time.monotonic() - started:.1f}s")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "stream": result.stream,
+                    "before": result.before,
+                    "after": result.after,
+                    "parents": result.parents,
+                    "children": result.children,
+                    "active_after_s": round(result.seconds, 1),
+                    "drained_after_s": round(time.monotonic() - started, 1),
+                    "leases": rows,
+                },
+                indent=1,
+            )
+        )
+    return 0
+
+
 def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
     stack.up(ctx.stack, ctx.pipeline)
     return 0
@@ -280,6 +418,77 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("app", nargs="?", help="only this app (no component table)")
     sub.add_argument("--watch", action="store_true", help="refresh every 2 s until interrupted")
+
+    dlq = commands.add_parser(
+        "dlq",
+        help="an app's dead letters: list, show, redrive, discard",
+        description=(
+            "Each app's poison records are in its dead-letter table (app.toml [dead_letter]). "
+            "A redrive sends letters back through the app's own processing."
+        ),
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
+
+    def dlq_command(name: str, run: Callable[[Context, argparse.Namespace], int], help: str, json_out: bool):
+        sub = dlq_commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run, json=False)
+        if json_out:
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+        sub.add_argument("app", help="package (app_user_management) or app name (app-user-management)")
+        return sub
+
+    def narrowing(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--since", type=_timestamp, help="only letters that failed at or after this time (ISO-8601)")
+        sub.add_argument("--error-class", help="only letters with this error class (e.g. InvalidChangeRecord)")
+
+    sub = dlq_command("list", cmd_dlq_list, "the app's dead letters, oldest failure first", True)
+    narrowing(sub)
+    sub = dlq_command("show", cmd_dlq_show, "one letter: payload (decoded when it parses), error, times", False)
+    sub.add_argument("shard")
+    sub.add_argument("seq")
+    for name, run, help in (
+        (
+            "redrive",
+            cmd_dlq_redrive,
+            "send letters back through the app (decode, filter, transform, guarded write); "
+            "settled ones are removed, failing ones stay with their new error",
+        ),
+        ("discard", cmd_dlq_discard, "delete letters judged unrecoverable"),
+    ):
+        sub = dlq_command(name, run, help, name == "redrive")
+        which = sub.add_mutually_exclusive_group(required=True)
+        which.add_argument("--all", action="store_true", help="every letter (narrowed by --since, --error-class)")
+        which.add_argument("letters", nargs="*", default=[], metavar="SHARD SEQ", help="letters by shard and sequence")
+        narrowing(sub)
+        if name == "redrive":
+            sub.add_argument(
+                "--dry-run", action="store_true", help="decode, filter and plan each letter; write nothing"
+            )
+
+    sub = command(
+        "backfill",
+        cmd_backfill,
+        "bring an app up to date with its source table's items (parallel Scan, each item through the app as an "
+        "INSERT carrying the item's version: every later change wins); the app keeps consuming its stream",
+        True,
+    )
+    sub.add_argument("app")
+    sub.add_argument("--segments", type=int, default=4, help="parallel Scan segments (threads); default 4")
+    sub = command(
+        "reshard",
+        cmd_reshard,
+        "split or merge a stream's shards, wait until it is ACTIVE, then until every running app drained the parents",
+        True,
+    )
+    sub.add_argument("stream")
+    how = sub.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--shards", type=int, metavar="N", help="UpdateShardCount (uniform): half to double the open count"
+    )
+    how.add_argument("--split", metavar="SHARD", help="SplitShard at the middle of its hash range")
+    how.add_argument("--merge", nargs=2, metavar=("A", "B"), help="MergeShards of two adjacent shards")
+    sub.add_argument("--write-config", action="store_true", help="set the new count in producer_config/pipeline.toml")
+    sub.add_argument("--timeout", type=float, default=600, help="seconds to wait for the apps to drain (default 600)")
     return parser
 
 

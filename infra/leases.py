@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from targets.clients import error_code
 
 __all__ = [
+    "AT_TIMESTAMP",
     "SHARD_END",
     "Lease",
     "assign",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 SHARD_END = "SHARD_END"
+AT_TIMESTAMP = "AT_TIMESTAMP"  # the checkpoint of a lease created AT_TIMESTAMP, until its first record
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,29 +120,24 @@ def replay(
     overrides = load_overrides(stack.state_dir, app.package)
     save_overrides(stack.state_dir, app.package, replace(overrides, start_at=start.timestamp()))
     started = time.time()
-    try:
-        workers.start()
-        stats_dir = stack.state_dir / "apps" / app.package / "stats"
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else 120 + total / 50)
-        while True:
-            current = _stats(stats_dir, started)
-            received = sum(s["received"] for s in current)
-            # the lag of the shards being read now (an ended shard's processor reports no more)
-            recent = [s for s in current if s["now"]["at"] > time.time() - _RECENT_S]
-            lag = {s["shard"]: s["now"].get("behind_ms") for s in sorted(recent, key=lambda s: s["now"]["at"])}
-            progress(received, total, lag)
-            if received >= total and lag and all(behind == 0 for behind in lag.values()):
-                break
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"replay of {app.name}: {received} of {total} records after {time.monotonic() - began:.0f}s; "
-                    f"its workers keep going (see {stack.log_dir}); the lease backup is {backup}"
-                )
-            time.sleep(1.0)
-    finally:
-        save_overrides(
-            stack.state_dir, app.package, replace(load_overrides(stack.state_dir, app.package), start_at=None)
-        )
+    workers.start()
+    stats_dir = stack.state_dir / "apps" / app.package / "stats"
+    deadline = time.monotonic() + (timeout_s if timeout_s is not None else 120 + total / 50)
+    while True:
+        current = _stats(stats_dir, started)
+        received = sum(s["received"] for s in current)
+        # the lag of the shards being read now (an ended shard's processor reports no more)
+        recent = [s for s in current if s["now"]["at"] > time.time() - _RECENT_S]
+        lag = {s["shard"]: s["now"].get("behind_ms") for s in sorted(recent, key=lambda s: s["now"]["at"])}
+        progress(received, total, lag)
+        if received >= total and lag and all(behind == 0 for behind in lag.values()):
+            break
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"replay of {app.name}: {received} of {total} records after {time.monotonic() - began:.0f}s; "
+                f"its workers keep going (see {stack.log_dir}); the lease backup is {backup}"
+            )
+        time.sleep(1.0)
     final = _stats(stats_dir, started)
     counts = {name: sum(s[name] for s in final) for name in _COUNTED}
     processing_s = max(s["now"]["at"] for s in final) - min(s["now"]["started"] for s in final) if final else 0.0

@@ -190,6 +190,18 @@ class UserChangeGenerator:
             self.tally[change.kind.value] += 1
             yield change
 
+    def creations(self) -> Iterator[UserChange]:
+        """A CREATE of every user of the key space that does not exist yet, in key order (a
+        table of ``users`` items to start from)."""
+        for index in range(self.users):
+            user_id = self._user_id(index)
+            if user_id not in self.state and user_id not in self.foreign:
+                version = max(self.versions.get(user_id, 0) + 1, time.time_ns() // 1_000_000)
+                item = self._new_user(user_id)
+                self._tally_workplace_relevance(ChangeKind.CREATE, None, item)
+                self.tally[ChangeKind.CREATE.value] += 1
+                yield self._stored(ChangeKind.CREATE, user_id, version, item)
+
     # -- one change
     def _user_id(self, index: int) -> str:
         return f"{self.prefix}{index:05d}"
@@ -233,6 +245,9 @@ class UserChangeGenerator:
         if item is None:  # a delete writes no version: its REMOVE record carries the last one
             del self.state[user_id]
             return UserChange(kind, user_id, version - 1, None)
+        return self._stored(kind, user_id, version, item)
+
+    def _stored(self, kind: ChangeKind, user_id: str, version: int, item: dict) -> UserChange:
         if item["Workplaces"]:
             item["WorkplaceIds"] = set(item["Workplaces"])
         else:

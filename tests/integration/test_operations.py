@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -204,6 +205,28 @@ def test_a_replay_at_a_time_reprocesses_exactly_the_records_from_that_second_on(
     assert report["records"] == sum(wanted.values())
     assert report["received"] == sum(wanted.values()), report
     assert_converges(stack, pipeline)
+
+
+def test_an_app_restarted_after_a_replay_reads_the_shards_that_had_no_record_since_its_start(stack, pipeline):
+    """A lease created AT_TIMESTAMP keeps that sentinel until its first record: a restart must
+    still give the KCL the time (it fails the shard's initialization without it, forever)."""
+    ddb = lease_client(stack, pipeline.region)
+    app = load_app(APP, pipeline)
+    (report,) = cdc_json("replay", APP, "--since", "1s")
+    assert report["records"] == 0
+    assert {lease.checkpoint for lease in read_leases(ddb, app.name)} == {"AT_TIMESTAMP"}
+    assert cdc("stop", APP).returncode == 0 and cdc("start", APP).returncode == 0
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=40, seed=21, prefix=f"ra-{uuid.uuid4().hex[:6]}-").changes(80))
+    apply_changes(users, iter(changes), total=len(changes), progress=False)
+    assert_converges(stack, pipeline)
+    deadline = time.monotonic() + 60
+    while "AT_TIMESTAMP" in {lease.checkpoint for lease in read_leases(ddb, app.name)}:
+        assert time.monotonic() < deadline, "a shard never checkpointed past its AT_TIMESTAMP start"
+        time.sleep(1)
+    assert cdc("stop", APP).returncode == 0 and cdc("start", APP).returncode == 0  # now without the time
+    overrides = json.loads((stack.state_dir / "apps" / APP / "overrides.json").read_text())
+    assert "start_at" not in overrides
 
 
 # ---------------------------------------------------------------------------- error paths

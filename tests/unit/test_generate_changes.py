@@ -460,3 +460,17 @@ def test_the_command_refuses_a_batch_size_above_the_transaction_limit(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--batch-size", "101"])
     assert exited.value.code == 2 and "must be 1-100, not 101" in capsys.readouterr().err
+
+
+def test_creations_create_every_missing_user_of_the_key_space_once_and_changes_continue_them():
+    generator = UserChangeGenerator(users=30, seed=5, prefix="c-")
+    first = list(generator.changes(10))
+    created = list(generator.creations())
+    existing = {c.user_id for c in first if c.item is not None}
+    assert all(c.kind is ChangeKind.CREATE and c.item["Version"] == c.version for c in created)
+    assert {c.user_id for c in created}.isdisjoint(existing)
+    assert len(generator.state) == 30 and list(generator.creations()) == []
+    live = set(generator.state)
+    for change in generator.changes(200):  # every user exists: a CREATE only follows a DELETE
+        assert (change.kind is ChangeKind.CREATE) == (change.user_id not in live)
+        live.symmetric_difference_update({change.user_id} if change.item is None or change.user_id not in live else ())
