@@ -136,21 +136,17 @@ class AppWorkers:
             time.sleep(1.0)
 
     def _check_start_position(self) -> None:
-        """A lease the KCL created AT_TIMESTAMP (`cdc replay`) keeps that sentinel as its
-        checkpoint until its processor checkpoints a record; until then the KCL needs the time
-        again at every start (KCL 3.1.3 fails the shard's initialization with a
-        NullPointerException in IteratorBuilder without it, forever). So the replay's start stays
-        in the overrides until no lease sits on the sentinel; a sentinel without it is refused."""
+        """Forget a replay's start once no lease sits on the AT_TIMESTAMP sentinel any more. A
+        lease the KCL created AT_TIMESTAMP keeps that sentinel as its checkpoint until its
+        processor checkpoints a record, and until then the KCL needs the time again at every
+        start: without it KCL 3.1.3 fails the shard's initialization (a NullPointerException in
+        IteratorBuilder), forever. So `cdc replay` leaves its start in the overrides."""
         overrides = load_overrides(self.stack.state_dir, self.app.package)
+        if overrides.start_at is None:
+            return
         leases = self.leases()
-        waiting = [lease.shard_id for lease in leases if lease.checkpoint == AT_TIMESTAMP]
-        if overrides.start_at is not None and leases and not waiting:
+        if leases and all(lease.checkpoint != AT_TIMESTAMP for lease in leases):
             save_overrides(self.stack.state_dir, self.app.package, replace(overrides, start_at=None))
-        elif waiting and overrides.start_at is None and self.app.starting_timestamp is None:
-            raise StackError(
-                f"{self.app.name}: lease(s) {', '.join(waiting)} start AT_TIMESTAMP but no start time is known "
-                f"(state folder {self.stack.state_dir} reset?): `cdc replay {self.app.package} --at <time>` sets one"
-            )
 
     def _save_count(self, count: int) -> None:
         overrides = load_overrides(self.stack.state_dir, self.app.package)

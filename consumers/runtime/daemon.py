@@ -64,11 +64,22 @@ def worker_id(app: AppConfig, worker: int) -> str:
     return f"{app.name}-worker-{worker}"
 
 
-def render_properties(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig, worker: int) -> str:
-    """The KCL MultiLangDaemon configuration of one worker (see README, Configuration)."""
+def render_properties(
+    app: AppConfig, pipeline: PipelineConfig, stack: StackConfig, worker: int, *, stream_created: float | None = None
+) -> str:
+    """The KCL MultiLangDaemon configuration of one worker (see README, Configuration).
+
+    ``stream_created`` (epoch seconds; given on the emulators' targets, see `main`): a
+    TRIM_HORIZON start is written as AT_TIMESTAMP at the stream's creation, the same records.
+    kinesis-mock answers a TRIM_HORIZON shard listing of a resharded stream with every shard,
+    closed ones included; the KCL's first shard sync of an empty lease table then fails
+    ("Incomplete hash range found") and its scheduler gives up after 20 attempts, so an app
+    started after a reshard (a new app, a lease table reset) would never read."""
     start_at = load_overrides(stack.state_dir, app.package).start_at
     if start_at is None and app.starting_timestamp is not None:
         start_at = app.starting_timestamp.timestamp()
+    if start_at is None and app.starting_position == "TRIM_HORIZON" and stream_created is not None:
+        start_at = stream_created
     props: dict[str, object] = {
         "executableName": f"{sys.executable} -m consumers.runtime.worker --app {app.package}",
         "streamName": app.stream_name,
@@ -122,6 +133,22 @@ def _daemon_env(stack: StackConfig, pipeline: PipelineConfig) -> dict[str, str]:
     return env
 
 
+def _stream_created(stack: StackConfig, pipeline: PipelineConfig, app: AppConfig) -> float | None:
+    """When the app's stream was created, on the targets whose Kinesis is kinesis-mock (see
+    `render_properties`); None on AWS, or when the stream cannot be described (then the KCL
+    gets TRIM_HORIZON, and says so if the listing fails)."""
+    if stack.target is Target.AWS:
+        return None
+    from targets.clients import aws_client  # boto3: only here
+
+    try:
+        summary = aws_client("kinesis", stack, pipeline.region).describe_stream_summary(StreamName=app.stream_name)
+    except Exception as exc:  # noqa: BLE001 - the KCL reports an unreachable stream itself
+        log.warning("cannot describe stream %s (%s): starting at TRIM_HORIZON", app.stream_name, exc)
+        return None
+    return float(summary["StreamDescriptionSummary"]["StreamCreationTimestamp"].timestamp() // 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", required=True)
@@ -134,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     app = load_app(args.app, pipeline)
     path = properties_path(app, stack, args.worker)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_properties(app, pipeline, stack, args.worker))
+    path.write_text(
+        render_properties(app, pipeline, stack, args.worker, stream_created=_stream_created(stack, pipeline, app))
+    )
     command = daemon_command(path)
 
     stopping = threading.Event()

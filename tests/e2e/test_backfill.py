@@ -32,9 +32,9 @@ def _sink_versions(stack, pipeline, prefix: str) -> list[tuple[tuple[str, str], 
     arn = aws_client("dynamodb", stack, pipeline.region).describe_table(TableName=SINK)["Table"]["LatestStreamArn"]
     writes = []
     for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         while iterator:
             page = streams.get_records(ShardIterator=iterator, Limit=1000)
             for record in page["Records"]:

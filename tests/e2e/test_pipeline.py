@@ -16,6 +16,7 @@ import pytest
 from consumers.verify import verify
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource, lease_client
+from tests.cli import cdc
 
 pytestmark = pytest.mark.stack
 
@@ -211,23 +212,47 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
         up(stack, pipeline)  # back to the configured worker
 
 
-def _reshard(kinesis, stream: str, shards: int) -> None:
-    kinesis.update_shard_count(StreamName=stream, TargetShardCount=shards, ScalingType="UNIFORM_SCALING")
-    _wait(
-        f"{stream} to have {shards} open shards",
-        lambda: (
-            (summary := kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"])["StreamStatus"]
-            == "ACTIVE"
-            and summary["OpenShardCount"] == shards
-        ),
-        timeout_s=60,
-    )
+def _reshard(stream: str, shards: int) -> dict:
+    """`cdc reshard`, as an operator runs it: returns its JSON report."""
+    result = cdc("reshard", stream, "--shards", str(shards), "--json", "--timeout", "300")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def _order_breaks(kinesis, stream: str, prefix: str) -> list[str]:
+    """Per item of ``prefix``, its records in the stream in the order a consumer reads them
+    (each shard in sequence order, every parent before its children): versions that go back."""
+    from targets.kinesis import list_shards, read_stream
+
+    parents = {
+        s["ShardId"]: {p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p}
+        for s in list_shards(kinesis, stream)
+    }
+
+    def depth(shard: str) -> int:
+        return 1 + max((depth(p) for p in parents.get(shard, ()) if p in parents), default=0)
+
+    by_key: dict[str, list[tuple[int, int, str, str]]] = defaultdict(list)
+    for position, record in enumerate(read_stream(kinesis, stream)):
+        change = orjson.loads(record.data)
+        user_id = change["dynamodb"]["Keys"]["UserId"]["S"]
+        if user_id.startswith(prefix):
+            image = change["dynamodb"].get("NewImage") or change["dynamodb"]["OldImage"]
+            version = int(image["Version"]["N"])
+            by_key[user_id].append((depth(record.shard_id), position, change["eventName"], str(version)))
+    breaks = []
+    for user_id, records in by_key.items():
+        records.sort()  # ancestors first; within a shard, sequence order
+        for (_, _, _, before), (_, _, event, after) in zip(records, records[1:], strict=False):
+            if int(after) < int(before) or (after == before and event != "REMOVE"):
+                breaks.append(f"{user_id}: version {before} then {after} ({event})")
+    return breaks
 
 
 def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipeline):
-    """Split every shard of the Users stream while changes flow, then merge back: the KCL
-    finishes each parent (a real shard end, which ListShards reports closed) before its
-    children, the relay's partition keys follow the items to the new shards, and every sink
+    """`cdc reshard` splits every shard of the Users stream while changes flow, then merges them
+    back: it reports the parents closed and the children opened and waits until every app drained
+    the parents; per item, the stream holds the changes in order across the reshards; every sink
     ends equal to Users."""
     from consumers.runtime.config import discover_apps
 
@@ -235,8 +260,9 @@ def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipe
     stream = pipeline.table("Users").change_stream
     configured = pipeline.streams[stream].shards
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
-    changes = list(UserChangeGenerator(users=120, seed=13, prefix=f"rs-{uuid.uuid4().hex[:6]}-").changes(900))
-    readers = [app.name for app in discover_apps(pipeline) if app.stream_name == stream]
+    prefix = f"rs-{uuid.uuid4().hex[:6]}-"
+    changes = list(UserChangeGenerator(users=120, seed=13, prefix=prefix).changes(900))
+    readers = sorted(app.name for app in discover_apps(pipeline) if app.stream_name == stream)
     _converge(stack, pipeline)
     try:
         for target, part in ((configured * 2, changes[:500]), (configured, changes[500:])):
@@ -245,24 +271,25 @@ def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipe
             )
             writer.start()
             time.sleep(1.0)  # mid-stream
-            _reshard(kinesis, stream, target)
+            report = _reshard(stream, target)
             writer.join()
-            for report in _converge(stack, pipeline):
-                assert report.ok, report
-            open_shards = {
-                s["ShardId"]
-                for s in kinesis.list_shards(StreamName=stream)["Shards"]
-                if "EndingSequenceNumber" not in s["SequenceNumberRange"]
-            }
+            print(
+                f"\ncdc reshard {stream} -> {target}: ACTIVE in {report['active_after_s']}s, parents drained "
+                f"in {report['drained_after_s']}s"
+            )
+            assert len(report["parents"]) == report["before"] and len(report["children"]) == report["after"] == target
+            drained = {(row["app"], row["parent"]) for row in report["leases"] if row["drained"]}
+            assert drained == {(app, parent) for app in readers for parent in report["parents"]}
+            for result in _converge(stack, pipeline):
+                assert result.ok, result
             for app_name in readers:  # each app went on to the new shards
                 _wait(
                     f"{app_name} to lease the new shards",
-                    lambda a=app_name, wanted=open_shards: wanted <= set(_lease_owners(leases, a)),
+                    lambda a=app_name, wanted=set(report["children"]): wanted <= set(_lease_owners(leases, a)),
                     timeout_s=60,
                 )
+        assert not _order_breaks(kinesis, stream, prefix)
     finally:
-        if (
-            kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["OpenShardCount"]
-            != configured
-        ):
-            _reshard(kinesis, stream, configured)
+        summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+        if summary["OpenShardCount"] != configured:
+            _reshard(stream, configured)

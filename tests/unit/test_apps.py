@@ -233,6 +233,21 @@ def test_properties_are_generated_from_the_app_and_the_stack():
     assert props["executableName"].endswith("-m consumers.runtime.worker --app workplace_user_search")
 
 
+def test_a_trim_horizon_start_is_written_at_the_streams_creation_when_it_is_given(tmp_path):
+    app = load_app("app_user_management", PIPELINE)
+    stack = StackConfig.from_env({"CDC_STATE_DIR": str(tmp_path)})
+
+    def start(**kwargs) -> dict[str, str]:
+        text = render_properties(app, PIPELINE, stack, 1, **kwargs)
+        return {
+            k: v for k, v in (line.split(" = ", 1) for line in text.splitlines() if " = " in line) if "initial" in k
+        }
+
+    assert app.starting_position == "TRIM_HORIZON"
+    assert start() == {"initialPositionInStream": "TRIM_HORIZON"}
+    assert start(stream_created=1_700_000_000.0) == {"initialPositionInStreamExtended": "1700000000"}
+
+
 def test_a_bad_app_config_names_the_file_the_key_and_the_reason(tmp_path, monkeypatch):
     from consumers.runtime import config
 
