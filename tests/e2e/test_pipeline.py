@@ -17,6 +17,7 @@ from consumers.verify import verify
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from targets.clients import aws_client, aws_resource, lease_client
 from tests.cli import cdc
+from tests.records import user_insert
 
 pytestmark = pytest.mark.stack
 
@@ -81,33 +82,6 @@ def test_thousands_of_random_changes_reach_every_sink_and_filters_drop_what_they
     assert all(d["dead_lettered"] == 0 for d in delta.values())
 
 
-def _change(user_id: str, version: int) -> bytes:
-    image = {
-        "UserId": {"S": user_id},
-        "Email": {"S": f"{user_id}@Example.com"},
-        "FirstName": {"S": "Poison"},
-        "LastName": {"S": "Neighbour"},
-        "Version": {"N": str(version)},
-    }
-    return orjson.dumps(
-        {
-            "awsRegion": "us-east-1",
-            "eventID": str(uuid.uuid4()),
-            "eventName": "INSERT",
-            "userIdentity": None,
-            "recordFormat": "application/json",
-            "tableName": "Users",
-            "eventSource": "aws:dynamodb",
-            "dynamodb": {
-                "ApproximateCreationDateTime": time.time_ns() // 1000,
-                "Keys": {"UserId": {"S": user_id}},
-                "NewImage": image,
-                "SizeBytes": 120,
-            },
-        }
-    )
-
-
 def _wait(what: str, predicate, timeout_s: float = 120):
     deadline = time.monotonic() + timeout_s
     while not (result := predicate()):
@@ -129,9 +103,9 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
         response = kinesis.put_records(
             StreamName="users-changes",
             Records=[
-                {"Data": _change(before_id, 1), "PartitionKey": run},
+                {"Data": user_insert(before_id, 1), "PartitionKey": run},
                 {"Data": poison, "PartitionKey": run},
-                {"Data": _change(after_id, 1), "PartitionKey": run},
+                {"Data": user_insert(after_id, 1), "PartitionKey": run},
             ],
         )
         shard, poison_seq = response["Records"][1]["ShardId"], response["Records"][1]["SequenceNumber"]

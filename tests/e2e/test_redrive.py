@@ -11,7 +11,6 @@ import time
 import uuid
 from dataclasses import replace
 
-import orjson
 import pytest
 
 from consumers.app_user_management import transform as app
@@ -21,30 +20,11 @@ from infra import deadletters
 from targets.clients import aws_client, aws_resource
 from tests.cli import cdc
 from tests.converge import assert_converges
+from tests.records import user_insert
 
 pytestmark = pytest.mark.stack
 
 APP, TABLE, SINK = "app_user_management", "app-user-management-deadletters", "AppUsers_V2"
-
-
-def _record(user_id: str, version: int, **image) -> bytes:
-    new_image = {"UserId": {"S": user_id}, "Email": {"S": f"{user_id}@example.com"}, "Version": {"N": str(version)}}
-    return orjson.dumps(
-        {
-            "awsRegion": "us-east-1",
-            "eventID": str(uuid.uuid4()),
-            "eventName": "INSERT",
-            "recordFormat": "application/json",
-            "tableName": "Users",
-            "eventSource": "aws:dynamodb",
-            "dynamodb": {
-                "ApproximateCreationDateTime": time.time_ns() // 1000,
-                "Keys": {"UserId": {"S": user_id}},
-                "NewImage": {**new_image, **image},
-                "SizeBytes": 100,
-            },
-        }
-    )
 
 
 def fixed_transform(record):
@@ -74,12 +54,16 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
     catalogue = {  # name -> (payload, what its error must say)
         "not-json": (b"\xff\xfe this is not JSON", "InvalidChangeRecord"),
         "not-a-change": (b'{"hello": "world"}', "InvalidChangeRecord"),
-        "bad-number": (_record(f"dl-{run}-n", 1, Version={"N": "abc"}), "Version"),
-        "stale": (_record(ids["stale"], 1, Roles={"N": "5"}), "TypeError"),
-        "roles": (_record(ids["roles"], 1, Roles={"N": "5"}), "TypeError"),
-        "big": (_record(ids["big"], 1, Email={"S": "x" * 1_040_000}), "SinkRejectedWrite"),
+        "bad-number": (user_insert(f"dl-{run}-n", 1, Version={"N": "abc"}), "Version"),
+        "stale": (user_insert(ids["stale"], 1, Roles={"N": "5"}), "TypeError"),
+        "roles": (user_insert(ids["roles"], 1, Roles={"N": "5"}), "TypeError"),
+        "big": (user_insert(ids["big"], 1, Email={"S": "x" * 1_040_000}), "SinkRejectedWrite"),
     }
-    entries = [_record(ids["before"], 1), *(payload for payload, _ in catalogue.values()), _record(ids["after"], 1)]
+    entries = [
+        user_insert(ids["before"], 1),
+        *(payload for payload, _ in catalogue.values()),
+        user_insert(ids["after"], 1),
+    ]
     response = kinesis.put_records(
         StreamName="users-changes", Records=[{"Data": data, "PartitionKey": run} for data in entries]
     )

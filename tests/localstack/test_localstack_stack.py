@@ -32,63 +32,9 @@ from targets.config import StackConfig
 from targets.kinesis import read_stream
 from tests.cli import cdc
 from tests.converge import assert_converges
+from tests.procfs import descendants, listening, loopback
 
 pytestmark = pytest.mark.localstack
-
-
-def _descendants(pid: int) -> set[int]:
-    """The process and every process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        todo.extend(children.get(current, ()))
-    return found
-
-
-def _listening(pids: set[int]) -> list[tuple[int, str]]:
-    """(pid, local address) of every listening TCP socket the processes hold."""
-    addresses: dict[str, str] = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                addresses[fields[9]] = _address(fields[1])
-    found = []
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
-            if inode in addresses:
-                found.append((pid, addresses[inode]))
-    return found
-
-
-def _address(hex_address: str) -> str:
-    host, port = hex_address.split(":")
-    raw = bytes.fromhex(host)
-    if len(raw) == 4:
-        return f"{'.'.join(str(b) for b in raw[::-1])}:{int(port, 16)}"
-    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]  # /proc/net/tcp6: 4 little-endian words
-    ipv6 = b"".join(words)
-    if ipv6[:12] == b"\0" * 10 + b"\xff\xff":
-        return f"::ffff:{'.'.join(str(b) for b in ipv6[12:])}:{int(port, 16)}"
-    return f"[{ipv6.hex()}]:{int(port, 16)}"
 
 
 def test_installed_localstack_files_carry_the_patches(stack):
@@ -99,25 +45,21 @@ def test_installed_localstack_files_carry_the_patches(stack):
         assert hashlib.sha256(target.read_bytes()).hexdigest() == after, name
 
 
-def test_every_socket_the_stack_listens_on_is_bound_to_loopback(stack, pipeline):
+def test_every_socket_the_stack_listens_on_is_bound_toloopback(stack, pipeline):
     """LocalStack's gateway, its DynamoDB Local and kinesis-mock, and OpenSearch."""
     aws_client("kinesis", stack, pipeline.region).list_streams()  # kinesis-mock runs
     servers = components(stack, pipeline)
     assert [c.external for c in servers] == [None, None], "host mode: both servers are ours"
-    pids = set().union(*(_descendants(c.process.pid()) for c in servers))
-    listening = _listening(pids)
-    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode() for pid, _ in listening}
-    print("\n".join(f"{commands[pid]:>50} {address}" for pid, address in listening))
+    pids = set().union(*(descendants(c.process.pid()) for c in servers))
+    sockets = listening(pids)
+    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode() for pid, _ in sockets}
+    print("\n".join(f"{commands[pid]:>50} {address}" for pid, address in sockets))
     kinds = {Path(command).name for command in commands.values()}
     assert {"python", "java", "node"} <= kinds, f"expected LocalStack, DynamoDB Local, kinesis-mock, got {kinds}"
     port = stack.localstack_host.rsplit(":", 1)[1]
-    assert any(address == f"127.0.0.1:{port}" for _, address in listening), "the gateway listens on its own port"
-    exposed = [(commands[pid], address) for pid, address in listening if not _loopback(address)]
+    assert any(address == f"127.0.0.1:{port}" for _, address in sockets), "the gateway listens on its own port"
+    exposed = [(commands[pid], address) for pid, address in sockets if not loopback(address)]
     assert not exposed, f"listening beyond 127.0.0.1: {exposed}"
-
-
-def _loopback(address: str) -> bool:
-    return address.startswith(("127.0.0.1:", "::ffff:127.0.0.1:"))
 
 
 def test_a_localstack_already_answering_is_used_as_it_is_and_left_running(stack, pipeline, tmp_path, capsys):
@@ -167,7 +109,7 @@ def _worker_jvm(stack, app) -> int:
     """The MultiLangDaemon JVM under the app's first worker supervisor."""
     supervisor = stacks.worker(stack, app, 1).process.pid()
     assert supervisor is not None
-    jvms = [pid for pid in _descendants(supervisor) if _is_daemon_jvm(Path(f"/proc/{pid}/cmdline").read_bytes())]
+    jvms = [pid for pid in descendants(supervisor) if _is_daemon_jvm(Path(f"/proc/{pid}/cmdline").read_bytes())]
     assert len(jvms) == 1, jvms
     return jvms[0]
 
