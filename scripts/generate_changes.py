@@ -12,6 +12,10 @@ is not adopted, its key is never picked (no update, delete or creation over it; 
 conditional on the key being absent anyway), and `main` says on stderr how many it left alone
 and why.
 
+It rides through outages: a write whose endpoint is unreachable, silent or answering 5xx is
+tried again with back-off for up to 5 minutes, and a try refused by its condition after a lost
+answer counts as written when the table holds the change (it never writes a change twice).
+
     python -m scripts.generate_changes --changes 1000 --users 50 --rate 200 --seed 1
 """
 
@@ -35,7 +39,13 @@ from typing import Any
 import boto3
 from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from tqdm import tqdm
 
 __all__ = [
@@ -338,6 +348,9 @@ RETRYABLE_REASONS = frozenset(
 #: errors of the whole call that say nothing about its changes: it is tried again, same token
 RETRYABLE_ERRORS = frozenset({"InternalServerError", "TransactionInProgressException"})
 RETRIES = 10  # tries again after a retryable cancellation, backing off 50 ms doubling up to 2 s (~12 s in all)
+#: the endpoint is unreachable or did not answer: the write is tried again, for up to OUTAGE_S
+OUTAGE_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+OUTAGE_S = 300.0
 
 
 class ChangeRefused(RuntimeError):
@@ -478,6 +491,11 @@ def plain_client(table):
 
 
 def _write_one(table, change: UserChange) -> None:
+    """One conditional write, riding through outages (see `_through_outages`)."""
+    _through_outages(lambda: _put_or_delete(table, change), lambda: _stored(table.meta.client, table.name, [change]))
+
+
+def _put_or_delete(table, change: UserChange) -> None:
     if change.item is None:
         table.delete_item(
             Key={"UserId": change.user_id},
@@ -492,6 +510,56 @@ def _write_one(table, change: UserChange) -> None:
             ConditionExpression=UPDATE_CONDITION,
             ExpressionAttributeValues={":v": change.version},
         )
+
+
+def _through_outages(write, stored, *, outage_s: float | None = None, sleep=time.sleep) -> None:
+    """``write()`` until it returns. An unreachable or silent endpoint (`OUTAGE_ERRORS`) or a 5xx
+    is waited out, backing off from 0.1 s to 5 s, for up to ``outage_s`` (`OUTAGE_S`); then the
+    error is raised. A try that failed that way may still have been applied (only its answer was
+    lost): when a later try is refused by its condition and ``stored()`` finds the change in
+    the table, it was written once, and counts once."""
+    deadline, attempt = None, 0
+    while True:
+        try:
+            write()
+            return
+        except (*OUTAGE_ERRORS, ClientError) as exc:
+            if isinstance(exc, ClientError) and not _server_error(exc):
+                if attempt and _refused_by_condition(exc) and stored():
+                    return
+                raise
+            deadline = deadline or time.monotonic() + (OUTAGE_S if outage_s is None else outage_s)
+            if time.monotonic() > deadline:
+                raise
+            attempt += 1
+            sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+
+
+def _server_error(exc: ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return type(status) is int and status >= 500
+
+
+def _refused_by_condition(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {}).get("Code")
+    if error == "ConditionalCheckFailedException":
+        return True
+    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+    return error == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons
+
+
+def _stored(client, table_name: str, changes: list[UserChange]) -> bool:
+    """Whether the table holds exactly what ``changes`` wrote (a delete: no item)."""
+    for change in changes:
+        item = client.get_item(TableName=table_name, Key={"UserId": {"S": change.user_id}}, ConsistentRead=True).get(
+            "Item"
+        )
+        if change.item is None:
+            if item is not None:
+                return False
+        elif item is None or item.get("Version") != {"N": str(change.version)}:
+            return False
+    return True
 
 
 _SERIALIZER = TypeSerializer()
@@ -541,7 +609,10 @@ def _write_transaction(client, table_name: str, batch: list[UserChange]) -> None
     token = uuid.uuid4().hex
     for attempt in itertools.count():
         try:
-            client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+            _through_outages(
+                lambda: client.transact_write_items(TransactItems=actions, ClientRequestToken=token),
+                lambda: _stored(client, table_name, batch),
+            )
             return
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")

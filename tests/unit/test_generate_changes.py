@@ -474,3 +474,79 @@ def test_creations_create_every_missing_user_of_the_key_space_once_and_changes_c
     for change in generator.changes(200):  # every user exists: a CREATE only follows a DELETE
         assert (change.kind is ChangeKind.CREATE) == (change.user_id not in live)
         live.symmetric_difference_update({change.user_id} if change.item is None or change.user_id not in live else ())
+
+
+def _client_error(code: str, status: int = 400, reasons: list | None = None) -> ClientError:
+    response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    if reasons is not None:
+        response["CancellationReasons"] = [{"Code": reason} for reason in reasons]
+    return ClientError(response, "PutItem")
+
+
+def _script(*outcomes):
+    """A write that raises or returns the outcomes in turn, counting its calls."""
+    calls = []
+
+    def write():
+        calls.append(1)
+        outcome = outcomes[len(calls) - 1]
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+    return write, calls
+
+
+def test_the_generator_waits_out_an_unreachable_endpoint_and_a_5xx():
+    from botocore.exceptions import EndpointConnectionError
+
+    from scripts.generate_changes import _through_outages
+
+    slept = []
+    write, calls = _script(
+        EndpointConnectionError(endpoint_url="http://x"), _client_error("ServiceUnavailable", 503), None
+    )
+    _through_outages(write, lambda: pytest.fail("nothing was refused"), sleep=slept.append)
+    assert len(calls) == 3 and len(slept) == 2 and slept[0] < slept[1]
+
+
+def test_a_write_applied_before_its_answer_was_lost_counts_once_and_is_not_written_twice():
+    from botocore.exceptions import ReadTimeoutError
+
+    from scripts.generate_changes import _through_outages
+
+    # the first try was applied, its answer timed out; the second is refused by its condition
+    write, calls = _script(ReadTimeoutError(endpoint_url="http://x"), _client_error("ConditionalCheckFailedException"))
+    _through_outages(write, lambda: True, sleep=lambda s: None)
+    assert len(calls) == 2
+    # a transaction's refusal says so in its reasons
+    write, _ = _script(
+        ReadTimeoutError(endpoint_url="http://x"),
+        _client_error("TransactionCanceledException", reasons=["ConditionalCheckFailed", "None"]),
+    )
+    _through_outages(write, lambda: True, sleep=lambda s: None)
+
+
+def test_a_refusal_is_raised_when_the_change_is_not_stored_or_nothing_was_retried():
+    from botocore.exceptions import EndpointConnectionError
+
+    from scripts.generate_changes import _through_outages
+
+    refused = _client_error("ConditionalCheckFailedException")
+    write, _ = _script(EndpointConnectionError(endpoint_url="http://x"), refused)
+    with pytest.raises(ClientError):
+        _through_outages(write, lambda: False, sleep=lambda s: None)
+    write, _ = _script(refused)  # no lost answer before it: the table holds something else
+    with pytest.raises(ClientError):
+        _through_outages(write, lambda: True, sleep=lambda s: None)
+
+
+def test_an_outage_longer_than_the_limit_is_raised():
+    from botocore.exceptions import EndpointConnectionError
+
+    from scripts.generate_changes import _through_outages
+
+    down = EndpointConnectionError(endpoint_url="http://x")
+    write, calls = _script(down, down, down)
+    with pytest.raises(EndpointConnectionError):
+        _through_outages(write, lambda: False, outage_s=-1, sleep=lambda s: None)
+    assert len(calls) == 1
