@@ -7,6 +7,7 @@ sink. The KCL `.properties` file is generated from it (consumers.runtime.daemon)
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import tomllib
 from collections.abc import Mapping
@@ -75,12 +76,42 @@ def discover_apps(pipeline: PipelineConfig) -> tuple[AppConfig, ...]:
     return tuple(load_app(path.parent.name, pipeline) for path in sorted(APPS_DIR.glob("*/app.toml")))
 
 
+#: every key app.toml may hold, per section; anything else is refused (a misspelt key would
+#: otherwise silently fall back to its default)
+_KEYS = {
+    "app": ("name", "description", "source_table", "transform", "workers"),
+    "sink": ("type", "target", "document_id", "write_strategy"),
+    "batch": ("max_records", "polling_interval_ms", "starting_position", "starting_timestamp"),
+    "retry": ("max_attempts", "base_delay_ms", "max_delay_ms", "maximum_record_age_s"),
+    "dead_letter": ("table",),
+    "filter": ("criteria", "changed_attributes"),
+}
+
+
+def _check_keys(path: Path, raw: Mapping[str, Any]) -> None:
+    for name, value in raw.items():
+        if name not in _KEYS:
+            _unknown_key(path, name, name, tuple(_KEYS))
+        if isinstance(value, Mapping):
+            for key in value:
+                if key not in _KEYS[name]:
+                    _unknown_key(path, f"{name}.{key}", key, _KEYS[name])
+
+
+def _unknown_key(path: Path, where: str, key: str, choices: tuple[str, ...]) -> None:
+    close = difflib.get_close_matches(key, choices, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(path, where, f"unknown key: {hint}the keys here are {', '.join(choices)}")
+
+
 def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
     path = APPS_DIR / package / "app.toml"
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "file", str(exc)) from exc
+
+    _check_keys(path, raw)
 
     def section(name: str) -> Mapping[str, Any]:
         value = raw.get(name, {})

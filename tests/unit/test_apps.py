@@ -261,3 +261,29 @@ def test_a_bad_app_config_names_the_file_the_key_and_the_reason(tmp_path, monkey
         config.load_app("bad", PIPELINE)
     assert "bad/app.toml" in str(error.value) and "batch.starting_position" in str(error.value)
     assert "EARLIEST" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "hint"),
+    [
+        ("[batch]\nmax_record = 100\n", "batch.max_record", "did you mean 'max_records'?"),
+        ("[retries]\nmax_attempts = 3\n", "retries", "did you mean 'retry'?"),
+        (
+            "[sink]\ntype = 'dynamodb'\ntarget = 'AppUsers_V2'\nwrite_stratgy = 'transactions'\n",
+            "sink.write_stratgy",
+            "write_strategy",
+        ),
+    ],
+)
+def test_a_misspelt_app_config_key_is_refused_with_the_key_it_resembles(tmp_path, monkeypatch, extra, where, hint):
+    from consumers.runtime import config
+
+    (tmp_path / "typo").mkdir()
+    base = '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[dead_letter]\ntable = "d"\n'
+    sink = "" if extra.startswith("[sink]") else '[sink]\ntype = "dynamodb"\ntarget = "AppUsers_V2"\n'
+    (tmp_path / "typo" / "app.toml").write_text(base + sink + extra)
+    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    with pytest.raises(ConfigError) as error:
+        config.load_app("typo", PIPELINE)
+    message = str(error.value)
+    assert "typo/app.toml" in message and f"{where}: unknown key" in message and hint in message
