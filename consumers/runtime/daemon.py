@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, **({"CDC_STATE_DIR": args.state_dir} if args.state_dir else {}))
     stack, pipeline = StackConfig.from_env(env), load_pipeline()
     app = load_app(args.app, pipeline)
+    app.load_transform()  # a transform that does not import fails here, named, not in each record processor
     path = properties_path(app, stack, args.worker)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(

@@ -287,3 +287,17 @@ def test_a_misspelt_app_config_key_is_refused_with_the_key_it_resembles(tmp_path
         config.load_app("typo", PIPELINE)
     message = str(error.value)
     assert "typo/app.toml" in message and f"{where}: unknown key" in message and hint in message
+
+
+def test_a_worker_whose_transform_does_not_import_stops_before_the_kcl_starts(tmp_path, monkeypatch):
+    from consumers.runtime import config, daemon
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "app.toml").write_text(
+        '[app]\nname = "x"\nsource_table = "Users"\ntransform = "consumers.no_such_module:transform"\n'
+        '[sink]\ntype = "dynamodb"\ntarget = "AppUsers_V2"\n[dead_letter]\ntable = "d"\n'
+    )
+    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    monkeypatch.setattr(daemon.subprocess, "Popen", lambda *a, **k: pytest.fail("the KCL was started"))
+    with pytest.raises(ConfigError, match=r"broken/app.toml: app.transform: cannot import"):
+        daemon.main(["--app", "broken", "--state-dir", str(tmp_path / "state")])
