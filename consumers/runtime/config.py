@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.runtime.batch import RetryPolicy  # re-exported: the policy belongs to the batch processor
-from consumers.shared.filtering import CompiledFilter, compile_filter_criteria
+from consumers.shared.filtering import CompiledFilter, InvalidFilterPattern, compile_filter_criteria
 from consumers.shared.planning import Transform
 from consumers.sinks.dynamodb import WriteStrategy
 from consumers.sinks.opensearch import template_document_id
@@ -195,5 +195,8 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
         changed_attributes=tuple(changed) if changed is not None else None,
         source_file=str(path),
     )
-    config.compile_filter()  # fail at start-up, with the pattern and the reason
+    try:
+        config.compile_filter()  # fail at start-up, with the pattern and the reason
+    except InvalidFilterPattern as exc:
+        raise ConfigError(path, "filter.criteria", str(exc)) from exc
     return config

@@ -301,3 +301,19 @@ def test_a_worker_whose_transform_does_not_import_stops_before_the_kcl_starts(tm
     monkeypatch.setattr(daemon.subprocess, "Popen", lambda *a, **k: pytest.fail("the KCL was started"))
     with pytest.raises(ConfigError, match=r"broken/app.toml: app.transform: cannot import"):
         daemon.main(["--app", "broken", "--state-dir", str(tmp_path / "state")])
+
+
+def test_an_unknown_filter_operator_names_the_file_the_pattern_and_the_operator(tmp_path, monkeypatch):
+    from consumers.runtime import config
+
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "app.toml").write_text(
+        '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[sink]\ntype = "dynamodb"\n'
+        'target = "AppUsers_V2"\n[dead_letter]\ntable = "d"\n[filter.criteria]\n'
+        'Filters = [{ Pattern = \'{"eventName": [{"sufix": "X"}]}\' }]\n'
+    )
+    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"f/app.toml: filter.criteria: Filters\[0\].Pattern .*unrecognized match type 'sufix'"
+    ):
+        config.load_app("f", PIPELINE)
