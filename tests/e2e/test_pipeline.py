@@ -208,8 +208,11 @@ def _order_breaks(kinesis, stream: str, prefix: str) -> list[str]:
 
     by_key: dict[str, list[tuple[int, int, str, str]]] = defaultdict(list)
     for position, record in enumerate(read_stream(kinesis, stream)):
-        change = orjson.loads(record.data)
-        user_id = change["dynamodb"]["Keys"]["UserId"]["S"]
+        try:
+            change = orjson.loads(record.data)
+            user_id = change["dynamodb"]["Keys"]["UserId"]["S"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue  # a poison record another test put on the stream
         if user_id.startswith(prefix):
             image = change["dynamodb"].get("NewImage") or change["dynamodb"]["OldImage"]
             version = int(image["Version"]["N"])
