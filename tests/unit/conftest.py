@@ -50,3 +50,24 @@ def make_payload(reference_record: dict[str, Any]) -> Callable[..., bytes]:
         return orjson.dumps(record)
 
     return build
+
+
+#: the smallest valid app.toml: a DynamoDB sink fed by Users; tests add or replace sections
+APP_HEAD = '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n'
+APP_SINK = '[sink]\ntype = "dynamodb"\ntarget = "AppUsers_V2"\n'
+APP_DEAD_LETTER = '[dead_letter]\ntable = "d"\n'
+
+
+@pytest.fixture
+def app_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """``write(package, text)``: ``consumers/<package>/app.toml`` holds ``text``, in a folder the
+    app loader reads instead of consumers/."""
+    from consumers.runtime import config
+
+    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+
+    def write(package: str, text: str) -> None:
+        (tmp_path / package).mkdir(exist_ok=True)
+        (tmp_path / package / "app.toml").write_text(text)
+
+    return write

@@ -15,6 +15,7 @@ from consumers.workplace_user_search import transform as search
 from consumers.workplace_user_v2 import transform as workplace
 from producer_config import ConfigError, load_pipeline
 from targets.config import StackConfig
+from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 
 PIPELINE = load_pipeline()
 
@@ -248,15 +249,10 @@ def test_a_trim_horizon_start_is_written_at_the_streams_creation_when_it_is_give
     assert start(stream_created=1_700_000_000.0) == {"initialPositionInStreamExtended": "1700000000"}
 
 
-def test_a_bad_app_config_names_the_file_the_key_and_the_reason(tmp_path, monkeypatch):
+def test_a_bad_app_config_names_the_file_the_key_and_the_reason(app_folder):
     from consumers.runtime import config
 
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "app.toml").write_text(
-        '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[sink]\ntype = "dynamodb"\n'
-        'target = "AppUsers_V2"\n[dead_letter]\ntable = "d"\n[batch]\nstarting_position = "EARLIEST"\n'
-    )
-    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    app_folder("bad", APP_HEAD + APP_SINK + APP_DEAD_LETTER + '[batch]\nstarting_position = "EARLIEST"\n')
     with pytest.raises(ConfigError) as error:
         config.load_app("bad", PIPELINE)
     assert "bad/app.toml" in str(error.value) and "batch.starting_position" in str(error.value)
@@ -275,44 +271,31 @@ def test_a_bad_app_config_names_the_file_the_key_and_the_reason(tmp_path, monkey
         ),
     ],
 )
-def test_a_misspelt_app_config_key_is_refused_with_the_key_it_resembles(tmp_path, monkeypatch, extra, where, hint):
+def test_a_misspelt_app_config_key_is_refused_with_the_key_it_resembles(app_folder, extra, where, hint):
     from consumers.runtime import config
 
-    (tmp_path / "typo").mkdir()
-    base = '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[dead_letter]\ntable = "d"\n'
-    sink = "" if extra.startswith("[sink]") else '[sink]\ntype = "dynamodb"\ntarget = "AppUsers_V2"\n'
-    (tmp_path / "typo" / "app.toml").write_text(base + sink + extra)
-    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    app_folder("typo", APP_HEAD + APP_DEAD_LETTER + ("" if extra.startswith("[sink]") else APP_SINK) + extra)
     with pytest.raises(ConfigError) as error:
         config.load_app("typo", PIPELINE)
     message = str(error.value)
     assert "typo/app.toml" in message and f"{where}: unknown key" in message and hint in message
 
 
-def test_a_worker_whose_transform_does_not_import_stops_before_the_kcl_starts(tmp_path, monkeypatch):
-    from consumers.runtime import config, daemon
+def test_a_worker_whose_transform_does_not_import_stops_before_the_kcl_starts(app_folder, tmp_path, monkeypatch):
+    from consumers.runtime import daemon
 
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "app.toml").write_text(
-        '[app]\nname = "x"\nsource_table = "Users"\ntransform = "consumers.no_such_module:transform"\n'
-        '[sink]\ntype = "dynamodb"\ntarget = "AppUsers_V2"\n[dead_letter]\ntable = "d"\n'
-    )
-    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    head = APP_HEAD.replace('"m:f"', '"consumers.no_such_module:transform"')
+    app_folder("broken", head + APP_SINK + APP_DEAD_LETTER)
     monkeypatch.setattr(daemon.subprocess, "Popen", lambda *a, **k: pytest.fail("the KCL was started"))
     with pytest.raises(ConfigError, match=r"broken/app.toml: app.transform: cannot import"):
         daemon.main(["--app", "broken", "--state-dir", str(tmp_path / "state")])
 
 
-def test_an_unknown_filter_operator_names_the_file_the_pattern_and_the_operator(tmp_path, monkeypatch):
+def test_an_unknown_filter_operator_names_the_file_the_pattern_and_the_operator(app_folder):
     from consumers.runtime import config
 
-    (tmp_path / "f").mkdir()
-    (tmp_path / "f" / "app.toml").write_text(
-        '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[sink]\ntype = "dynamodb"\n'
-        'target = "AppUsers_V2"\n[dead_letter]\ntable = "d"\n[filter.criteria]\n'
-        'Filters = [{ Pattern = \'{"eventName": [{"sufix": "X"}]}\' }]\n'
-    )
-    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
+    pattern = 'Filters = [{ Pattern = \'{"eventName": [{"sufix": "X"}]}\' }]\n'
+    app_folder("f", APP_HEAD + APP_SINK + APP_DEAD_LETTER + "[filter.criteria]\n" + pattern)
     with pytest.raises(
         ConfigError, match=r"f/app.toml: filter.criteria: Filters\[0\].Pattern .*unrecognized match type 'sufix'"
     ):

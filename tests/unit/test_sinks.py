@@ -24,6 +24,7 @@ from consumers.sinks import opensearch as osink
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
 from producer_config import ConfigError, load_pipeline
 from targets.config import StackConfig
+from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 
 # --- DynamoDB ----------------------------------------------------------------------------------
 
@@ -434,20 +435,15 @@ def test_transaction_request_failures_are_classified_as_put_failures():
 # --- DynamoDB write strategy: configuration --------------------------------------------------
 
 
-def test_the_write_strategy_defaults_per_target_and_app_toml_overrides_it(tmp_path, monkeypatch):
+def test_the_write_strategy_defaults_per_target_and_app_toml_overrides_it(app_folder):
     from consumers.runtime import config, wiring
 
     def sink_for(target, extra=""):
-        (tmp_path / "app").mkdir(exist_ok=True)
-        (tmp_path / "app" / "app.toml").write_text(
-            '[app]\nname = "x"\nsource_table = "Users"\ntransform = "m:f"\n[sink]\ntype = "dynamodb"\n'
-            f'target = "AppUsers_V2"\n{extra}[dead_letter]\ntable = "d"\n'
-        )
+        app_folder("app", APP_HEAD + APP_SINK + extra + APP_DEAD_LETTER)
         stack = StackConfig.from_env({"CDC_TARGET": target, "CDC_OPENSEARCH_URL": "http://127.0.0.1:1"})
         sink = wiring.build_sink(config.load_app("app", PIPELINE), PIPELINE, stack)
         return sink.config.write_strategy.value
 
-    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
     assert sink_for("local") == "transactions"  # lease tables on their own DynamoDB Local
     assert sink_for("localstack") == sink_for("aws") == "conditional-puts"
     assert sink_for("aws", 'write_strategy = "transactions"\n') == "transactions"
@@ -460,15 +456,15 @@ def test_the_write_strategy_defaults_per_target_and_app_toml_overrides_it(tmp_pa
     assert "'conditional-puts'" in message and "'transactions'" in message
 
 
-def test_only_a_dynamodb_sink_takes_a_write_strategy(tmp_path, monkeypatch):
+def test_only_a_dynamodb_sink_takes_a_write_strategy(app_folder):
     from consumers.runtime import config
 
-    (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "app.toml").write_text(
-        '[app]\nname = "x"\nsource_table = "WorkplaceUsers_V2"\ntransform = "m:f"\n[sink]\ntype = "opensearch"\n'
-        'target = "workplace-users-v2"\nwrite_strategy = "transactions"\n[dead_letter]\ntable = "d"\n'
+    app_folder(
+        "app",
+        APP_HEAD.replace('"Users"', '"WorkplaceUsers_V2"')
+        + '[sink]\ntype = "opensearch"\ntarget = "workplace-users-v2"\nwrite_strategy = "transactions"\n'
+        + APP_DEAD_LETTER,
     )
-    monkeypatch.setattr(config, "APPS_DIR", tmp_path)
     with pytest.raises(ConfigError, match="sink.write_strategy: applies to sink.type"):
         config.load_app("app", PIPELINE)
 
