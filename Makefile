@@ -129,9 +129,23 @@ lint: $(VENV)/.installed  ## ruff (lint, format check) and mypy (strict on the c
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Known vulnerabilities of the pinned Python and npm dependencies (.ci/audit.py; README, Security).
+# pip-audit has its own pinned venv. An unreachable vulnerability service is reported SKIPPED and
+# does not fail the target unless AUDIT_STRICT=1.
+.PHONY: audit
+AUDIT_VENV := $(DEPS)/audit
+$(AUDIT_VENV)/.installed: .ci/audit-requirements.txt
+	rm -rf $(AUDIT_VENV)
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install -q --disable-pip-version-check -r .ci/audit-requirements.txt
+	touch $@
+
+audit: $(AUDIT_VENV)/.installed $(VENV)/.installed  ## known vulnerabilities of the pinned dependencies (pip-audit, npm audit; allow-list .ci/audit-allowlist.toml)
+	$(AUDIT_VENV)/bin/python .ci/audit.py
+
 # Two sessions, one stack each (two at once would starve a 2-core machine): the local stack's
 # tests, then LocalStack's (tests/localstack, on their own ports and state folder).
-test: install install-localstack lint  ## lint, then the whole test suite (starts the stacks it needs)
+test: audit install install-localstack lint  ## audit, lint, then the whole test suite (starts the stacks it needs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) -m pytest tests/localstack $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
