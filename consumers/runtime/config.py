@@ -28,6 +28,8 @@ __all__ = ["APPS_DIR", "AppConfig", "RetryPolicy", "SinkSpec", "discover_apps", 
 APPS_DIR = Path(__file__).resolve().parent.parent
 _POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 _SINK_TYPES = ("dynamodb", "opensearch")
+#: the KCL's own CloudWatch metrics (`metricsLevel`)
+KCL_METRICS_LEVELS = ("NONE", "SUMMARY", "DETAILED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class AppConfig:
     filter_criteria: Mapping[str, Any] | None
     changed_attributes: tuple[str, ...] | None
     source_file: str
+    #: the KCL's metricsLevel; None: the target's default (consumers.runtime.daemon)
+    kcl_metrics_level: str | None = None
 
     def compile_filter(self) -> CompiledFilter:
         return compile_filter_criteria(self.filter_criteria, changed_attributes=self.changed_attributes)
@@ -85,6 +89,7 @@ _KEYS = {
     "retry": ("max_attempts", "base_delay_ms", "max_delay_ms", "maximum_record_age_s"),
     "dead_letter": ("table",),
     "filter": ("criteria", "changed_attributes"),
+    "kcl": ("metrics_level",),
 }
 
 
@@ -168,6 +173,9 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
     timestamp = section("batch").get("starting_timestamp")
     if (position == "AT_TIMESTAMP") != isinstance(timestamp, datetime):
         raise ConfigError(path, "batch.starting_timestamp", "an offset date-time, required with AT_TIMESTAMP only")
+    metrics_level = section("kcl").get("metrics_level")
+    if metrics_level is not None and metrics_level not in KCL_METRICS_LEVELS:
+        raise ConfigError(path, "kcl.metrics_level", f"must be one of {KCL_METRICS_LEVELS}, got {metrics_level!r}")
     changed = section("filter").get("changed_attributes")
     if changed is not None and (not isinstance(changed, list) or not all(isinstance(a, str) for a in changed)):
         raise ConfigError(path, "filter.changed_attributes", "must be a list of attribute names")
@@ -194,6 +202,7 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
         filter_criteria=section("filter").get("criteria"),
         changed_attributes=tuple(changed) if changed is not None else None,
         source_file=str(path),
+        kcl_metrics_level=metrics_level,
     )
     try:
         config.compile_filter()  # fail at start-up, with the pattern and the reason

@@ -53,6 +53,10 @@ _RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 _GRACE_S = 30
 #: a lease not renewed for this long is expired and taken over by another worker
 FAILOVER_MS = 10_000
+#: the KCL's metricsLevel when app.toml sets no ``kcl.metrics_level``: its CloudWatch metrics on
+#: AWS (SUMMARY: per-app throughput, lag and lease counts, namespace = the application name);
+#: none on the emulators, which have no CloudWatch
+DEFAULT_METRICS_LEVEL = {Target.LOCAL: "NONE", Target.LOCALSTACK: "NONE", Target.AWS: "SUMMARY"}
 
 
 def properties_path(app: AppConfig, stack: StackConfig, worker: int) -> Path:
@@ -105,7 +109,7 @@ def render_properties(
         # records (consumers.runtime.checkpoint) is written on an idle stream, and the lag
         # (millis_behind_latest) is seen while idle
         "callProcessRecordsEvenForEmptyRecordList": "true",
-        "metricsLevel": "NONE",
+        "metricsLevel": app.kcl_metrics_level or DEFAULT_METRICS_LEVEL[stack.target],
     }
     # only one of the two: both write the same KCL field, in no fixed order
     if start_at is None:

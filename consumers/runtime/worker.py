@@ -28,6 +28,7 @@ from pathlib import Path
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
+from consumers.runtime import metrics
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, utc_from_millis
 from consumers.runtime.checkpoint import Checkpointer
 from consumers.runtime.deadletter import DeadLetterUnavailable
@@ -107,7 +108,10 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         last = records[-1]
         self.checkpoints.applied(last.sequence_number, last.sub_sequence_number, last.arrival_time)
         self.total += stats
-        self._log("batch", ms=round((time.perf_counter() - started) * 1000, 1), behind_ms=behind_ms, **_fields(stats))
+        batch = {"ms": round((time.perf_counter() - started) * 1000, 1), "behind_ms": behind_ms, **_fields(stats)}
+        self._log("batch", **batch)
+        if metrics.enabled():
+            metrics.emit(metrics.emf_document(self.app_name, self.shard_id, batch, timestamp_ms=time.time_ns() // 10**6))
         self._save_stats()
 
     def lease_lost(self, lease_lost_input) -> None:
