@@ -26,7 +26,7 @@ from consumers.runtime.overrides import load_overrides, save_overrides
 from infra.components import wait_healthy
 from infra.leases import AT_TIMESTAMP, Lease, assign, read_leases, release_leader_lock, wait_expired
 from infra.processes import ManagedProcess
-from infra.stack import running_workers, worker, worker_count
+from infra.stack import hold, release, running_workers, worker, worker_count
 from targets.config import StackConfig, StackError
 
 __all__ = ["AppWorkers", "StopReport"]
@@ -62,12 +62,14 @@ class AppWorkers:
     def leases(self) -> list[Lease]:
         return read_leases(self.lease_db, self.app.name)
 
-    def stop(self, wait_leases: bool = True) -> StopReport:
+    def stop(self, wait_leases: bool = True, why: str = "cdc stop") -> StopReport:
         """Stop every worker of the app gracefully, then (``wait_leases``) wait until none of
         their leases is renewed any more: the KCL keeps them owned until they expire, and only
         then may a worker elsewhere take them. `scale` and `replay` rewrite the leases
-        themselves (conditionally), so they need not wait."""
+        themselves (conditionally), so they need not wait. The app stays held (``why``): the
+        stack supervisor does not start its workers again until `start`."""
         started = time.monotonic()
+        hold(self.stack, self.app.package, why)
         processes = self.running()
         for process in processes:  # together: each graceful shutdown takes seconds
             process.signal_stop()
@@ -86,6 +88,7 @@ class AppWorkers:
             self._save_count(count)
         self._check_start_position()
         count = self.desired
+        release(self.stack, self.app.package)
         components = [worker(self.stack, self.app, n) for n in range(1, count + 1)]
         for component in components:
             component.process.start()
@@ -98,7 +101,7 @@ class AppWorkers:
         worker once each is held by its worker (0: the app stopped)."""
         if count < 0:
             raise StackError(f"cannot scale {self.app.name} to {count} workers: the count is 0 or more")
-        self.stop(wait_leases=False)
+        self.stop(wait_leases=False, why="cdc scale")
         release_leader_lock(self.lease_db, self.app.name)
         self._save_count(count)
         if count == 0:

@@ -6,6 +6,7 @@ command line still carries the marker we started it with (PIDs get reused after 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -42,11 +43,16 @@ class ManagedProcess:
         return None
 
     def start(self) -> int:
-        """Start the process in its own session (so it survives the caller) unless it runs."""
-        running = self.pid()
-        if running is not None:
-            return running
+        """Start the process in its own session (so it survives the caller) unless it runs.
+        Two starters at once (`make up` and the stack supervisor) start it once: the check and
+        the start hold a lock beside the PID file."""
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.pid_file.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            running = self.pid()
+            return running if running is not None else self._spawn()
+
+    def _spawn(self) -> int:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} starting {self.name}\n".encode())

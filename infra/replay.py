@@ -110,7 +110,7 @@ def replay(
     workers.say(
         f"{app.name}: {total} records in {len(expected)} shard(s) from {start.isoformat()}; stopping its workers"
     )
-    workers.stop(wait_leases=False)
+    workers.stop(wait_leases=False, why="cdc replay")
     leases = workers.leases()
     backup = stack.state_dir / "apps" / app.package / "backups" / f"leases-{int(time.time())}.json"
     save_backup(leases, backup)

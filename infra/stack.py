@@ -8,10 +8,12 @@ LocalStack (ours in host mode, or run by Docker compose or by you) and OpenSearc
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
 import time
+from pathlib import Path
 
 from consumers.runtime.config import AppConfig, discover_apps
 from consumers.runtime.overrides import load_overrides
@@ -24,7 +26,20 @@ from infra.relay import RelayPosition
 from producer_config import PipelineConfig, load_pipeline
 from targets.config import REPO_ROOT, StackConfig, Target
 
-__all__ = ["clean", "down", "running_workers", "status", "up", "worker", "worker_count", "workers"]
+__all__ = [
+    "clean",
+    "down",
+    "held",
+    "hold",
+    "release",
+    "running_workers",
+    "status",
+    "supervisor_process",
+    "up",
+    "worker",
+    "worker_count",
+    "workers",
+]
 
 
 def _worker_process(stack: StackConfig, package: str, n: int) -> ManagedProcess:
@@ -38,6 +53,19 @@ def _worker_process(stack: StackConfig, package: str, n: int) -> ManagedProcess:
         log_file=stack.log_dir / f"{name}.log",
         cwd=REPO_ROOT,
         term_group=False,
+    )
+
+
+def supervisor_process(stack: StackConfig) -> ManagedProcess:
+    """The stack supervisor (`infra.supervisor`): restarts any component whose process is gone."""
+    return ManagedProcess(
+        "supervisor",
+        (sys.executable, "-m", "infra.supervisor", "--state-dir", str(stack.state_dir)),
+        marker=f"infra.supervisor --state-dir {stack.state_dir}",
+        pid_file=stack.pid_dir / "supervisor.pid",
+        log_file=stack.log_dir / "supervisor.log",
+        cwd=REPO_ROOT,
+        term_group=False,  # it stops alone; the components it started live in their own sessions
     )
 
 
@@ -77,6 +105,30 @@ def worker(stack: StackConfig, app: AppConfig, n: int) -> Component:
     )
 
 
+def _hold_file(stack: StackConfig, package: str) -> Path:
+    return stack.state_dir / "apps" / package / "held"
+
+
+def hold(stack: StackConfig, package: str, why: str) -> None:
+    """Mark an app's workers as stopped on purpose: the stack supervisor leaves them stopped."""
+    path = _hold_file(stack, package)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {why}\n")
+
+
+def release(stack: StackConfig, package: str) -> None:
+    """The app's workers should run again (`hold` undone)."""
+    _hold_file(stack, package).unlink(missing_ok=True)
+
+
+def held(stack: StackConfig, package: str) -> str | None:
+    """Why the app's workers are held (when and by what), or None."""
+    try:
+        return _hold_file(stack, package).read_text().strip()
+    except OSError:
+        return None
+
+
 def worker_count(stack: StackConfig, app: AppConfig) -> int:
     """How many workers the app runs: `cdc scale`'s count (state folder), else `app.workers`."""
     scaled = load_overrides(stack.state_dir, app.package).workers
@@ -107,6 +159,8 @@ def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None)
     started = time.monotonic()
     servers = components(stack, pipeline)
     consumers = workers(stack, pipeline)
+    for app in apps:  # `up` runs every app: an app stopped on purpose (`cdc stop`) starts too
+        release(stack, app.package)
     to_start = [c for c in servers + consumers if c.external is None and c.process.pid() is None]
     check_tools(tuple({tool for c in to_start for tool in c.tools}))
     for component in to_start:
@@ -129,7 +183,16 @@ def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None)
     for component in rest:
         wait_healthy(component, stack.health_timeout_s)
         _say(f"  up  {component.title:<44} {component.endpoint}")
+    if supervised(stack):
+        supervisor_process(stack).start()
+        _say(f"  up  {'Stack supervisor (restarts what dies)':<44} log={stack.log_dir / 'supervisor.log'}")
     _say(f"stack ready in {time.monotonic() - started:.1f}s (state: {stack.state_dir})")
+
+
+def supervised(stack: StackConfig) -> bool:
+    """Whether `up` starts the stack supervisor: yes, unless CDC_SUPERVISE=0 (the test session
+    runs without it, so its tests kill and start components themselves; the chaos tests start it)."""
+    return os.environ.get("CDC_SUPERVISE", "1") != "0"
 
 
 def _run_by(component: Component) -> str:
@@ -148,6 +211,8 @@ def down(stack: StackConfig | None = None) -> None:
     server_components = tuple(reversed(components(stack, pipeline)))
     servers = {c.process.name: c.process for c in server_components if c.external is None}
     running = {name for name, process in {**consumers, **servers}.items() if process.pid() is not None}
+    if supervisor_process(stack).stop(timeout_s=15):  # first: it would start again what stops next
+        _say(f"  {'stopped':<12} supervisor")
     for process in consumers.values():  # in parallel: each one's graceful shutdown checkpoints
         process.signal_stop()
     for name, process in (*sorted(consumers.items()), *servers.items()):
@@ -190,6 +255,18 @@ def status(stack: StackConfig | None = None) -> bool:
         all_up &= state == "up"
         where = f"run by {component.external}" if component.external else f"log={component.process.log_file}"
         print(f"  {state:<8} {component.title:<44} {component.endpoint:<28} pid={pid or '-':<8} {where}")
+    if stack.target is not Target.AWS:
+        supervisor = supervisor_process(stack)
+        pid = supervisor.pid()
+        state = "up" if pid else ("down" if supervised(stack) else "off")
+        all_up &= state != "down"
+        print(
+            f"  {state:<8} {'Stack supervisor':<44} {'(CDC_SUPERVISE=0)' if state == 'off' else '':<28} "
+            f"pid={pid or '-':<8} log={supervisor.log_file}"
+        )
+        for app in discover_apps(pipeline):
+            if why := held(stack, app.package):
+                print(f"  held     {app.name} workers: stopped on purpose ({why}); `cdc start {app.package}` runs them")
     for table in pipeline.source_tables if stack.target is Target.LOCAL else ():
         for gap in RelayPosition.load(stack.relay_dir / f"{table.name}.json").gaps:
             print(
