@@ -52,9 +52,11 @@ __all__ = [
 
 INDEX_VERSION_TYPE = "external"
 DELETE_VERSION_TYPE = "external_gte"
-# per-item statuses that say the index cannot be written at all (missing index, no
-# permission, a cluster block such as the disk watermark's read-only block)
+# per-item statuses that say the index cannot be written at all (missing index, no permission)
 _UNUSABLE_STATUSES = frozenset({401, 403, 404})
+# except a block (an index set read-only by an operator, or by the disk watermark): it is
+# lifted when the cause is fixed, so the writes wait for it, backing off, like a throttled sink
+_TRANSIENT_ERRORS = frozenset({"cluster_block_exception"})
 
 
 def _id_part(value: Any) -> str:
@@ -199,7 +201,8 @@ def classify_bulk_item(item: Mapping[str, Any]) -> Disposition:
         return Disposition.APPLIED  # not_found: already absent; the version is recorded
     if status == 409:
         return Disposition.STALE
-    if status == 429 or status >= 500:
+    error = result.get("error")
+    if status == 429 or status >= 500 or (isinstance(error, Mapping) and error.get("type") in _TRANSIENT_ERRORS):
         return Disposition.RETRY
     if status in _UNUSABLE_STATUSES:
         return Disposition.FAIL  # the index, not the document: stop, dead-letter nothing

@@ -551,7 +551,9 @@ def test_template_document_id_names_a_missing_key_attribute():
         ({"index": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}, Disposition.REJECT),
         ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Disposition.FAIL),
         ({"delete": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Disposition.FAIL),
-        ({"index": {"status": 403, "error": {"type": "cluster_block_exception"}}}, Disposition.FAIL),
+        ({"index": {"status": 403, "error": {"type": "cluster_block_exception"}}}, Disposition.RETRY),
+        ({"delete": {"status": 429, "error": {"type": "cluster_block_exception"}}}, Disposition.RETRY),
+        ({"index": {"status": 403, "error": {"type": "security_exception"}}}, Disposition.FAIL),
         ({"index": {"status": 401, "error": {"type": "security_exception"}}}, Disposition.FAIL),
     ],
 )
