@@ -8,8 +8,9 @@ index, access denied): then nothing may be checkpointed, and nothing is dead-let
 since no record is at fault.
 
 Failure handling, per record where the failure belongs to one record, per batch otherwise:
-  * undecodable payload, transform error, record older than `maximum_record_age_s`
-        -> dead letter, at once;
+  * undecodable payload (any attribute of either image of a record the filter lets through,
+        read by the transform or not), transform error, record older than
+        `maximum_record_age_s` -> dead letter, at once;
   * sink rejects specific writes (validation, mapping) -> dead letter the records that
         produced them; the sink's `counts` report the outcome of every other write, so those
         are settled and not sent again (a sink that reports no counts gets the rest again:
@@ -159,6 +160,7 @@ class BatchProcessor:
                 if not self.filter.matches(raw):
                     stats.filtered_out += 1
                     continue
+                change.validate()  # every attribute, not only those the transform reads
                 planned.append(_Planned(record, plan_writes(change, self.transform)))
             except Exception as exc:  # noqa: BLE001 - a poison record, whatever the cause
                 self._dead_letter(record, type(exc).__name__, str(exc), stats)

@@ -8,7 +8,7 @@ Decoding (``decode_value``, ``decode_image``):
        else ``decimal.Decimal`` (``"1.50"`` stays ``Decimal("1.50")``); never ``float``
 ``B``  ``bytes`` (base64 text in the JSON stream; ``bytes`` accepted as well)
 ``BOOL`` ``bool``; ``NULL`` ``None`` (the only valid form is ``{"NULL": true}``)
-``SS``/``NS``/``BS`` ``set`` of the element type (DynamoDB forbids empty sets: rejected)
+``SS``/``NS``/``BS`` ``set`` of the element type (DynamoDB forbids empty sets and duplicates: rejected)
 ``L``  ``list``; ``M`` ``dict`` -- nested to any depth
 ====== ==========================================================================
 
@@ -118,6 +118,14 @@ def _set_items(tag: str, items: Any) -> list[Any]:
     return items
 
 
+def _unique(tag: str, items: list[Any], values: set[Any]) -> set[Any]:
+    """``values`` (the decoded ``items``), unless two items were one value: DynamoDB refuses a
+    set with duplicates, so a record holding one was not written by DynamoDB."""
+    if len(values) != len(items):
+        raise _BadValue(f"{tag} value holds duplicates ({len(items)} elements, {len(values)} distinct)")
+    return values
+
+
 def _decode(value: Any) -> Any:
     if type(value) is not dict or len(value) != 1:
         if type(value) is dict:
@@ -167,17 +175,17 @@ def _decode(value: Any) -> Any:
                 bad = _BadValue(f"SS element must be a string, got {type(item).__name__}")
                 bad.segments.append(f"[{index}]")
                 raise bad
-        return set(items)
+        return _unique(tag, items, set(items))
     if tag == "NS" or tag == "BS":
         convert = _number if tag == "NS" else _binary
-        result = set()
-        for index, item in enumerate(_set_items(tag, inner)):
+        items, result = _set_items(tag, inner), set()
+        for index, item in enumerate(items):
             try:
                 result.add(convert(item))
             except _BadValue as exc:
                 exc.segments.append(f"[{index}]")
                 raise
-        return result
+        return _unique(tag, items, result)
     if tag == "B":
         return _binary(inner)
     raise _BadValue(f"unknown DynamoDB type {tag!r}")

@@ -17,10 +17,10 @@ from consumers.app_user_management import transform as app
 from consumers.runtime.wiring import build_batch_processor
 from consumers.shared.planning import upsert
 from infra import deadletters
-from targets.clients import aws_client, aws_resource
+from targets.clients import aws_client, aws_resource, opensearch_client
 from tests.cli import cdc
 from tests.converge import assert_converges
-from tests.records import user_insert
+from tests.records import change_record, edited, user_insert
 
 pytestmark = pytest.mark.stack
 
@@ -55,10 +55,16 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
         "not-json": (b"\xff\xfe this is not JSON", "InvalidChangeRecord"),
         "not-a-change": (b'{"hello": "world"}', "InvalidChangeRecord"),
         "bad-number": (user_insert(f"dl-{run}-n", 1, Version={"N": "abc"}), "Version"),
+        "unknown-event": (edited(user_insert(f"dl-{run}-e", 1), lambda d: d.update(eventName="UPSERT")), "eventName"),
+        "no-keys": (edited(user_insert(f"dl-{run}-k", 1), lambda d: d["dynamodb"].pop("Keys")), "dynamodb.Keys"),
+        "unknown-type": (user_insert(f"dl-{run}-t", 1, Nickname={"X": "1"}), "unknown DynamoDB type"),
+        "empty-set": (user_insert(f"dl-{run}-s", 1, Tags={"SS": []}), "empty set"),
+        "duplicated-set": (user_insert(f"dl-{run}-d", 1, Tags={"SS": ["a", "a"]}), "duplicates"),
         "stale": (user_insert(ids["stale"], 1, Roles={"N": "5"}), "TypeError"),
         "roles": (user_insert(ids["roles"], 1, Roles={"N": "5"}), "TypeError"),
         "big": (user_insert(ids["big"], 1, Email={"S": "x" * 1_040_000}), "SinkRejectedWrite"),
     }
+    undecodable = [name for name in catalogue if name not in ("stale", "roles", "big")]
     entries = [
         user_insert(ids["before"], 1),
         *(payload for payload, _ in catalogue.values()),
@@ -109,14 +115,14 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
         report = deadletters.redrive(ddb, kinesis, TABLE, "users-changes", letters.values(), build)
 
         # THEN the fixable ones are settled and removed: two applied, the superseded one stale
-        assert (report.letters, report.settled, report.failed) == (6, 3, 3), report.outcomes
+        assert (report.letters, report.settled, report.failed) == (len(catalogue), 3, len(undecodable)), report.outcomes
         assert (report.stats.applied, report.stats.stale) == (2, 1), report.row()
         assert ddb.get_item(TableName=SINK, Key={"UserId": {"S": ids["stale"]}})["Item"]["Version"] == {"N": "2"}
         assert ddb.get_item(TableName=SINK, Key={"UserId": {"S": ids["roles"]}})["Item"]["Roles"] == {"L": []}
         big = ddb.get_item(TableName=SINK, Key={"UserId": {"S": ids["big"]}})["Item"]
         assert len(big["Email"]["S"]) == 200  # re-read whole from the stream, then fixed
         # AND the undecodable ones stay, with their new error and the first failure kept
-        for name in ("not-json", "not-a-change", "bad-number"):
+        for name in undecodable:
             kept = deadletters.read_letter(ddb, TABLE, shard, seqs[name])
             assert kept.redrive_count == 1 and kept.first_failed_at == letters[name].failed_at
             assert catalogue[name][1] in f"{kept.error_class}: {kept.error_message}"
@@ -127,7 +133,7 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
         again = cdc("dlq", "redrive", APP, *(x for n in ("stale", "roles", "big") for x in (shard, seqs[n])), "--json")
         assert json.loads(again.stdout)["letters"] == 0 and "not in" in again.stderr
         # AND the unrecoverable ones can be discarded
-        bad = [x for n in ("not-json", "not-a-change", "bad-number") for x in (shard, seqs[n])]
+        bad = [x for n in undecodable for x in (shard, seqs[n])]
         assert cdc("dlq", "discard", APP, *bad).returncode == 0
         assert all(deadletters.read_letter(ddb, TABLE, shard, s) is None for s in seqs.values())
     finally:
@@ -140,4 +146,43 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
         deadletters.discard(
             ddb, other, [x for s in seqs.values() if (x := deadletters.read_letter(ddb, other, shard, s))]
         )
+    assert_converges(stack, pipeline)
+
+
+def test_a_document_the_strict_mapping_refuses_is_dead_lettered_and_its_neighbours_indexed(stack, pipeline):
+    """workplace-user-search among good records on its stream: a membership whose JoinedAt is
+    no date, which the index's strict mapping (epoch_second) refuses."""
+    ddb, kinesis = aws_client("dynamodb", stack, pipeline.region), aws_client("kinesis", stack, pipeline.region)
+    search, index, table = opensearch_client(stack), "workplace-users-v2", "workplace-user-search-deadletters"
+    run = uuid.uuid4().hex[:6]
+
+    def membership(user: str, version: int, event: str = "INSERT", **fields) -> bytes:
+        keys = {"WorkplaceId": {"S": f"w-{run}"}, "UserId": {"S": user}}
+        image = {**keys, "Email": {"S": f"{user}@example.com"}, "Role": {"S": "staff"}, "Version": {"N": str(version)}}
+        return change_record("WorkplaceUsers_V2", keys, {**image, "JoinedAt": {"N": "1700000000"}, **fields}, event)
+
+    users = {name: f"sm-{run}-{name}" for name in ("before", "bad", "after")}
+    entries = [
+        membership(users["before"], 1),
+        membership(users["bad"], 1, JoinedAt={"S": "yesterday"}),
+        membership(users["after"], 1),
+    ]
+    response = kinesis.put_records(
+        StreamName="workplace-users-v2-changes", Records=[{"Data": data, "PartitionKey": run} for data in entries]
+    )
+    assert not response.get("FailedRecordCount")
+    shard, seq = response["Records"][1]["ShardId"], response["Records"][1]["SequenceNumber"]
+    try:
+        letter = _wait("the refused document's letter", lambda: deadletters.read_letter(ddb, table, shard, seq))
+        assert letter.error_class == "SinkRejectedWrite" and "JoinedAt" in letter.error_message, letter.error_message
+        for name in ("before", "after"):
+            doc_id = f"w-{run}#{users[name]}"
+            _wait(f"{doc_id} indexed", lambda d=doc_id: search.exists(index=index, id=d))
+        assert not search.exists(index=index, id=f"w-{run}#{users['bad']}")
+    finally:  # the records were put on the stream only: take the documents out again
+        removals = [membership(user, 2, "REMOVE") for user in users.values()]
+        kinesis.put_records(
+            StreamName="workplace-users-v2-changes", Records=[{"Data": d, "PartitionKey": run} for d in removals]
+        )
+        deadletters.discard(ddb, table, [x for x in (deadletters.read_letter(ddb, table, shard, seq),) if x])
     assert_converges(stack, pipeline)

@@ -306,6 +306,34 @@ def test_records_that_fail_to_decode_or_to_transform_are_dead_lettered_and_the_o
     assert held(sink) == {"u1": 1, "u3": 4}
 
 
+def _with_image_attribute(data: bytes, name: str, raw: dict) -> bytes:
+    document = orjson.loads(data)
+    document["dynamodb"]["NewImage"][name] = raw
+    return orjson.dumps(document)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"X": "1"}, "unknown DynamoDB type 'X'"),
+        ({"SS": []}, "empty set"),
+        ({"SS": ["a", "a"]}, "duplicates"),
+        ({"N": "abc"}, "is not a number"),
+    ],
+)
+def test_a_malformed_attribute_the_transform_never_reads_still_dead_letters_its_record(raw, reason):
+    # GIVEN a record whose image holds a malformed attribute the transform does not read
+    sink, dead = ScriptedSink(), ListDeadLetters()
+    batch = [record(change("u1", 1), 1), record(_with_image_attribute(change("u2", 1), "Extra", raw), 2)]
+    # WHEN it is processed
+    stats = processor(sink, dead).process(batch)
+    # THEN it is a dead letter naming the attribute and the problem; its neighbour is applied
+    error_class, message = dead.by_sequence()["2"]
+    assert error_class == "InvalidChangeRecord" and "NewImage.Extra" in message and reason in message, message
+    assert stats == BatchStats(received=2, applied=1, dead_lettered=1)
+    assert held(sink) == {"u1": 1}
+
+
 # ------------------------------------------------------------------------------ what it is given
 def test_the_version_comes_from_the_version_attribute_it_is_given():
     # GIVEN a source table whose version attribute is Rev (its items also carry a Version)
