@@ -10,6 +10,9 @@ Targets (``CDC_TARGET``, or ``STACK`` in the Makefile):
               with Docker compose or in host mode (infra/localstack.py); OpenSearch is the
               project's own node, as on the local stack. State: .state-localstack/;
   aws         real AWS through the default credential chain; CDC_OPENSEARCH_URL must be set.
+
+How the OpenSearch client authenticates and checks TLS (`OpenSearchSecurity`) comes from
+CDC_OPENSEARCH_AUTH (none | basic | sigv4) and the variables beside it, read here only.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from consumers.shared.errors import CdcError
 
-__all__ = ["REPO_ROOT", "StackConfig", "StackError", "Target"]
+__all__ = ["REPO_ROOT", "OpenSearchAuth", "OpenSearchSecurity", "StackConfig", "StackError", "Target"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OPENSEARCH_MAX_HTTP_PORT = 9299
@@ -37,6 +40,112 @@ class Target(str, Enum):
     LOCAL = "local"
     LOCALSTACK = "localstack"
     AWS = "aws"
+
+
+class OpenSearchAuth(str, Enum):
+    NONE = "none"
+    BASIC = "basic"  # HTTP basic auth (the security plugin's internal users), https only
+    SIGV4 = "sigv4"  # AWS SigV4 with boto3's credentials (Amazon OpenSearch Service `es`, Serverless `aoss`)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSearchSecurity:
+    """How the OpenSearch client authenticates and verifies the server (CDC_OPENSEARCH_*).
+    The password is kept out of repr() and str()."""
+
+    auth: OpenSearchAuth = OpenSearchAuth.NONE
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    verify_certs: bool = True  # https only
+    ca_certs: Path | None = None  # a PEM bundle instead of the system's CAs (https only)
+    region: str | None = None  # sigv4
+    service: str = "es"  # sigv4: es (OpenSearch Service) or aoss (OpenSearch Serverless)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], url: str | None) -> OpenSearchSecurity:
+        """Every bad combination fails here, naming the variable and the fix. ``url``: the
+        OpenSearch URL when it is known (None on AWS without CDC_OPENSEARCH_URL)."""
+        try:
+            auth = OpenSearchAuth(env.get("CDC_OPENSEARCH_AUTH", "none") or "none")
+        except ValueError:
+            raise StackError(
+                f"CDC_OPENSEARCH_AUTH={env['CDC_OPENSEARCH_AUTH']!r}: expected one of {[a.value for a in OpenSearchAuth]}"
+            ) from None
+        if url is not None and re.match(r"[a-z]+://[^/]*@", url):
+            raise StackError(
+                "CDC_OPENSEARCH_URL holds credentials (user:password@): they would show in logs and status; "
+                "give them as CDC_OPENSEARCH_USERNAME and CDC_OPENSEARCH_PASSWORD(_FILE) with CDC_OPENSEARCH_AUTH=basic"
+            )
+        https = url is None or url.lower().startswith("https://")
+        username = env.get("CDC_OPENSEARCH_USERNAME") or None
+        password = _password(env)
+        if auth is OpenSearchAuth.BASIC:
+            if not username or password is None:
+                raise StackError(
+                    "CDC_OPENSEARCH_AUTH=basic needs CDC_OPENSEARCH_USERNAME and CDC_OPENSEARCH_PASSWORD "
+                    "(or CDC_OPENSEARCH_PASSWORD_FILE)"
+                )
+            if not https:
+                raise StackError(
+                    f"CDC_OPENSEARCH_AUTH=basic over {url}: basic auth would send the password in clear; "
+                    "use an https:// CDC_OPENSEARCH_URL"
+                )
+        elif username or password is not None:
+            raise StackError(
+                f"CDC_OPENSEARCH_USERNAME / CDC_OPENSEARCH_PASSWORD(_FILE) are set but CDC_OPENSEARCH_AUTH={auth.value}: "
+                "set CDC_OPENSEARCH_AUTH=basic, or unset them"
+            )
+        region = env.get("CDC_OPENSEARCH_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+        service = env.get("CDC_OPENSEARCH_SERVICE", "es")
+        if service not in ("es", "aoss"):
+            raise StackError(
+                f"CDC_OPENSEARCH_SERVICE={service!r}: expected es (OpenSearch Service) or aoss (Serverless)"
+            )
+        if auth is OpenSearchAuth.SIGV4 and not region:
+            raise StackError(
+                "CDC_OPENSEARCH_AUTH=sigv4 needs the domain's region: set CDC_OPENSEARCH_REGION (or AWS_REGION)"
+            )
+        verify_raw = env.get("CDC_OPENSEARCH_VERIFY_CERTS", "true").lower()
+        if verify_raw not in ("true", "false", "1", "0"):
+            raise StackError(f"CDC_OPENSEARCH_VERIFY_CERTS={verify_raw!r}: expected true or false")
+        verify_certs = verify_raw in ("true", "1")
+        ca_raw = env.get("CDC_OPENSEARCH_CA_CERTS") or None
+        ca_certs = Path(ca_raw).expanduser().resolve() if ca_raw else None
+        if not https and (ca_certs or not verify_certs):
+            raise StackError(
+                f"CDC_OPENSEARCH_CA_CERTS / CDC_OPENSEARCH_VERIFY_CERTS apply to https only, and {url} is http: "
+                "use an https:// CDC_OPENSEARCH_URL, or unset them"
+            )
+        if ca_certs and not verify_certs:
+            raise StackError(
+                "CDC_OPENSEARCH_CA_CERTS is set but CDC_OPENSEARCH_VERIFY_CERTS=false: "
+                "keep verification on (unset CDC_OPENSEARCH_VERIFY_CERTS) to use the CA bundle"
+            )
+        if ca_certs and not ca_certs.is_file():
+            raise StackError(f"CDC_OPENSEARCH_CA_CERTS={ca_raw}: no such file (a PEM bundle of the CAs to trust)")
+        return cls(
+            auth=auth,
+            username=username,
+            password=password,
+            verify_certs=verify_certs,
+            ca_certs=ca_certs,
+            region=region if auth is OpenSearchAuth.SIGV4 else None,
+            service=service,
+        )
+
+
+def _password(env: Mapping[str, str]) -> str | None:
+    """CDC_OPENSEARCH_PASSWORD, or the first line of CDC_OPENSEARCH_PASSWORD_FILE (not both)."""
+    password, path = env.get("CDC_OPENSEARCH_PASSWORD"), env.get("CDC_OPENSEARCH_PASSWORD_FILE")
+    if password is not None and path:
+        raise StackError("CDC_OPENSEARCH_PASSWORD and CDC_OPENSEARCH_PASSWORD_FILE are both set: keep one")
+    if not path:
+        return password
+    try:
+        lines = Path(path).expanduser().read_text().splitlines()
+    except OSError as exc:
+        raise StackError(f"CDC_OPENSEARCH_PASSWORD_FILE={path}: cannot read it ({exc.strerror})") from None
+    return lines[0] if lines else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +167,7 @@ class StackConfig:
     health_timeout_s: float
     opensearch_heap: str
     kinesis_persist_interval: str
+    opensearch_security: OpenSearchSecurity = OpenSearchSecurity()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
@@ -83,6 +193,13 @@ class StackConfig:
                 f"CDC_OPENSEARCH_PORT={opensearch_port}: the local OpenSearch node serves HTTP on ports up to "
                 f"{OPENSEARCH_MAX_HTTP_PORT} only; pick one in 9200-{OPENSEARCH_MAX_HTTP_PORT}"
             )
+        opensearch_url_override = env.get("CDC_OPENSEARCH_URL") or None
+        if opensearch_url_override:
+            opensearch_url: str | None = opensearch_url_override
+        else:
+            opensearch_url = (
+                None if target is Target.AWS else f"http://{env.get('CDC_BIND_HOST', '127.0.0.1')}:{opensearch_port}"
+            )
         localstack_mode = env.get("CDC_LOCALSTACK_MODE", "auto")
         if localstack_mode not in ("auto", "external", "docker", "host"):
             raise StackError(f"CDC_LOCALSTACK_MODE={localstack_mode!r}: expected auto, external, docker or host")
@@ -100,7 +217,7 @@ class StackConfig:
             aws_endpoint=aws_endpoint,
             localstack_host=localstack_host,
             localstack_mode=localstack_mode,
-            opensearch_url_override=env.get("CDC_OPENSEARCH_URL"),
+            opensearch_url_override=opensearch_url_override,
             health_timeout_s=float(env.get("CDC_HEALTH_TIMEOUT", "90")),
             opensearch_heap=env.get("CDC_OPENSEARCH_HEAP", "512m"),
             # kinesis-mock rewrites all its data at every interval (CPU grows with retained
@@ -108,6 +225,7 @@ class StackConfig:
             # its last save; the relay's position and the consumers' checkpoints only move past
             # records it saved (infra/snapshots.py).
             kinesis_persist_interval=env.get("CDC_KINESIS_PERSIST_INTERVAL", "10s"),
+            opensearch_security=OpenSearchSecurity.from_env(env, opensearch_url),
         )
 
     @property
