@@ -1,0 +1,51 @@
+"""No secret reaches a log or a state file of the session stack: the local fake AWS secret key
+(targets.clients.LOCAL_SECRET_ACCESS_KEY, recognisable on purpose) and the OpenSearch password
+when one is configured, searched in every file of the log folder and of the state folder (KCL
+.properties, PID files, relay positions, stats, overrides, lease backups) but the services'
+databases. tests/unit/test_secret_scan.py shows the scan finds a planted secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from targets.clients import LOCAL_SECRET_ACCESS_KEY
+from tests.secret_scan import files_to_scan, find_secrets, secrets_of
+
+pytestmark = pytest.mark.stack
+
+
+def _worker_secret_keys(pid_dir: Path) -> set[str]:
+    """AWS_SECRET_ACCESS_KEY of each worker's MultiLangDaemon (a child of the worker's PID),
+    read from /proc: the secret the running stack actually uses."""
+    found = set()
+    for pid_file in pid_dir.glob("worker-*.pid"):
+        pid = pid_file.read_text().strip()
+        try:
+            children = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children")).split()
+            for process in [pid, *children]:
+                for entry in Path(f"/proc/{process}/environ").read_bytes().split(b"\0"):
+                    if entry.startswith(b"AWS_SECRET_ACCESS_KEY="):
+                        found.add(entry.partition(b"=")[2].decode(errors="replace"))
+        except OSError:  # not Linux, or the process ended meanwhile
+            continue
+    return found
+
+
+def test_the_stack_runs_with_the_recognisable_fake_secret(stack):
+    keys = _worker_secret_keys(stack.pid_dir)
+    if not keys:
+        pytest.skip("no worker's environment readable in /proc")
+    assert keys == {LOCAL_SECRET_ACCESS_KEY}, (
+        "the workers run with another fake secret key than targets.clients.LOCAL_SECRET_ACCESS_KEY "
+        "(a stack started by older code?): restart it (make down && make up) so the scan means something"
+    )
+
+
+def test_no_secret_in_any_log_or_state_file(stack):
+    files = files_to_scan(stack)
+    assert any(p.suffix == ".log" for p in files), f"no log under {stack.log_dir}: nothing was scanned"
+    assert any(p.suffix == ".properties" for p in files), f"no KCL .properties under {stack.state_dir / 'apps'}"
+    leaks = [str(leak) for leak in find_secrets(files, secrets_of(stack))]
+    assert leaks == [], "secrets written to files:\n" + "\n".join(leaks)
