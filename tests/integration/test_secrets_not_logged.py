@@ -11,34 +11,37 @@ from pathlib import Path
 import pytest
 
 from targets.clients import LOCAL_SECRET_ACCESS_KEY
+from tests.procfs import descendants
 from tests.secret_scan import files_to_scan, find_secrets, secrets_of
 
 pytestmark = pytest.mark.stack
 
 
-def _worker_secret_keys(pid_dir: Path) -> set[str]:
-    """AWS_SECRET_ACCESS_KEY of each worker's MultiLangDaemon (a child of the worker's PID),
-    read from /proc: the secret the running stack actually uses."""
+def _running_secret_keys(pid_dir: Path) -> set[str]:
+    """AWS_SECRET_ACCESS_KEY of every process the stack started and the processes below them
+    (the workers' MultiLangDaemons), read from /proc: the secret the running stack uses."""
     found = set()
-    for pid_file in pid_dir.glob("worker-*.pid"):
-        pid = pid_file.read_text().strip()
-        try:
-            children = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children")).split()
-            for process in [pid, *children]:
-                for entry in Path(f"/proc/{process}/environ").read_bytes().split(b"\0"):
-                    if entry.startswith(b"AWS_SECRET_ACCESS_KEY="):
-                        found.add(entry.partition(b"=")[2].decode(errors="replace"))
-        except OSError:  # not Linux, or the process ended meanwhile
-            continue
+    for pid_file in pid_dir.glob("*.pid"):
+        root = pid_file.read_text().strip()
+        for pid in descendants(int(root)) if root.isdigit() else ():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:  # ended meanwhile
+                continue
+            found |= {
+                e.partition(b"=")[2].decode(errors="replace")
+                for e in environ
+                if e.startswith(b"AWS_SECRET_ACCESS_KEY=")
+            }
     return found
 
 
 def test_the_stack_runs_with_the_recognisable_fake_secret(stack):
-    keys = _worker_secret_keys(stack.pid_dir)
+    keys = _running_secret_keys(stack.pid_dir)
     if not keys:
-        pytest.skip("no worker's environment readable in /proc")
+        pytest.skip("no process of the stack has AWS_SECRET_ACCESS_KEY in its environment (/proc)")
     assert keys == {LOCAL_SECRET_ACCESS_KEY}, (
-        "the workers run with another fake secret key than targets.clients.LOCAL_SECRET_ACCESS_KEY "
+        "processes of the stack run with another fake secret key than targets.clients.LOCAL_SECRET_ACCESS_KEY "
         "(a stack started by older code?): restart it (make down && make up) so the scan means something"
     )
 
