@@ -18,10 +18,10 @@ pytestmark = pytest.mark.stack
 
 
 def _running_secret_keys(pid_dir: Path) -> set[str]:
-    """AWS_SECRET_ACCESS_KEY of every process the stack started and the processes below them
-    (the workers' MultiLangDaemons), read from /proc: the secret the running stack uses."""
+    """AWS_SECRET_ACCESS_KEY of the workers and the processes below them (the MultiLangDaemons,
+    given LOCAL_CREDENTIALS by consumers.runtime.daemon), read from /proc: the secret they use."""
     found = set()
-    for pid_file in pid_dir.glob("*.pid"):
+    for pid_file in pid_dir.glob("worker-*.pid"):
         root = pid_file.read_text().strip()
         for pid in descendants(int(root)) if root.isdigit() else ():
             try:
@@ -39,9 +39,9 @@ def _running_secret_keys(pid_dir: Path) -> set[str]:
 def test_the_stack_runs_with_the_recognisable_fake_secret(stack):
     keys = _running_secret_keys(stack.pid_dir)
     if not keys:
-        pytest.skip("no process of the stack has AWS_SECRET_ACCESS_KEY in its environment (/proc)")
+        pytest.skip("no worker has AWS_SECRET_ACCESS_KEY in its environment (/proc)")
     assert keys == {LOCAL_SECRET_ACCESS_KEY}, (
-        "processes of the stack run with another fake secret key than targets.clients.LOCAL_SECRET_ACCESS_KEY "
+        "workers run with another fake secret key than targets.clients.LOCAL_SECRET_ACCESS_KEY "
         "(a stack started by older code?): restart it (make down && make up) so the scan means something"
     )
 
