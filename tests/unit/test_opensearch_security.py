@@ -5,8 +5,10 @@ kwargs the client gets, the client built from them, and a SigV4 signature comput
 from __future__ import annotations
 
 import re
+import warnings
 
 import boto3
+import certifi
 import pytest
 from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth
 
@@ -213,3 +215,27 @@ def test_the_password_never_shows_in_repr_or_str_of_the_config():
     for text in (repr(config), str(config), repr(config.opensearch_security), f"{config}"):
         assert PASSWORD not in text
         assert "cdc-writer" in text  # the rest of the config still shows
+
+
+@pytest.mark.parametrize(
+    "env, cert_reqs, ca_certs, auth",
+    [
+        ({"CDC_OPENSEARCH_VERIFY_CERTS": "false"}, "CERT_NONE", None, None),
+        ({"CDC_OPENSEARCH_CA_CERTS": certifi.where()}, "CERT_REQUIRED", certifi.where(), None),
+        (
+            {"CDC_TARGET": "aws", "CDC_OPENSEARCH_AUTH": "sigv4", "CDC_OPENSEARCH_REGION": "eu-west-1"},
+            "CERT_REQUIRED",
+            None,
+            Urllib3AWSV4SignerAuth,
+        ),
+    ],
+)
+def test_the_client_connection_gets_the_tls_settings_and_the_signer(aws_credentials, env, cert_reqs, ca_certs, auth):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # opensearch-py warns about verify_certs=False, as it should
+        client = opensearch_client(stack(CDC_OPENSEARCH_URL=HTTPS, **env))
+    [connection] = client.transport.connection_pool.connections
+    assert connection.pool.cert_reqs == cert_reqs
+    if ca_certs:
+        assert connection.pool.ca_certs == ca_certs
+    assert (type(connection.http_auth) if connection.http_auth else None) is auth
