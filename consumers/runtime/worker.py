@@ -111,7 +111,9 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         batch = {"ms": round((time.perf_counter() - started) * 1000, 1), "behind_ms": behind_ms, **_fields(stats)}
         self._log("batch", **batch)
         if metrics.enabled():
-            metrics.emit(metrics.emf_document(self.app_name, self.shard_id, batch, timestamp_ms=time.time_ns() // 10**6))
+            metrics.emit(
+                metrics.emf_document(self.app_name, self.shard_id, batch, timestamp_ms=time.time_ns() // 10**6)
+            )
         self._save_stats()
 
     def lease_lost(self, lease_lost_input) -> None:
