@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "running_commands"]
+__all__ = ["ManagedProcess", "descendants", "running_commands"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,24 @@ def running_commands() -> list[tuple[int, str]]:
                 continue
             if raw:
                 found.append((int(entry.name), raw.replace(b"\0", b" ").decode(errors="replace").strip()))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """The process and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, ()))
     return found
 
 

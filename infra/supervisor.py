@@ -94,13 +94,13 @@ def run(stack: StackConfig, stop: threading.Event, tick_s: float = 1.0, rng: ran
                 continue
             backoff.restarts += 1
             backoff.started = now
+            pid: int | None = None
+            error: str | None = None
             try:
                 component.prepare()
                 pid = process.start()
             except Exception as exc:  # noqa: BLE001 - reported, tried again after the back-off
-                pid, error = None, f"{type(exc).__name__}: {exc}"
-            else:
-                error = None
+                error = f"{type(exc).__name__}: {exc}"
             log.warning(
                 json.dumps(
                     {

@@ -429,7 +429,7 @@ def apply_changes(
 
     def write(batch: list[UserChange]) -> int:
         if batch_size == 1:
-            _write_one(table, batch[0])
+            write_change(table, batch[0])
         else:
             _write_transaction(client, table_name, batch)
         return len(batch)
@@ -490,7 +490,7 @@ def plain_client(table):
     )
 
 
-def _write_one(table, change: UserChange) -> None:
+def write_change(table, change: UserChange) -> None:
     """One conditional write, riding through outages (see `_through_outages`)."""
     _through_outages(lambda: _put_or_delete(table, change), lambda: _stored(table.meta.client, table.name, [change]))
 
@@ -580,7 +580,7 @@ def _wire(value: Any) -> dict:
 
 
 def _action(table_name: str, change: UserChange) -> dict:
-    """`change` as one action of a TransactWriteItems (wire format), with `_write_one`'s condition."""
+    """`change` as one action of a TransactWriteItems (wire format), with `write_change`'s condition."""
     if change.item is None:
         return {
             "Delete": {

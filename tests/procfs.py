@@ -6,25 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from infra.processes import descendants
+
 __all__ = ["descendants", "listening", "loopback"]
-
-
-def descendants(pid: int) -> set[int]:
-    """The process and every process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        todo.extend(children.get(current, ()))
-    return found
 
 
 def listening(pids: set[int]) -> list[tuple[int, str]]:
