@@ -32,7 +32,7 @@ iac-check: $(VENV)/.installed $(IAC_VENV)/.installed  ## generate the AWS templa
 	@echo "iac-check: $(IAC_OUT)/template.yaml and infra/aws/worker.Dockerfile pass"
 
 deploy: $(VENV)/.installed  ## IMAGE_TAG=… VPC=… SUBNETS=a,b [PARAMS='K=V …'] [STACK_NAME=kinesis-cdc]: aws cloudformation deploy
-	@command -v aws >/dev/null || { echo "make deploy: the AWS CLI (aws, v2) is not on PATH; install it and configure credentials for the target account (aws configure / AWS_PROFILE)" >&2; exit 1; }
+	@aws --version >/dev/null 2>&1 || { echo "make deploy: the AWS CLI (aws) is not installed or does not run; install it and configure credentials for the target account (aws configure / AWS_PROFILE)" >&2; exit 1; }
 	@if [ -z "$(IMAGE_TAG)" ] || [ -z "$(VPC)" ] || [ -z "$(SUBNETS)" ]; then \
 	    echo "usage: make deploy IMAGE_TAG=<worker image tag in ECR> VPC=<vpc-id> SUBNETS=<subnet-id>,<subnet-id> [PARAMS='Key=Value ...'] [STACK_NAME=$(STACK_NAME)]" >&2; exit 2; fi
 	$(PY) -m infra.aws.template --out $(IAC_OUT)/template.yaml
