@@ -15,10 +15,10 @@ export CDC_TARGET ?= $(STACK)
 PYTEST_ARGS ?=
 DEMO_CHANGES ?= 12
 
-.PHONY: help install install-localstack up down status clean provision verify apps scale replay dlq redrive backfill reshard lint test test-unit bench demo
+.PHONY: help install install-localstack up down status clean provision verify apps scale replay dlq redrive backfill reshard lint test test-unit chaos bench demo
 
 help:  ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # ------------------------------------------------------------------------------- install
 install: $(VENV)/.installed infra/node_modules/.installed $(DEPS)/opensearch/.installed \
@@ -145,12 +145,18 @@ audit: $(AUDIT_VENV)/.installed $(VENV)/.installed  ## known vulnerabilities of 
 
 # Two sessions, one stack each (two at once would starve a 2-core machine): the local stack's
 # tests, then LocalStack's (tests/localstack, on their own ports and state folder).
-test: audit install install-localstack lint  ## audit, lint, then the whole test suite (starts the stacks it needs)
+test: audit install install-localstack lint iac-check  ## audit, lint, then the whole test suite (starts the stacks it needs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) -m pytest tests/localstack $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: $(VENV)/.installed  ## only the tests that need no server
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+chaos: install  ## [ROUNDS=3] [PAUSE=30] [ONLY=fault,...]: inject each fault under load; nothing may be lost (scripts/chaos.py)
+	$(PY) -m infra.cli up
+	$(PY) -m scripts.chaos --rounds $(or $(ROUNDS),3) --pause $(or $(PAUSE),30) $(if $(ONLY),--only $(ONLY))
+
+include infra/aws/aws.mk
 
 bench: install  ## [QUICK=1] [ONLY=core,kinesis,...] benchmarks beside ceilings measured in the same run; report in bench-results/
 	$(PY) -m bench.report $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
