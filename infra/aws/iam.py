@@ -8,8 +8,8 @@ The task role (what the worker's code and its KCL do) may:
     index), ``<app.name>-CoordinatorState``, ``<app.name>-WorkerMetricStats``; the KCL creates
     them at its first start (the actions of the KCL's documented minimum);
   * write its sink: PutItem on its DynamoDB table (conditional puts and tombstones; a
-    transactional put is authorised as PutItem too), or ``_bulk`` on the OpenSearch domain for
-    the OpenSearch app (see `opensearch_statements`);
+    transactional put is authorised as PutItem too), or its index's paths on the OpenSearch
+    domain for the OpenSearch app (see `opensearch_statements`);
   * PutItem on its dead-letter table;
   * cloudwatch:PutMetricData, only in the KCL's namespace (the application name). The EMF
     metrics of the processors go through the log driver and need no grant.
@@ -77,11 +77,10 @@ def _document(*statements: Json) -> Json:
 
 
 def opensearch_statements(app: AppConfig, domain_arn: Json) -> list[Json]:
-    """The OpenSearch sink's grants: its index's paths, and ``POST /_bulk``.
-
-    The sink sends ``POST /_bulk`` with the index named in each action line; IAM sees only the
-    path, so that grant cannot name the index. Sending ``POST /<index>/_bulk`` instead (and the
-    domain's ``rest.action.multi.allow_explicit_index = false``) would let the root grant go."""
+    """The OpenSearch sink's grants: its index's paths only. The sink sends
+    ``POST /<index>/_bulk`` with no index in the action lines, and the domain refuses explicit
+    indexes in bulk bodies (``rest.action.multi.allow_explicit_index = false``), so a grant on
+    the index path is all it takes, and all it allows."""
     index = app.sink.target
 
     def path(suffix: str) -> Json:
@@ -94,7 +93,6 @@ def opensearch_statements(app: AppConfig, domain_arn: Json) -> list[Json]:
             "Action": list(OPENSEARCH_INDEX_ACTIONS),
             "Resource": [path(f"/{index}"), path(f"/{index}/*")],
         },
-        {"Sid": "BulkApi", "Effect": "Allow", "Action": ["es:ESHttpPost"], "Resource": [path("/_bulk")]},
     ]
 
 

@@ -212,6 +212,9 @@ def _domain(pipeline: PipelineConfig, search_roles: Sequence[str]) -> Json:
             "EncryptionAtRestOptions": {"Enabled": True},
             "NodeToNodeEncryptionOptions": {"Enabled": True},
             "DomainEndpointOptions": {"EnforceHTTPS": True, "TLSSecurityPolicy": "Policy-Min-TLS-1-2-2019-07"},
+            # the sink posts to /<index>/_bulk: a bulk body naming another index is refused, so
+            # the task role's grant on the index path bounds what it can write
+            "AdvancedOptions": {"rest.action.multi.allow_explicit_index": "false"},
             "VPCOptions": {"SubnetIds": subnets, "SecurityGroupIds": [_ref("OpenSearchSecurityGroup")]},
             "AccessPolicies": {
                 "Version": "2012-10-17",

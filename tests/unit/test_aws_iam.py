@@ -119,7 +119,6 @@ def expected_task_grants(app: AppConfig, domain_arn: str) -> set[tuple[str, str]
     else:
         index = [f"{domain_arn}/{app.sink.target}", f"{domain_arn}/{app.sink.target}/*"]
         expected |= set(product({"es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"}, index))
-        expected.add(("es:ESHttpPost", f"{domain_arn}/_bulk"))
     return expected
 
 

@@ -148,3 +148,10 @@ def test_yaml_writes_every_string_quoted_and_blocks_indented():
 def test_yaml_refuses_what_it_cannot_write():
     with pytest.raises(TypeError):
         to_yaml({"a": None})
+
+
+def test_the_domain_refuses_bulk_bodies_naming_another_index():
+    # the sink posts to /<index>/_bulk (its action lines name no index): with explicit indexes
+    # refused, the task role's grant on its index path bounds what it can write
+    (domain,) = of_type("AWS::OpenSearchService::Domain").values()
+    assert domain["AdvancedOptions"] == {"rest.action.multi.allow_explicit_index": "false"}

@@ -501,9 +501,9 @@ def test_bulk_body_uses_external_versions():
     body, rejected = osink.build_bulk_body(writes, OS_CONFIG)
     assert rejected == []
     assert parse_ndjson(body) == [
-        {"index": {"_index": "users", "_id": "u1", "version": 7, "version_type": "external"}},
+        {"index": {"_id": "u1", "version": 7, "version_type": "external"}},
         {"Score": 2.5, "Tags": ["a", "b"], "Blob": "AQ==", "N": 3, "UserId": "u1"},
-        {"delete": {"_index": "users", "_id": "u2", "version": 8, "version_type": "external_gte"}},
+        {"delete": {"_id": "u2", "version": 8, "version_type": "external_gte"}},
     ]
 
 
