@@ -152,6 +152,8 @@ def up(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None)
     stack = stack or StackConfig.from_env()
     pipeline = pipeline or load_pipeline()
     apps = discover_apps(pipeline)
+    for app in apps:  # before anything starts: a transform that does not import names its app.toml
+        app.load_transform()
     if stack.target is Target.AWS:
         _say(f"target {stack.target.value}: starting nothing, provisioning the external endpoints")
         provision(pipeline, stack, apps, say=_say)

@@ -300,3 +300,18 @@ def test_an_unknown_filter_operator_names_the_file_the_pattern_and_the_operator(
         ConfigError, match=r"f/app.toml: filter.criteria: Filters\[0\].Pattern .*unrecognized match type 'sufix'"
     ):
         config.load_app("f", PIPELINE)
+
+
+def test_up_refuses_to_start_anything_when_a_transform_does_not_import(app_folder, tmp_path):
+    from dataclasses import replace
+
+    from infra import stack as stacks
+    from producer_config import load_pipeline
+    from targets.config import StackConfig
+
+    head = APP_HEAD.replace('"m:f"', '"consumers.no_such_module:transform"')
+    app_folder("broken", head + APP_SINK + APP_DEAD_LETTER)
+    state = tmp_path / "state"
+    with pytest.raises(ConfigError, match=r"broken/app.toml: app.transform: cannot import"):
+        stacks.up(replace(StackConfig.from_env({}), state_dir=state), load_pipeline())
+    assert not state.exists()  # nothing was started
