@@ -54,9 +54,12 @@ __all__ = [
     "UserChange",
     "UserChangeGenerator",
     "apply_changes",
+    "WORKPLACES",
     "foreign_reason",
+    "holds",
     "plan_batches",
     "plan_rounds",
+    "write_change",
 ]
 
 WORKPLACES = tuple(f"w-{i:03d}" for i in range(1, 13))
@@ -491,8 +494,18 @@ def plain_client(table):
 
 
 def write_change(table, change: UserChange) -> None:
-    """One conditional write, riding through outages (see `_through_outages`)."""
-    _through_outages(lambda: _put_or_delete(table, change), lambda: _stored(table.meta.client, table.name, [change]))
+    """One conditional write to the boto3 `Table` resource, riding through outages (see
+    `_through_outages`)."""
+    _through_outages(lambda: _put_or_delete(table, change), lambda: holds(table, change))
+
+
+def holds(table, change: UserChange) -> bool:
+    """Whether the `Table` resource holds exactly what ``change`` wrote (a delete: no item).
+    Through the resource: its client takes Python values, not the wire format `_stored` uses."""
+    item = table.get_item(Key={"UserId": change.user_id}, ConsistentRead=True).get("Item")
+    if change.item is None:
+        return item is None
+    return item is not None and item.get("Version") == change.version
 
 
 def _put_or_delete(table, change: UserChange) -> None:
