@@ -37,6 +37,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -383,8 +384,7 @@ class Chaos:
     ):
         self.stack, self.pipeline, self.rounds, self.say = stack, pipeline, rounds, say
         self.rng = random.Random(seed)
-        run = f"{self.rng.getrandbits(24):06x}"
-        self.prefix = f"chaos-{run}-"
+        self.prefix = f"chaos-{uuid.uuid4().hex[:6]}-"  # a key space of its own, whatever the seed
         self.generator = UserChangeGenerator(users=users, seed=self.rng.getrandbits(32), prefix=self.prefix)
         self.users_table = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
         self.load = Load(self.users_table, self.generator, rate)
