@@ -529,8 +529,10 @@ def _through_outages(write, stored, *, outage_s: float | None = None, sleep=time
     """``write()`` until it returns. An unreachable or silent endpoint (`OUTAGE_ERRORS`) or a 5xx
     is waited out, backing off from 0.1 s to 5 s, for up to ``outage_s`` (`OUTAGE_S`); then the
     error is raised. A try that failed that way may still have been applied (only its answer was
-    lost): when a later try is refused by its condition and ``stored()`` finds the change in
-    the table, it was written once, and counts once."""
+    lost), and so may one that botocore retried by itself (a read timeout while DynamoDB Local
+    was paused: its retry is refused, the first attempt was applied): whenever a try is refused
+    by its condition and ``stored()`` finds the change in the table, it was written once, and
+    counts once."""
     deadline, attempt = None, 0
     while True:
         try:
@@ -538,7 +540,7 @@ def _through_outages(write, stored, *, outage_s: float | None = None, sleep=time
             return
         except (*OUTAGE_ERRORS, ClientError) as exc:
             if isinstance(exc, ClientError) and not _server_error(exc):
-                if attempt and _refused_by_condition(exc) and stored():
+                if _refused_by_condition(exc) and stored():
                     return
                 raise
             deadline = deadline or time.monotonic() + (OUTAGE_S if outage_s is None else outage_s)
