@@ -380,9 +380,11 @@ class Chaos:
         rate: float = 15.0,
         users: int = 200,
         seed: int | None = None,
+        recover_timeout_s: float = RECOVER_TIMEOUT_S,
         say: Callable[[str], None] = _say,
     ):
         self.stack, self.pipeline, self.rounds, self.say = stack, pipeline, rounds, say
+        self.recover_timeout_s = recover_timeout_s
         self.rng = random.Random(seed)
         self.prefix = f"chaos-{uuid.uuid4().hex[:6]}-"  # a key space of its own, whatever the seed
         self.generator = UserChangeGenerator(users=users, seed=self.rng.getrandbits(32), prefix=self.prefix)
@@ -448,7 +450,7 @@ class Chaos:
 
     def _probe(self, since: float) -> float | None:
         """Write a new version of the probe user (one membership) and wait until every sink
-        holds it: seconds since ``since``, or None after `RECOVER_TIMEOUT_S`."""
+        holds it: seconds since ``since``, or None after ``recover_timeout_s``."""
         self.probe_version = max(self.probe_version + 1, time.time_ns() // 1_000_000)
         item = {
             "UserId": self.probe_id,
@@ -460,7 +462,7 @@ class Chaos:
             "WorkplaceIds": {WORKPLACES[0]},
             "Version": self.probe_version,
         }
-        deadline = since + RECOVER_TIMEOUT_S
+        deadline = since + self.recover_timeout_s
         while True:
             try:
                 self.users_table.put_item(Item=item)
@@ -501,7 +503,7 @@ class Chaos:
     def _settle(self, result: FaultResult | None = None) -> int:
         """Wait until every sink equals Users; the changes lost: reported written but not in
         Users, plus every sink item that still differs."""
-        reports = wait_converged(self.stack, self.pipeline, timeout_s=RECOVER_TIMEOUT_S, poll_s=3)
+        reports = wait_converged(self.stack, self.pipeline, timeout_s=self.recover_timeout_s, poll_s=3)
         lost = sum(len(r.missing) + len(r.extra) + len(r.stale) for r in reports)
         lost_source = self._lost_in_source()
         if result is not None:
@@ -554,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=200, help="users the generator changes")
     parser.add_argument("--only", help=f"comma-separated faults (default all: {', '.join(FAULTS)})")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--recover-timeout", type=float, default=RECOVER_TIMEOUT_S, help="seconds a round may take to recover"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     faults = args.only.split(",") if args.only else list(FAULTS)
@@ -569,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         users=args.users,
         seed=args.seed,
+        recover_timeout_s=args.recover_timeout,
     )
     try:
         results = chaos.run(faults)
