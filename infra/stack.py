@@ -229,8 +229,9 @@ def down(stack: StackConfig | None = None) -> None:
             _say(f"  left running {component.title} at {component.endpoint}{_run_by(component)}")
 
 
-def clean(stack: StackConfig | None = None) -> None:
-    """Stop everything and wipe the state folder (data, logs, relay positions)."""
+def clean(stack: StackConfig | None = None, *, keep_logs: bool = False) -> None:
+    """Stop everything and wipe the state folder (data, logs, relay positions); ``keep_logs``
+    wipes all but the logs (the test session empties its stack between modules so)."""
     stack = stack or StackConfig.from_env()
     down(stack)
     for component in components(stack, load_pipeline()):
@@ -238,8 +239,16 @@ def clean(stack: StackConfig | None = None) -> None:
             localstack.compose(stack, "down", "--volumes")
         elif component.external:
             _say(f"  kept         the tables and streams of {component.title} at {component.endpoint} (not ours)")
-    shutil.rmtree(stack.state_dir, ignore_errors=True)
-    _say(f"  removed {stack.state_dir}")
+    if keep_logs and stack.state_dir.is_dir():
+        for path in stack.state_dir.iterdir():
+            if path.is_dir() and path != stack.log_dir:
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file():
+                path.unlink()
+        _say(f"  emptied {stack.state_dir} (logs kept)")
+    else:
+        shutil.rmtree(stack.state_dir, ignore_errors=True)
+        _say(f"  removed {stack.state_dir}")
 
 
 def status(stack: StackConfig | None = None) -> bool:

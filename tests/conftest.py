@@ -1,22 +1,49 @@
-"""Fixtures shared by every test package.
+"""Fixtures shared by every test package, and the test tiers.
 
-`stack` is session-scoped: it reuses a running local stack (`make up`) or starts one, and
-stops at the end of the session only what it started itself. It runs without the stack
-supervisor (CDC_SUPERVISE=0, for every `cdc` and `up` of the session too): its tests kill and
-start components themselves. The chaos tests start the supervisor for their own duration.
+`--tier ci` (the default; `make test`) leaves out the tests marked `full`: the full-length
+versions of tests that run reduced in CI (chaos at 3 rounds, the long replays and reshards).
+`--tier all` (`make test-all`) runs them too. A deselected test is listed in the summary line,
+never reported as skipped.
+
+`stack` is session-scoped: a private local stack (own state folder, free ports), started for the
+session and stopped after it. It runs without the stack supervisor (CDC_SUPERVISE=0, for every
+`cdc` and `up` of the session too): its tests kill and start components themselves. The chaos
+tests start the supervisor for their own duration.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Iterator
 
 import pytest
 
-from infra import stack as local_stack
-from infra.components import components
 from producer_config import PipelineConfig, load_pipeline
-from targets.config import StackConfig, Target
+from targets.config import StackConfig
+from tests.environment import environment
+
+TIERS = ("ci", "all")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tier", choices=TIERS, default="ci", help="ci: leave out the tests marked `full` (make test); all: run them"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--tier") == "all":
+        return
+    full = [item for item in items if item.get_closest_marker("full")]
+    if full:
+        config.hook.pytest_deselected(items=full)
+        items[:] = [item for item in items if not item.get_closest_marker("full")]
+
+
+@pytest.fixture(scope="session")
+def full_length(request: pytest.FixtureRequest) -> bool:
+    """Whether the tests that run reduced in CI run at full length (more changes, more rounds)."""
+    return request.config.getoption("--tier") == "all"
 
 
 @pytest.fixture(scope="session")
@@ -25,18 +52,35 @@ def pipeline() -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
-def stack(pipeline: PipelineConfig):
-    config = StackConfig.from_env()
-    if config.target is not Target.LOCAL:
-        pytest.fail(f"the integration tests run against the local stack, not CDC_TARGET={config.target.value}")
-    running = [c for c in components(config, pipeline) if c.process.pid() is not None]
-    supervisor = local_stack.supervisor_process(config)
-    was_supervised = supervisor.stop(timeout_s=15)
-    os.environ["CDC_SUPERVISE"] = "0"
-    local_stack.up(config, pipeline)
-    yield config
-    if not running:
-        print("\nstopping the stack the tests started", file=sys.stderr)
-        local_stack.down(config)
-    elif was_supervised:
-        supervisor.start()
+def stack(pipeline: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
+    """The session's own local stack: a private state folder and free ports, so a stack `make up`
+    started is never touched (on a 2-core machine, `make down` it first: two stacks starve each
+    other). The environment is set for the whole session, so every `cdc` command and worker a
+    test starts reaches this stack. Started here, stopped at the end of the session."""
+    from infra import stack as local_stack
+    from infra.preflight import free_opensearch_port, free_port
+
+    env = {
+        "CDC_TARGET": "local",
+        "CDC_STATE_DIR": str(tmp_path_factory.mktemp("local-stack")),
+        "CDC_SUPERVISE": "0",  # its tests kill and start components themselves
+        "CDC_OPENSEARCH_PORT": str(free_opensearch_port()),
+        **{
+            name: str(free_port())
+            for name in (
+                "CDC_DYNAMODB_PORT",
+                "CDC_LEASES_PORT",
+                "CDC_KINESIS_PORT",
+                "CDC_KINESIS_TLS_PORT",
+                "CDC_OPENSEARCH_TRANSPORT_PORT",
+            )
+        },
+    }
+    with environment(env):
+        config = StackConfig.from_env()
+        print(f"\nthe session's local stack: state {config.state_dir}", file=sys.stderr)
+        local_stack.up(config, pipeline)
+        try:
+            yield config
+        finally:
+            local_stack.down(config)

@@ -9,7 +9,6 @@ test starts reaches this stack, exactly as `make ... STACK=localstack` would.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
@@ -18,6 +17,7 @@ from infra import stack as stacks
 from infra.preflight import free_opensearch_port, free_port
 from producer_config import PipelineConfig, load_pipeline
 from targets.config import StackConfig, Target
+from tests.environment import environment
 
 
 @pytest.fixture(scope="session")
@@ -36,18 +36,12 @@ def stack(pipeline: PipelineConfig, tmp_path_factory):
         "CDC_OPENSEARCH_TRANSPORT_PORT": str(free_port()),
         "CDC_SUPERVISE": "0",  # its tests stop components on purpose
     }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    config = StackConfig.from_env()
-    assert config.target is Target.LOCALSTACK
-    print(f"\nLocalStack test stack at {config.localstack_endpoint}, state {config.state_dir}", file=sys.stderr)
-    try:
-        stacks.up(config, pipeline)
-        yield config
-    finally:
-        stacks.down(config)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with environment(env):
+        config = StackConfig.from_env()
+        assert config.target is Target.LOCALSTACK
+        print(f"\nLocalStack test stack at {config.localstack_endpoint}, state {config.state_dir}", file=sys.stderr)
+        try:
+            stacks.up(config, pipeline)
+            yield config
+        finally:
+            stacks.down(config)

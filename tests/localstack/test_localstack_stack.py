@@ -114,10 +114,11 @@ def _worker_jvm(stack, app) -> int:
     return jvms[0]
 
 
-def test_a_worker_jvm_killed_mid_stream_is_restarted_and_nothing_is_lost(stack, pipeline):
+def test_a_worker_jvm_killed_mid_stream_is_restarted_and_nothing_is_lost(stack, pipeline, full_length):
     app = load_app("workplace_user_v2", pipeline)
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
-    changes = list(UserChangeGenerator(users=150, seed=5, prefix=f"lk-{uuid.uuid4().hex[:6]}-").changes(700))
+    generator = UserChangeGenerator(users=150, seed=5, prefix=f"lk-{uuid.uuid4().hex[:6]}-")
+    changes = list(generator.changes(700 if full_length else 360))
     writer = threading.Thread(
         target=apply_changes, args=(users, iter(changes)), kwargs={"total": len(changes), "rate": 60, "progress": False}
     )
