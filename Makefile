@@ -170,7 +170,7 @@ test:  ## CI: installs, audit, iac-check, lint, then the no-server, local-stack 
 	$(TIMED) "pytest: no server" $(PY) -m pytest $(FAST_TESTS) $(TIER_ARGS) --junitxml=$(RESULTS)/no-server.xml $(PYTEST_ARGS)
 	$(TIMED) "pytest: local stack" $(PY) -m pytest $(STACK_TESTS) $(TIER_ARGS) --junitxml=$(RESULTS)/local.xml $(PYTEST_ARGS)
 	$(TIMED) "pytest: LocalStack" $(PY) -m pytest tests/localstack $(TIER_ARGS) --junitxml=$(RESULTS)/localstack.xml $(PYTEST_ARGS)
-	@python3 .ci/timings.py $(RESULTS)
+	@echo; echo "== where the time went (.ci/timings.py) =="; python3 .ci/timings.py $(RESULTS)
 
 test-all:  ## everything make test runs, plus the full-length tests (marker `full`) and full Hypothesis runs
 	$(MAKE) --no-print-directory test TIER=all
