@@ -41,6 +41,7 @@ def test_the_jvm_is_ended_once_its_record_processors_have_exited():
         time.sleep(1)
         assert jvm.poll() is None, "ended while its record processors still ran"
         ender.join(timeout=30)
-        assert jvm.poll() == -signal.SIGKILL
+        assert not ender.is_alive(), "the JVM was not ended once its record processors had exited"
+        assert jvm.wait(timeout=10) == -signal.SIGKILL
     finally:
         jvm.kill()
