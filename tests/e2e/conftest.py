@@ -4,7 +4,9 @@ kinesis-mock's cost grows with what it holds (it rewrites its whole data file ev
 interval, and a kill restarts it from that file) and so does every `verify`, which recomputes
 each sink from the whole Users table. The chaos module kills kinesis-mock and verifies after
 every fault: on the stack the session filled before it, a kinesis-mock kill took minutes to
-recover from. An emptied stack costs one start (~15 s, plus the KCL's first lease creation).
+recover from. The pipeline module counts records exactly, which a re-delivery of an earlier
+module's records would break. An emptied stack costs one start (~15 s, plus ~45 s of the KCL
+creating the leases of empty lease tables).
 """
 
 from __future__ import annotations

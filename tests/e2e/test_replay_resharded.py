@@ -48,18 +48,29 @@ def _split_if_never_resharded(stack, pipeline, kinesis, stream: str) -> bool:
     return True
 
 
-def _batches_since(stack, since: float) -> dict[str, tuple[float, float]]:
-    """Per shard, when the app's processors began their first batch and ended their last one,
-    from the batch lines of the workers' logs since ``since``."""
-    spans: dict[str, list[float]] = defaultdict(lambda: [float("inf"), 0.0])
+def _batches_of_replay(stack, since: float) -> dict[str, tuple[float, float]]:
+    """Per shard, when the app's processors began their first batch and ended their last one in
+    the replay started after ``since``: from its first processor that began at a start position
+    (not at a checkpoint's sequence number), read from the workers' logs. Batches before it are
+    the app's ordinary work before the replay stopped it."""
+    events = []
     for log in stack.log_dir.glob(f"worker-{APP}-*.log"):
         for line in log.read_text(errors="replace").splitlines():
-            if line.startswith('{"app"') and '"event": "batch"' in line:
-                batch = json.loads(line)
-                begun = batch["ts"] - batch["ms"] / 1000
-                if begun >= since and batch["received"]:
-                    span = spans[batch["shard"]]
-                    span[0], span[1] = min(span[0], begun), max(span[1], batch["ts"])
+            if line.startswith('{"app"') and '"event": "' in line:
+                event = json.loads(line)
+                if event["ts"] >= since:
+                    events.append(event)
+    restarted = min(
+        (e["ts"] for e in events if e["event"] == "initialize" and not str(e.get("position", "")).isdigit()),
+        default=float("inf"),
+    )
+    spans: dict[str, list[float]] = defaultdict(lambda: [float("inf"), 0.0])
+    for batch in events:
+        if batch["event"] == "batch" and batch["received"]:
+            begun = batch["ts"] - batch["ms"] / 1000
+            if begun >= restarted:
+                span = spans[batch["shard"]]
+                span[0], span[1] = min(span[0], begun), max(span[1], batch["ts"])
     return {shard: (span[0], span[1]) for shard, span in spans.items()}
 
 
@@ -94,7 +105,7 @@ def _replay_and_check_order(stack, pipeline, kinesis, stream: str) -> None:
     (report,) = json.loads(result.stdout)
     print(f"\nreplay of a resharded stream ({len(shards)} shards): {report}")
     assert report["records"] == sum(in_stream.values()) and report["received"] >= report["records"]
-    spans = _batches_since(stack, started)
+    spans = _batches_of_replay(stack, started)
     assert set(spans) == {shard for shard, count in in_stream.items() if count}, "every shard with records was read"
     for child, its_parents in parents.items():
         for parent in its_parents:

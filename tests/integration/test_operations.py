@@ -50,10 +50,11 @@ def _other_apps(pipeline) -> list[str]:
     return [app.name for app in discover_apps(pipeline) if app.package != APP]
 
 
-@pytest.mark.parametrize("load", [False, True], ids=["idle", "under-load"])
+@pytest.mark.parametrize("load", [pytest.param(False, marks=pytest.mark.full), True], ids=["idle", "under-load"])
 def test_scale_spreads_the_leases_evenly_at_every_step(stack, pipeline, load):
     """1 -> 2 -> 4 -> 1 workers on the 4-shard Users stream: after each step every open lease
-    is held, each worker holds the same number; the other apps' leases do not move."""
+    is held, each worker holds the same number; idle, the other apps' leases do not move (in
+    `make test-all`; `make test` scales under load, and its replays check the other apps)."""
     ddb = lease_client(stack, pipeline.region)
     assert_converges(stack, pipeline)
     others = _settled_pictures(stack, ddb, _other_apps(pipeline)) if not load else {}
@@ -149,6 +150,7 @@ def _sink_snapshot(stack, pipeline) -> dict:
     return items
 
 
+@pytest.mark.full  # make test replays from the trim horizon in the search-index and resharded-stream tests
 def test_a_replay_from_the_trim_horizon_changes_no_correct_sink(stack, pipeline):
     ddb = lease_client(stack, pipeline.region)
     assert_converges(stack, pipeline)
