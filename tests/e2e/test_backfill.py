@@ -1,6 +1,6 @@
 """`cdc backfill` on the real stack: an app that starts mid-life (its stream position after 2,000
-Users items were written; 600 in `make test`) is brought up to date by a backfill that runs while
-1,000 more changes flow (300); `make verify` ends clean, and no item of the app's sink ever went back to an
+Users items were written) is brought up to date by a backfill that runs while 1,000 more
+changes flow; `make verify` ends clean, and no item of the app's sink ever went back to an
 older version (read from the sink table's own DynamoDB stream: every write is there)."""
 
 from __future__ import annotations
@@ -49,14 +49,13 @@ def _sink_versions(stack, pipeline, prefix: str) -> list[tuple[tuple[str, str], 
     return writes
 
 
-def test_a_backfill_under_concurrent_changes_converges_and_never_moves_an_item_back(stack, pipeline, full_length):
+def test_a_backfill_under_concurrent_changes_converges_and_never_moves_an_item_back(stack, pipeline):
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     prefix = f"bf-{uuid.uuid4().hex[:6]}-"
-    count = 2_000 if full_length else 600
-    generator = UserChangeGenerator(users=count, seed=17, prefix=prefix)
+    generator = UserChangeGenerator(users=2_000, seed=17, prefix=prefix)
     assert_converges(stack, pipeline)
 
-    # GIVEN `count` users written while the app does not exist yet
+    # GIVEN 2,000 users written while the app does not exist yet
     assert cdc("stop", APP).returncode == 0
     created = list(generator.creations())
     apply_changes(users, iter(created), total=len(created), progress=False, batch_size=25, concurrency=4)
@@ -65,10 +64,10 @@ def test_a_backfill_under_concurrent_changes_converges_and_never_moves_an_item_b
     (replay,) = cdc_json("replay", APP, "--at", datetime.now(UTC).isoformat())
     (report,) = [r for r in verify(stack, pipeline) if r.sink.startswith(SINK)]
     missing_before = len(report.missing)
-    assert missing_before > count // 2, f"the app should lack the users written before it started: {report}"
+    assert missing_before > 1_000, f"the app should lack the users written before it started: {report}"
 
-    # WHEN it is backfilled while changes of those users flow (half as many as there are users)
-    changes = list(generator.changes(count // 2))
+    # WHEN it is backfilled while 1,000 changes of those users flow
+    changes = list(generator.changes(1_000))
     writer = threading.Thread(
         target=apply_changes, args=(users, iter(changes)), kwargs={"total": len(changes), "progress": False}
     )
@@ -81,7 +80,7 @@ def test_a_backfill_under_concurrent_changes_converges_and_never_moves_an_item_b
 
     # THEN every sink converges
     assert_converges(stack, pipeline)
-    assert backfill["items"] >= count and backfill["applied"] >= missing_before // 2, backfill
+    assert backfill["items"] >= 2_000 and backfill["applied"] >= missing_before // 2, backfill
     assert backfill["dead_lettered"] == 0
     # AND no item of the sink ever went back to an older version
     writes = _sink_versions(stack, pipeline, prefix)

@@ -209,6 +209,7 @@ def test_a_replay_at_a_time_reprocesses_exactly_the_records_from_that_second_on(
     assert_converges(stack, pipeline)
 
 
+@pytest.mark.full  # a KCL quirk's regression test; make test replays at a time, of one app, after a reshard
 def test_an_app_restarted_after_a_replay_reads_the_shards_that_had_no_record_since_its_start(stack, pipeline):
     """A lease created AT_TIMESTAMP keeps that sentinel until its first record: a restart must
     still give the KCL the time (it fails the shard's initialization without it, forever)."""
