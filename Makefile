@@ -146,9 +146,9 @@ audit: $(AUDIT_VENV)/.installed $(VENV)/.installed  ## known vulnerabilities of 
 
 # Three tiers (README, Testing). `make test-fast`: no server. `make test` (CI's): installs side by
 # side, audit, iac-check, lint, the no-server tier, the local stack's session, then LocalStack's
-# (one stack at a time: two would starve a 2-core machine). `make test-all`: the same with the
-# full-length tests (marker `full`: chaos at 3 rounds, the long replays and reshards) and
-# Hypothesis's full example counts. Each phase's time and the slowest tests: .ci/timings.py.
+# (one stack at a time: two would starve a 2-core machine). `make test-all`: the same with
+# `--tier all`: the tests marked `full` and the full-length versions (chaos at 3 rounds). Each
+# phase's time and the slowest tests: .ci/timings.py.
 RESULTS ?= test-results
 export CDC_TIMINGS_DIR ?= $(abspath $(RESULTS))
 TIMED := .ci/timed
@@ -158,7 +158,7 @@ STACK_TESTS := tests/integration tests/e2e
 TIER_ARGS := --tier $(TIER)
 INSTALL_ALL := install install-localstack iac-tools $(AUDIT_VENV)/.installed
 
-test-fast: $(VENV)/.installed $(DEPS)/event-ruler/classes/EventRulerOracle.class  ## the tests that need no server: unit, conformance, functional (~2 min)
+test-fast: $(VENV)/.installed $(DEPS)/event-ruler/classes/EventRulerOracle.class  ## the tests that need no server: unit, conformance, functional (~1.5 min)
 	$(PY) -m pytest $(FAST_TESTS) $(TIER_ARGS) $(PYTEST_ARGS)
 
 test:  ## CI: installs, audit, iac-check, lint, then the no-server, local-stack and LocalStack sessions
@@ -172,7 +172,7 @@ test:  ## CI: installs, audit, iac-check, lint, then the no-server, local-stack 
 	$(TIMED) "pytest: LocalStack" $(PY) -m pytest tests/localstack $(TIER_ARGS) --junitxml=$(RESULTS)/localstack.xml $(PYTEST_ARGS)
 	@echo; echo "== where the time went (.ci/timings.py) =="; python3 .ci/timings.py $(RESULTS)
 
-test-all:  ## everything make test runs, plus the full-length tests (marker `full`) and full Hypothesis runs
+test-all:  ## make test with --tier all: also the tests marked `full`, and chaos at 3 rounds
 	$(MAKE) --no-print-directory test TIER=all
 
 test-unit: $(VENV)/.installed  ## only the unit tests (no server, no JVM)

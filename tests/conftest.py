@@ -79,8 +79,8 @@ def stack(pipeline: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) ->
     with environment(env):
         config = StackConfig.from_env()
         print(f"\nthe session's local stack: state {config.state_dir}", file=sys.stderr)
-        local_stack.up(config, pipeline)
         try:
+            local_stack.up(config, pipeline)
             yield config
         finally:
             local_stack.down(config)
