@@ -13,14 +13,13 @@ tests start the supervisor for their own duration.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from producer_config import PipelineConfig, load_pipeline
 from targets.config import StackConfig
-from tests.environment import environment
+from tests.environment import session_stack
 
 TIERS = ("ci", "all")
 
@@ -57,7 +56,6 @@ def stack(pipeline: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) ->
     started is never touched (on a 2-core machine, `make down` it first: two stacks starve each
     other). The environment is set for the whole session, so every `cdc` command and worker a
     test starts reaches this stack. Started here, stopped at the end of the session."""
-    from infra import stack as local_stack
     from infra.preflight import free_opensearch_port, free_port
 
     env = {
@@ -76,11 +74,5 @@ def stack(pipeline: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) ->
             )
         },
     }
-    with environment(env):
-        config = StackConfig.from_env()
-        print(f"\nthe session's local stack: state {config.state_dir}", file=sys.stderr)
-        try:
-            local_stack.up(config, pipeline)
-            yield config
-        finally:
-            local_stack.down(config)
+    with session_stack(env, pipeline) as config:
+        yield config

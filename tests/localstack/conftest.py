@@ -9,15 +9,12 @@ test starts reaches this stack, exactly as `make ... STACK=localstack` would.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from infra import stack as stacks
 from infra.preflight import free_opensearch_port, free_port
 from producer_config import PipelineConfig, load_pipeline
-from targets.config import StackConfig, Target
-from tests.environment import environment
+from targets.config import Target
+from tests.environment import session_stack
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +33,6 @@ def stack(pipeline: PipelineConfig, tmp_path_factory):
         "CDC_OPENSEARCH_TRANSPORT_PORT": str(free_port()),
         "CDC_SUPERVISE": "0",  # its tests stop components on purpose
     }
-    with environment(env):
-        config = StackConfig.from_env()
+    with session_stack(env, pipeline) as config:
         assert config.target is Target.LOCALSTACK
-        print(f"\nLocalStack test stack at {config.localstack_endpoint}, state {config.state_dir}", file=sys.stderr)
-        try:
-            stacks.up(config, pipeline)
-            yield config
-        finally:
-            stacks.down(config)
+        yield config
