@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     child: list[subprocess.Popen] = []
 
     def on_term(*_):
+        if stopping.is_set():  # `stop` may signal again while the first one is under way
+            return
         stopping.set()
         if child and child[0].poll() is None:
             child[0].send_signal(signal.SIGTERM)
