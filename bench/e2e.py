@@ -30,16 +30,16 @@ from pathlib import Path
 from bench.figures import Figure, Section, Series
 from consumers.runtime.config import discover_apps
 from consumers.verify import verify
-from infra import stack as local_stack
-from infra.apps import AppWorkers
-from infra.components import components
-from infra.replay import replay, stream_window
-from infra.stack import running_workers
+from infra.local import stack as local_stack
+from infra.local.components import components
+from infra.local.stack import running_workers
+from infra.ops.apps import AppWorkers
+from infra.ops.replay import replay, stream_window
 from producer_config import load_pipeline
 from scripts.generate_changes import BATCH_SIZE, CONCURRENCY, UserChangeGenerator, _scan, apply_changes
-from targets.clients import aws_client, aws_resource, lease_client
-from targets.config import StackConfig
-from targets.kinesis import read_stream
+from services.clients import aws_client, aws_resource, lease_client
+from services.config import StackConfig
+from services.kinesis import read_stream
 
 __all__ = ["measure"]
 

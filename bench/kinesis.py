@@ -33,11 +33,11 @@ import boto3
 from botocore.config import Config
 
 from bench.figures import Figure, Section, Series
-from infra.components import kinesis_mock, wait_healthy
-from infra.preflight import free_port
+from infra.local.components import kinesis_mock, wait_healthy
+from infra.local.preflight import free_port
 from producer_config import load_pipeline
-from targets.clients import LOCAL_CREDENTIALS
-from targets.config import StackConfig
+from services.clients import LOCAL_CREDENTIALS
+from services.config import StackConfig
 
 __all__ = ["Step", "fill", "measure"]
 

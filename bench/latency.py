@@ -33,14 +33,14 @@ import orjson
 
 from bench.figures import Figure, Section, Series
 from consumers.runtime.config import discover_apps
-from infra import stack as local_stack
-from infra.relay import POLL_IDLE_S
+from infra.local import stack as local_stack
+from infra.relay.pump import POLL_IDLE_S
 from producer_config import load_pipeline
-from targets.clients import aws_client, opensearch_client
-from targets.config import StackConfig
-from targets.kinesis import read_stream
+from services.clients import aws_client, opensearch_client
+from services.config import StackConfig
+from services.kinesis import read_stream
 
-#: the relay's idle poll, from its first to its longest wait (infra.relay.POLL_IDLE_S)
+#: the relay's idle poll, from its first to its longest wait (infra.relay.pump.POLL_IDLE_S)
 RELAY_POLL_MS = "-".join(f"{s * 1000:.0f}" for s in POLL_IDLE_S)
 HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay WorkplaceUsers_V2", "workplace-user-search")
 
@@ -77,7 +77,7 @@ def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
     """Stop the workers, write `changes` user changes, start them, time until all sinks agree."""
     from consumers.verify import verify
     from scripts.generate_changes import UserChangeGenerator, apply_changes
-    from targets.clients import aws_resource
+    from services.clients import aws_resource
 
     workers = local_stack.workers(stack, pipeline)
     for worker in workers:

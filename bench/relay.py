@@ -22,15 +22,15 @@ import threading
 import time
 
 from bench.figures import Figure, Section
-from infra.components import components, wait_healthy
-from infra.preflight import free_port
-from infra.provision import provision
-from infra.relay import Relay
-from infra.relay_format import put_rounds
+from infra.local.components import components, wait_healthy
+from infra.local.preflight import free_port
+from infra.local.provision import provision
+from infra.relay.format import put_rounds
+from infra.relay.pump import Relay
 from producer_config import load_pipeline
 from scripts.generate_changes import UserChangeGenerator
-from targets.clients import aws_client, aws_resource
-from targets.config import StackConfig
+from services.clients import aws_client, aws_resource
+from services.config import StackConfig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,8 +31,8 @@ from consumers.shared.records import ChangeRecord
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
 from consumers.sinks.opensearch import default_document_id, serialise_document, template_document_id
 from producer_config import PipelineConfig, TableSpec, load_pipeline
-from targets.clients import aws_client, opensearch_client
-from targets.config import StackConfig
+from services.clients import aws_client, opensearch_client
+from services.config import StackConfig
 
 __all__ = ["SinkReport", "expected_contents", "verify", "wait_converged"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from consumers.shared.errors import CdcError
+from base.errors import CdcError
 
 __all__ = [
     "ConfigError",

@@ -15,13 +15,13 @@ every sink to equal Users (`consumers.verify`), then reports per fault:
   regressions   a sink item seen holding an older version than it held before (must be 0)
   recover p50 / max   seconds, as above
 
-The stack supervisor (`infra.supervisor`) restarts what dies; nothing here starts a killed
+The stack supervisor (`infra.local.supervisor`) restarts what dies; nothing here starts a killed
 component. Faults: SIGKILL of a worker's KCL JVM and of a record processor, of the relay, of
 DynamoDB Local, of OpenSearch and of kinesis-mock (its data is kept); DynamoDB Local and
 OpenSearch paused (SIGSTOP); the index set read-only then writable; stale, repeated and
 reordered change records put straight onto the Users stream; leases moved (scale 1 -> 2 -> 1);
 the search worker cut off from OpenSearch by a TCP proxy that drops, then delays
-(`infra.faultproxy`).
+(`infra.testing.faultproxy`).
 
 Exit status: 0 when nothing was lost, nothing regressed and every round recovered; 1 otherwise.
 """
@@ -45,16 +45,16 @@ from typing import Any
 
 from consumers.runtime.config import discover_apps, load_app
 from consumers.verify import wait_converged
-from infra.apps import AppWorkers
-from infra.components import Component, components
-from infra.faultproxy import FaultProxy
-from infra.processes import descendants
-from infra.relay_format import to_kinesis_record
-from infra.stack import supervisor_process, worker
+from infra.local.components import Component, components
+from infra.local.processes import descendants
+from infra.local.stack import supervisor_process, worker
+from infra.ops.apps import AppWorkers
+from infra.relay.format import to_kinesis_record
+from infra.testing.faultproxy import FaultProxy
 from producer_config import PipelineConfig, load_pipeline
 from scripts.generate_changes import WORKPLACES, UserChangeGenerator, write_change
-from targets.clients import aws_client, aws_resource, lease_client, opensearch_client
-from targets.config import StackConfig, StackError, Target
+from services.clients import aws_client, aws_resource, lease_client, opensearch_client
+from services.config import StackConfig, StackError, Target
 
 __all__ = ["FAULTS", "Chaos", "FaultResult", "main"]
 

@@ -669,8 +669,8 @@ def _without_empty_sets(item: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from producer_config import load_pipeline
-    from targets.clients import aws_resource
-    from targets.config import StackConfig
+    from services.clients import aws_resource
+    from services.config import StackConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=100, help="how many changes to write")

@@ -8,9 +8,9 @@ import sys
 import orjson
 
 from producer_config import load_pipeline
-from targets.clients import aws_client
-from targets.config import StackConfig
-from targets.kinesis import StreamRecord, read_stream
+from services.clients import aws_client
+from services.config import StackConfig
+from services.kinesis import StreamRecord, read_stream
 
 
 def _describe(record: StreamRecord, version_attribute: str) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""The stack tests' way to run `cdc` as a user would: a subprocess of `python -m infra.cli`."""
+"""The stack tests' way to run `cdc` as a user would: a subprocess of `python -m infra.ops.cli`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 
-from targets.config import REPO_ROOT
+from services.config import REPO_ROOT
 
 
 def cdc(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "infra.ops.cli", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from producer_config import PipelineConfig, load_pipeline
-from targets.config import StackConfig
+from services.config import StackConfig
 from tests.environment import session_stack
 
 TIERS = ("ci", "all")
@@ -56,7 +56,7 @@ def stack(pipeline: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) ->
     started is never touched (on a 2-core machine, `make down` it first: two stacks starve each
     other). The environment is set for the whole session, so every `cdc` command and worker a
     test starts reaches this stack. Started here, stopped at the end of the session."""
-    from infra.preflight import free_opensearch_port, free_port
+    from infra.local.preflight import free_opensearch_port, free_port
 
     env = {
         "CDC_TARGET": "local",

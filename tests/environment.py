@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from producer_config import PipelineConfig
-from targets.config import StackConfig
+from services.config import StackConfig
 
 
 @contextmanager
@@ -31,7 +31,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def session_stack(env: dict[str, str], pipeline: PipelineConfig) -> Iterator[StackConfig]:
     """The stack ``env`` describes, started (`up`) with ``env`` set and stopped (`down`) on exit,
     even when its start fails."""
-    from infra import stack as stacks  # the local-stack layer: only for the sessions that start one
+    from infra.local import stack as stacks  # the local-stack layer: only for the sessions that start one
 
     with environment(env):
         config = StackConfig.from_env()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infra.processes import descendants
+from infra.local.processes import descendants
 
 __all__ = ["descendants", "listening", "loopback"]
 

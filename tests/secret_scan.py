@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets.clients import LOCAL_SECRET_ACCESS_KEY
-from targets.config import StackConfig
+from services.clients import LOCAL_SECRET_ACCESS_KEY
+from services.config import StackConfig
 
 __all__ = ["Leak", "files_to_scan", "find_secrets", "secrets_of"]
 
@@ -32,7 +32,7 @@ class Leak:
 def secrets_of(stack: StackConfig) -> dict[str, str]:
     """name -> value of every secret the stack's processes hold: the emulators' fake secret
     key, and the OpenSearch password when one is configured."""
-    secrets = {"the local fake AWS secret key (targets.clients.LOCAL_SECRET_ACCESS_KEY)": LOCAL_SECRET_ACCESS_KEY}
+    secrets = {"the local fake AWS secret key (services.clients.LOCAL_SECRET_ACCESS_KEY)": LOCAL_SECRET_ACCESS_KEY}
     if stack.opensearch_security.password:
         secrets["the OpenSearch password (CDC_OPENSEARCH_PASSWORD)"] = stack.opensearch_security.password
     return secrets

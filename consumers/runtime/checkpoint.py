@@ -2,7 +2,7 @@
 
 Rules:
   * a position is checkpointed only once every record up to it was applied (or dead-lettered)
-    *and* the stream has stored it durably (``targets.durability``): a checkpoint at a record
+    *and* the stream has stored it durably (``services.durability``): a checkpoint at a record
     the stream later forgets would make the KCL take the shard for ended;
   * the newest such position is checkpointed, at most once per call;
   * SHARD_END is checkpointed only when the stream reports the shard closed;
@@ -21,7 +21,7 @@ from datetime import datetime
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 
-from targets.durability import Durability, DurableGate
+from services.durability import Durability, DurableGate
 
 __all__ = ["Checkpointer", "Position"]
 

@@ -32,8 +32,8 @@ import amazon_kclpy
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.overrides import load_overrides
 from producer_config import PipelineConfig, load_pipeline
-from targets.clients import LOCAL_CREDENTIALS
-from targets.config import REPO_ROOT, StackConfig, Target
+from services.clients import LOCAL_CREDENTIALS
+from services.config import REPO_ROOT, StackConfig, Target
 
 __all__ = ["FAILOVER_MS", "KCL_JARS", "daemon_command", "main", "properties_path", "render_properties", "worker_id"]
 
@@ -151,7 +151,7 @@ def _stream_created(stack: StackConfig, pipeline: PipelineConfig, app: AppConfig
     gets TRIM_HORIZON, and says so if the listing fails)."""
     if stack.target is Target.AWS:
         return None
-    from targets.clients import aws_client  # boto3: only here
+    from services.clients import aws_client  # boto3: only here
 
     try:
         summary = aws_client("kinesis", stack, pipeline.region).describe_stream_summary(StreamName=app.stream_name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from consumers.shared.errors import CdcError
+from base.errors import CdcError
 
 __all__ = ["DEAD_LETTER_KEY", "MAX_STORED_PAYLOAD", "DeadLetter", "DeadLetterTable", "DeadLetterUnavailable"]
 

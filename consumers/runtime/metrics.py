@@ -7,7 +7,7 @@ extracts the metrics from the log event. The shard is a property, not a dimensio
 dimension combination is a custom metric of its own (billed monthly), and shards come and go
 with each reshard; the logs still carry it for Logs Insights.
 
-Off unless ``CDC_METRICS=emf`` (the ECS task definition sets it, `infra/aws/template.py`), so the
+Off unless ``CDC_METRICS=emf`` (the ECS task definition sets it, `infra/deploy/aws/template.py`), so the
 local stack's logs keep one line per batch. ``CDC_METRICS_PATH`` sends the documents to a file
 instead of stderr: the MultiLangDaemon copies a processor's stderr into its own log with a
 prefix, and CloudWatch extracts metrics only from log events that are a JSON object as a whole,

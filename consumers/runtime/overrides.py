@@ -4,7 +4,7 @@
   * ``workers``: how many workers run (`cdc scale`); absent: ``app.workers`` of its app.toml;
   * ``start_at``: epoch seconds; leases the KCL creates start AT_TIMESTAMP there instead of the
     app's ``starting_position``. `cdc replay` sets it; it stays until no lease sits on the
-    AT_TIMESTAMP sentinel any more (`infra.apps.AppWorkers.start` then forgets it).
+    AT_TIMESTAMP sentinel any more (`infra.ops.apps.AppWorkers.start` then forgets it).
 `make clean` removes the state folder, so the app.toml values apply again.
 """
 

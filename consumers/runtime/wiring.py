@@ -11,9 +11,9 @@ from consumers.sinks import Sink
 from consumers.sinks.dynamodb import TOMBSTONE_TTL_ATTRIBUTE, DynamoDbSink, DynamoDbSinkConfig, WriteStrategy
 from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, default_document_id, template_document_id
 from producer_config import PipelineConfig, load_pipeline
-from targets.clients import aws_client, opensearch_client
-from targets.config import StackConfig, Target
-from targets.durability import Durability, durability_for
+from services.clients import aws_client, opensearch_client
+from services.config import StackConfig, Target
+from services.durability import Durability, durability_for
 
 __all__ = ["DEFAULT_WRITE_STRATEGY", "build_batch_processor", "build_sink", "durability", "stats_dir"]
 
@@ -80,6 +80,6 @@ def stats_dir(app: AppConfig, stack: StackConfig | None = None):
 
 
 def durability(app: AppConfig, stack: StackConfig | None = None) -> Durability:
-    """What the app's stream guarantees about the records it acknowledged (``targets.durability``)."""
+    """What the app's stream guarantees about the records it acknowledged (``services.durability``)."""
     stack = stack or StackConfig.from_env()
     return durability_for(stack, aws_client("kinesis", stack, load_pipeline().region), app.stream_name)

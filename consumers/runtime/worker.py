@@ -33,7 +33,7 @@ from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, utc
 from consumers.runtime.checkpoint import Checkpointer
 from consumers.runtime.deadletter import DeadLetterUnavailable
 from consumers.shared.errors import SinkError
-from targets.durability import Durability
+from services.durability import Durability
 
 __all__ = ["KclRecordProcessor", "main"]
 

@@ -1,19 +1,14 @@
-"""One exception hierarchy for the whole project.
-
-Every error we raise derives from :class:`CdcError`, carries the context needed to act on it
-(which record, which field, which component, which file) and is raised ``from`` its cause.
-"""
+"""The pure core's errors: records, filter criteria, plans and sinks. They derive from the
+project's one root, :class:`base.errors.CdcError` (re-exported here)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from base.errors import CdcError as CdcError  # re-exported: the root of the hierarchy
+
 if TYPE_CHECKING:  # planning imports this module
     from consumers.shared.planning import WriteCounts
-
-
-class CdcError(Exception):
-    """Base class of every error this project raises on purpose."""
 
 
 class DynamoJsonError(CdcError, ValueError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra import stack as local_stack
+from infra.local import stack as local_stack
 
 
 @pytest.fixture(scope="module")

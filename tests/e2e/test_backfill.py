@@ -16,7 +16,7 @@ import pytest
 
 from consumers.verify import verify
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource
+from services.clients import aws_client, aws_resource
 from tests.cli import cdc, cdc_json
 from tests.converge import assert_converges
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from consumers.runtime.config import load_app
-from infra.stack import held, supervisor_process, worker
+from infra.local.stack import held, supervisor_process, worker
 from scripts.chaos import FAULTS, Chaos, table
 from tests.cli import cdc
 

@@ -15,7 +15,7 @@ import pytest
 
 from consumers.verify import verify
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource, lease_client
+from services.clients import aws_client, aws_resource, lease_client
 from tests.cli import cdc
 from tests.records import user_insert
 
@@ -167,8 +167,8 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
     (tests/integration/test_operations.py) and the restart of a killed worker (chaos,
     worker-jvm-kill)."""
     from consumers.runtime.config import load_app
-    from infra.components import wait_healthy
-    from infra.stack import up, worker
+    from infra.local.components import wait_healthy
+    from infra.local.stack import up, worker
 
     app = load_app("app_user_management", pipeline)
     first, second = worker(stack, app, 1), worker(stack, app, 2)
@@ -204,7 +204,7 @@ def _reshard(stream: str, shards: int) -> dict:
 def _order_breaks(kinesis, stream: str, prefix: str) -> list[str]:
     """Per item of ``prefix``, its records in the stream in the order a consumer reads them
     (each shard in sequence order, every parent before its children): versions that go back."""
-    from targets.kinesis import list_shards, read_stream
+    from services.kinesis import list_shards, read_stream
 
     parents = {
         s["ShardId"]: {p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p}

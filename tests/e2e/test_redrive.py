@@ -16,8 +16,8 @@ import pytest
 from consumers.app_user_management import transform as app
 from consumers.runtime.wiring import build_batch_processor
 from consumers.shared.planning import upsert
-from infra import deadletters
-from targets.clients import aws_client, aws_resource, opensearch_client
+from infra.ops import deadletters
+from services.clients import aws_client, aws_resource, opensearch_client
 from tests.cli import cdc
 from tests.converge import assert_converges
 from tests.records import change_record, edited, user_insert

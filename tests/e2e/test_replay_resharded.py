@@ -15,9 +15,9 @@ from collections import defaultdict
 import pytest
 
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource
-from targets.config import REPO_ROOT
-from targets.kinesis import list_shards, read_stream
+from services.clients import aws_client, aws_resource
+from services.config import REPO_ROOT
+from services.kinesis import list_shards, read_stream
 from tests.converge import assert_converges
 
 pytestmark = pytest.mark.stack
@@ -95,7 +95,7 @@ def _replay_and_check_order(stack, pipeline, kinesis, stream: str) -> None:
         in_stream[record.shard_id] += 1
     started = time.time()
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "replay", APP, "--from-trim-horizon", "--json"],
+        [sys.executable, "-m", "infra.ops.cli", "replay", APP, "--from-trim-horizon", "--json"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource
-from targets.kinesis import list_shards
+from services.clients import aws_client, aws_resource
+from services.kinesis import list_shards
 from tests.cli import cdc
 from tests.converge import assert_converges
 

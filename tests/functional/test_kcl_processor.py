@@ -108,7 +108,7 @@ class UnusableSink(InMemorySink):
 
 
 class StreamDouble:
-    """A `targets.durability.Durability` answering from the given functions (default: Kinesis
+    """A `services.durability.Durability` answering from the given functions (default: Kinesis
     itself: everything acknowledged is stored, every reported shard end is real)."""
 
     stream_name = "users-changes"

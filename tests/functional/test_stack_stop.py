@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from infra import stack as local_stack
-from targets.config import StackConfig
+from infra.local import stack as local_stack
+from services.config import StackConfig
 
 
 def _stand_in(stack: StackConfig, package: str, n: int) -> subprocess.Popen:

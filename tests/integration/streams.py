@@ -10,7 +10,7 @@ from datetime import datetime
 import orjson
 from botocore.exceptions import ClientError
 
-from targets.kinesis import list_shards
+from services.kinesis import list_shards
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from consumers.runtime.deadletter import MAX_STORED_PAYLOAD, DeadLetter, DeadLetterTable
-from targets.clients import aws_client
+from services.clients import aws_client
 
 pytestmark = pytest.mark.stack
 

@@ -19,12 +19,12 @@ from decimal import Decimal
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from infra.components import components, wait_healthy
-from infra.preflight import free_port
-from infra.provision import _ensure_table
+from infra.local.components import components, wait_healthy
+from infra.local.preflight import free_port
+from infra.local.provision import _ensure_table
 from scripts.generate_changes import ChangeKind, UserChange, UserChangeGenerator, apply_changes, holds, write_change
-from targets.clients import aws_client, aws_resource
-from targets.config import REPO_ROOT, StackConfig
+from services.clients import aws_client, aws_resource
+from services.config import REPO_ROOT, StackConfig
 
 pytestmark = pytest.mark.stack
 

@@ -1,4 +1,4 @@
-"""infra/kinesis/patches: the patched kinesis-mock answers and saves exactly as the original.
+"""infra/local/kinesis/patches: the patched kinesis-mock answers and saves exactly as the original.
 
 The installer keeps the pristine ``main.js`` beside the patched one as ``main.js.orig``. Each
 test runs both, privately (own ports and data folders, the stack's own command line), on the
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.components import KINESIS_PACKAGE, KINESIS_PATCHES, kinesis_mock, wait_healthy
-from infra.patches import sha256
-from infra.preflight import free_port
-from targets.clients import aws_client
-from targets.config import StackConfig
-from targets.kinesis_mock import SnapshotWatch
+from infra.local.components import KINESIS_PACKAGE, KINESIS_PATCHES, kinesis_mock, wait_healthy
+from infra.local.patches import sha256
+from infra.local.preflight import free_port
+from services.clients import aws_client
+from services.config import StackConfig
+from services.kinesis_mock import SnapshotWatch
 
 pytestmark = pytest.mark.stack
 

@@ -1,4 +1,4 @@
-"""kinesis-mock's snapshot survives a SIGKILL in the middle of a save (infra/kinesis/preload.cjs).
+"""kinesis-mock's snapshot survives a SIGKILL in the middle of a save (infra/local/kinesis/preload.cjs).
 
 kinesis-mock rewrites its whole state file in place every PERSIST_INTERVAL; killed while it
 writes, it used to leave a cut (or empty) file and refuse to start again. This runs a private
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.components import components, wait_healthy
-from infra.preflight import free_port
-from targets.clients import aws_client
-from targets.config import StackConfig
-from targets.kinesis_mock import SnapshotWatch
+from infra.local.components import components, wait_healthy
+from infra.local.preflight import free_port
+from services.clients import aws_client
+from services.config import StackConfig
+from services.kinesis_mock import SnapshotWatch
 
 pytestmark = pytest.mark.stack
 

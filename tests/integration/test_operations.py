@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import pytest
 
 from consumers.runtime.config import discover_apps, load_app
-from infra.leases import leader, read_leases
-from infra.preflight import free_port
+from infra.local.preflight import free_port
+from infra.ops.leases import leader, read_leases
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource, lease_client, opensearch_client
-from targets.kinesis import read_stream
+from services.clients import aws_client, aws_resource, lease_client, opensearch_client
+from services.kinesis import read_stream
 from tests.cli import cdc, cdc_json
 from tests.converge import assert_converges
 
@@ -93,7 +93,7 @@ def test_a_killed_worker_of_two_hands_its_leases_to_the_other(stack, pipeline):
     """The worker that is not the leader is SIGKILLed: the leader assigns its leases to itself
     once they expire (failoverTimeMillis 10 s, then assignment rounds). (When the leader dies,
     KCL 3.1.3 first waits for its 2-minute leader lock: tests/e2e kills that one.)"""
-    from infra.stack import worker
+    from infra.local.stack import worker
 
     app = load_app(APP, pipeline)
     ddb = lease_client(stack, pipeline.region)
@@ -168,7 +168,7 @@ def test_a_replay_from_the_trim_horizon_changes_no_correct_sink(stack, pipeline)
 
 
 def test_the_search_index_deleted_is_rebuilt_by_a_replay_of_the_search_app_only(stack, pipeline):
-    from infra.provision import provision
+    from infra.local.provision import provision
 
     ddb = lease_client(stack, pipeline.region)
     assert_converges(stack, pipeline)
@@ -271,8 +271,8 @@ def test_a_missing_stream_says_to_provision(stack, pipeline, tmp_path):
     """A private, empty kinesis-mock: the app's stream does not exist there."""
     import os
 
-    from infra.components import components, wait_healthy
-    from targets.config import StackConfig
+    from infra.local.components import components, wait_healthy
+    from services.config import StackConfig
 
     env = dict(
         os.environ,

@@ -1,5 +1,5 @@
 """No secret reaches a log or a state file of the session stack: the local fake AWS secret key
-(targets.clients.LOCAL_SECRET_ACCESS_KEY, recognisable on purpose) and the OpenSearch password
+(services.clients.LOCAL_SECRET_ACCESS_KEY, recognisable on purpose) and the OpenSearch password
 when one is configured, searched in every file of the log folder and of the state folder (KCL
 .properties, PID files, relay positions, stats, overrides, lease backups) but the services'
 databases. tests/unit/test_secret_scan.py shows the scan finds a planted secret."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from targets.clients import LOCAL_SECRET_ACCESS_KEY
+from services.clients import LOCAL_SECRET_ACCESS_KEY
 from tests.procfs import descendants
 from tests.secret_scan import files_to_scan, find_secrets, secrets_of
 
@@ -40,7 +40,7 @@ def test_the_stack_runs_with_the_recognisable_fake_secret(stack):
     keys = _running_secret_keys(stack.pid_dir)
     assert keys, "no worker has AWS_SECRET_ACCESS_KEY in its environment (/proc): the scan would prove nothing"
     assert keys == {LOCAL_SECRET_ACCESS_KEY}, (
-        "workers run with another fake secret key than targets.clients.LOCAL_SECRET_ACCESS_KEY "
+        "workers run with another fake secret key than services.clients.LOCAL_SECRET_ACCESS_KEY "
         "(a stack started by older code?): restart it (make down && make up) so the scan means something"
     )
 

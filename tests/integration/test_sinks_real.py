@@ -18,7 +18,7 @@ from consumers.shared.errors import SinkRejectedWrite
 from consumers.shared.planning import Delete, Upsert, WriteCounts
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, DynamoDbSink, DynamoDbSinkConfig, WriteStrategy
 from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig
-from targets.clients import aws_client, opensearch_client
+from services.clients import aws_client, opensearch_client
 
 pytestmark = pytest.mark.stack
 

@@ -18,13 +18,13 @@ import orjson
 import pytest
 
 from consumers.runtime.config import discover_apps
-from infra.components import components, wait_healthy
-from infra.preflight import free_opensearch_port, free_port
-from infra.provision import provision
-from infra.stack import workers
+from infra.local.components import components, wait_healthy
+from infra.local.preflight import free_opensearch_port, free_port
+from infra.local.provision import provision
+from infra.local.stack import workers
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource, opensearch_client
-from targets.config import REPO_ROOT
+from services.clients import aws_client, aws_resource, opensearch_client
+from services.config import REPO_ROOT
 from tests.converge import assert_converges
 from tests.integration.streams import StreamFollower
 
@@ -337,7 +337,7 @@ def test_make_up_names_a_missing_tool(stack, tmp_path, missing, present):
 
 def test_status_reports_every_component_stream_and_table(stack, pipeline):
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "status"],
+        [sys.executable, "-m", "infra.ops.cli", "status"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

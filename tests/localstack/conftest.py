@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.preflight import free_opensearch_port, free_port
+from infra.local.preflight import free_opensearch_port, free_port
 from producer_config import PipelineConfig, load_pipeline
-from targets.config import Target
+from services.config import Target
 from tests.environment import session_stack
 
 

@@ -22,14 +22,14 @@ import orjson
 import pytest
 
 from consumers.runtime.config import discover_apps, load_app
-from infra import localstack
-from infra import stack as stacks
-from infra.components import components
-from infra.provision import provision
+from infra.local import localstack
+from infra.local import stack as stacks
+from infra.local.components import components
+from infra.local.provision import provision
 from scripts.generate_changes import UserChangeGenerator, apply_changes
-from targets.clients import aws_client, aws_resource, lease_client
-from targets.config import StackConfig
-from targets.kinesis import read_stream
+from services.clients import aws_client, aws_resource, lease_client
+from services.config import StackConfig
+from services.kinesis import read_stream
 from tests.cli import cdc
 from tests.converge import assert_converges
 from tests.procfs import descendants, listening, loopback

@@ -14,7 +14,7 @@ from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
 from consumers.workplace_user_search import transform as search
 from consumers.workplace_user_v2 import transform as workplace
 from producer_config import ConfigError, load_pipeline
-from targets.config import StackConfig
+from services.config import StackConfig
 from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 
 PIPELINE = load_pipeline()
@@ -305,9 +305,9 @@ def test_an_unknown_filter_operator_names_the_file_the_pattern_and_the_operator(
 def test_up_refuses_to_start_anything_when_a_transform_does_not_import(app_folder, tmp_path):
     from dataclasses import replace
 
-    from infra import stack as stacks
+    from infra.local import stack as stacks
     from producer_config import load_pipeline
-    from targets.config import StackConfig
+    from services.config import StackConfig
 
     head = APP_HEAD.replace('"m:f"', '"consumers.no_such_module:transform"')
     app_folder("broken", head + APP_SINK + APP_DEAD_LETTER)

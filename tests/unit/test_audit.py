@@ -115,7 +115,7 @@ def test_unreachable_services_are_skipped_loudly_unless_strict(offline):
 
 
 def test_a_finding_fails_unless_allowed(offline, monkeypatch, tmp_path):
-    vulnerable = audit.Finding("npm infra/package-lock.json", "semver", "<7.5.2", "GHSA-c2qf-rxjj-qqgw", (), "")
+    vulnerable = audit.Finding("npm infra/local/package-lock.json", "semver", "<7.5.2", "GHSA-c2qf-rxjj-qqgw", (), "")
     monkeypatch.setattr(audit, "npm_audit", lambda folder: ([vulnerable], None))
     assert audit.main([]) == 1
     assert "VULNERABLE  semver <7.5.2: GHSA-c2qf-rxjj-qqgw" in offline.readouterr().out

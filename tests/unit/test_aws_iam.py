@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from consumers.runtime.config import AppConfig, discover_apps
-from infra.aws.template import build_template, logical_id
+from infra.deploy.aws.template import build_template, logical_id
 from producer_config import load_pipeline
 
 PIPELINE = load_pipeline()

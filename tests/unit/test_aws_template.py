@@ -1,4 +1,4 @@
-"""infra.aws.template: the CloudFormation template follows producer_config/ and app.toml, and
+"""infra.deploy.aws.template: the CloudFormation template follows producer_config/ and app.toml, and
 the generator is deterministic (the template is generated on demand, never committed)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 
 from consumers.runtime.config import discover_apps
-from infra.aws import template as tpl
-from infra.aws.render import to_yaml
+from infra.deploy.aws import template as tpl
+from infra.deploy.aws.render import to_yaml
 from producer_config import load_pipeline
 
 PIPELINE = load_pipeline()

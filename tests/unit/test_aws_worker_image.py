@@ -1,4 +1,4 @@
-"""infra/aws/worker.Dockerfile, read structurally (no Docker here; `make iac-check` also runs
+"""infra/deploy/aws/worker.Dockerfile, read structurally (no Docker here; `make iac-check` also runs
 hadolint and checkov on it), and the container's entrypoint."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.aws.entrypoint import worker_number
+from infra.deploy.aws.entrypoint import worker_number
 
-DOCKERFILE = Path(__file__).resolve().parents[2] / "infra" / "aws" / "worker.Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "aws" / "worker.Dockerfile"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -53,7 +53,7 @@ def test_has_a_jre_the_kcl_jars_and_the_entrypoint():
     text = DOCKERFILE.read_text()
     assert "openjdk-17-jre-headless" in text
     assert "amazon_kclpy/jars" in text
-    assert instructions()[-1] == ("CMD", '["python", "-m", "infra.aws.entrypoint"]')
+    assert instructions()[-1] == ("CMD", '["python", "-m", "infra.deploy.aws.entrypoint"]')
 
 
 @pytest.mark.parametrize(("address", "number"), [("10.0.1.23", 167772439), ("172.31.255.254", 2887778302)])

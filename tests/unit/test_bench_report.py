@@ -118,7 +118,7 @@ def test_noop_properties_keep_the_apps_stream_under_another_application_name(tmp
     from bench.apps import _noop_properties
     from consumers.runtime.config import load_app
     from producer_config import load_pipeline
-    from targets.config import StackConfig
+    from services.config import StackConfig
 
     pipeline = load_pipeline()
     app = load_app("app_user_management", pipeline)

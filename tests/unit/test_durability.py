@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from targets.durability import DurableGate, KinesisDurability
-from targets.kinesis_mock import SnapshotWatch
+from services.durability import DurableGate, KinesisDurability
+from services.kinesis_mock import SnapshotWatch
 
 
 class Stream:

@@ -9,7 +9,7 @@ import pytest
 
 from consumers.runtime.daemon import render_properties
 from producer_config import ConfigError, load_pipeline
-from targets.config import REPO_ROOT, StackConfig
+from services.config import REPO_ROOT, StackConfig
 from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 
 PIPELINE = load_pipeline()

@@ -1,18 +1,24 @@
 """The layers, as a contract: every import of every module (function-level ones included) is
-checked against what its layer may use.
+checked against what its layer may use. From the bottom up:
 
-    pure core        consumers.shared (codec, records, filtering, planning, errors): stdlib and
-                     orjson only; knows no app, sink, client library or stack
+    base             the root of the exception hierarchy and the one retry policy: stdlib only
+    pure core        consumers.shared (codec, envelope, records, filtering, planning, errors):
+                     stdlib, orjson and base; knows no app, sink, client library or stack
     domain           consumers.domain: business rules several apps share; the core only
-    adapters         consumers.sinks (their client libraries; clients are passed in), consumers.runtime
-                     (KCL runtime, dead letters, wiring)
-    where services   targets: target, endpoints, clients, Kinesis durability; knows no consumer
-    are              (only the core's error base class)
-    configuration    producer_config: the pipeline file; the core's error base class only
+    adapters         consumers.sinks (one module per sink kind and their registry; client
+                     libraries, clients are passed in), consumers.runtime (KCL runtime, dead
+                     letters, wiring, worker stats)
+    services         services: the target, its endpoints, clients, stream reading, Kinesis
+                     durability; knows no consumer (only base)
+    configuration    producer_config: the pipeline file (only base)
     apps             consumers/<app>/ (an app.toml beside it): the core, the domain, sink
                      conventions; never another app
     tools            consumers.verify: configuration-driven, so it imports no app
-    local stack      infra, scripts, bench: may use everything; nothing in consumers/ imports them
+    infra            infra.relay (the stand-in for the streaming destination), infra.local (the
+                     emulator stack), infra.ops (`cdc`), infra.deploy.aws (CloudFormation, IAM,
+                     the worker image), infra.testing (fault injection): each may use what is
+                     below it, never a sibling above it (the table ALLOWED says which)
+    scripts, bench   may use everything; nothing in consumers/ imports them
 """
 
 from __future__ import annotations
@@ -28,38 +34,38 @@ APPS = sorted(path.parent.name for path in (ROOT / "consumers").glob("*/app.toml
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 LOCAL_STACK = ("infra", "scripts", "bench", "tests")
 APP_PACKAGES = tuple(f"consumers.{app}" for app in APPS)
+CLIENTS = ("boto3", "botocore", "opensearchpy", "orjson")
+#: what the consumers' runtime and the tools built on it may use
+BELOW_INFRA = (
+    "base",
+    "consumers.runtime",
+    "consumers.shared",
+    "consumers.sinks",
+    "services",
+    "producer_config",
+    *CLIENTS,
+)
 
 #: layer (a package) -> what its modules may import besides the standard library
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "consumers.shared": ("consumers.shared", "orjson"),
+    "base": ("base",),
+    "consumers.shared": ("consumers.shared", "base", "orjson"),
     "consumers.domain": ("consumers.domain", "consumers.shared"),
-    "consumers.sinks": ("consumers.sinks", "consumers.shared", "botocore", "opensearchpy", "orjson"),
-    "consumers.runtime": (
-        "consumers.runtime",
-        "consumers.shared",
-        "consumers.sinks",
-        "targets",
-        "producer_config",
-        "amazon_kclpy",
-        "boto3",
-        "botocore",
-        "opensearchpy",
-        "orjson",
-    ),
-    "consumers.verify": (
-        "consumers.runtime",
-        "consumers.shared",
-        "consumers.sinks",
-        "targets",
-        "producer_config",
-        "botocore",
-        "opensearchpy",
-        "orjson",
-    ),
-    "targets": ("targets", "consumers.shared.errors", "boto3", "botocore", "localstack_client", "opensearchpy"),
-    "producer_config": ("producer_config", "consumers.shared.errors"),
+    "consumers.sinks": ("consumers.sinks", "consumers.shared", "base", "botocore", "opensearchpy", "orjson"),
+    "consumers.runtime": (*BELOW_INFRA, "amazon_kclpy"),
+    "consumers.verify": BELOW_INFRA,
+    "services": ("services", "base", "boto3", "botocore", "localstack_client", "opensearchpy"),
+    "producer_config": ("producer_config", "base"),
     **{package: (package, "consumers.shared", "consumers.domain", "consumers.sinks") for package in APP_PACKAGES},
+    "infra.testing": ("infra.testing",),
+    "infra.relay": ("infra.relay", "consumers.shared", *BELOW_INFRA),
+    "infra.local": ("infra.local", "infra.relay", *BELOW_INFRA, "consumers.verify"),
+    "infra.ops": ("infra.ops", "infra.local", "infra.relay", *BELOW_INFRA, "consumers.verify", "tqdm"),
+    "infra.deploy": ("infra.deploy", "consumers.sinks", "consumers.runtime", "producer_config", "base", "services"),
+    "infra": ("infra",),
 }
+#: the top-level packages the contract covers (tests, scripts and bench are tools above all)
+LAYERED = ("base", "consumers", "services", "producer_config", "infra")
 
 
 def _module_name(path: Path) -> str:
@@ -93,7 +99,7 @@ def violations(module: str, imported: set[str]) -> list[str]:
     for name in sorted(imported):
         if name.split(".")[0] in STDLIB:
             continue
-        if module.startswith("consumers") and _within(name, LOCAL_STACK):
+        if not module.startswith("infra") and _within(name, LOCAL_STACK):
             found.append(f"{module} imports {name}: nothing in consumers/ may import the local stack or tools")
         elif layer is not None and not _within(name, ALLOWED[layer]):
             found.append(f"{module} imports {name}, outside what layer {layer} may use: {ALLOWED[layer]}")
@@ -101,8 +107,8 @@ def violations(module: str, imported: set[str]) -> list[str]:
 
 
 def _modules():
-    for top in ("consumers", "targets", "producer_config"):
-        yield from sorted((ROOT / top).rglob("*.py"))
+    for top in LAYERED:
+        yield from sorted(p for p in (ROOT / top).rglob("*.py") if "node_modules" not in p.parts)
 
 
 @pytest.mark.parametrize("path", list(_modules()), ids=lambda p: str(p.relative_to(ROOT)))
@@ -111,26 +117,38 @@ def test_every_module_imports_only_what_its_layer_may_use(path):
     assert violations(module, imports_of(path.read_text(), module, path.name == "__init__.py")) == []
 
 
-def test_every_module_under_consumers_belongs_to_a_layer():
+def test_every_module_belongs_to_a_layer():
     unlayered = [
         _module_name(p)
-        for p in (ROOT / "consumers").rglob("*.py")
-        if _module_name(p) != "consumers" and not any(_within(_module_name(p), (layer,)) for layer in ALLOWED)
+        for p in _modules()
+        if _module_name(p) not in ("consumers", "infra")
+        and not any(_within(_module_name(p), (layer,)) for layer in ALLOWED if layer != "infra")
     ]
     assert unlayered == []
+
+
+def test_every_top_level_package_is_layered_or_a_tool():
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert packages - set(LAYERED) <= {"scripts", "bench", "tests"}
 
 
 @pytest.mark.parametrize(
     "module, source",
     [
-        ("consumers.runtime.worker", "import infra.relay"),
+        ("consumers.runtime.worker", "import infra.relay.pump"),
+        ("base.retry", "from consumers.shared.errors import SinkError"),
+        ("consumers.shared.errors", "from services.config import StackError"),
+        ("infra.relay.pump", "from infra.ops import apps"),
+        ("infra.local.stack", "from infra.ops.replay import replay"),
+        ("infra.deploy.aws.template", "from infra.local import stack"),
+        ("infra.testing.faultproxy", "from services import clients"),
         ("consumers.shared.records", "def f():\n    from infra import stack"),
         ("consumers.shared.codec", "import boto3"),
         ("consumers.shared.records", "from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE"),
         ("consumers.workplace_user_v2.transform", "from consumers.app_user_management.transform import project_user"),
         ("consumers.verify", "from consumers.workplace_user_v2.transform import membership_items"),
-        ("targets.config", "from consumers.runtime.config import load_app"),
-        ("producer_config", "from . import x\nfrom targets import clients"),
+        ("services.config", "from consumers.runtime.config import load_app"),
+        ("producer_config", "from . import x\nfrom services import clients"),
     ],
 )
 def test_the_contract_catches_an_import_across_layers(module, source):

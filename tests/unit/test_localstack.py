@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from consumers.shared.records import ChangeRecord, EventName
-from infra import localstack
-from infra.localstack import Mode, apply_patches, choose_mode
-from targets.config import REPO_ROOT, StackConfig, StackError, Target
+from infra.local import localstack
+from infra.local.localstack import Mode, apply_patches, choose_mode
+from services.config import REPO_ROOT, StackConfig, StackError, Target
 from tests.unit.conftest import load_fixture
 
 
@@ -132,11 +132,13 @@ def test_a_missing_file_is_named(tmp_path):
 
 # ------------------------------------------------------------------------ docker path
 def test_docker_compose_runs_the_same_localstack_and_kinesis_mock_as_host_mode():
-    """infra/docker-compose.yml (not runnable here) is kept on host mode's versions: checked as
+    """infra/local/docker-compose.yml (not runnable here) is kept on host mode's versions: checked as
     text, the way compose reads these lines."""
-    compose = (REPO_ROOT / "infra" / "docker-compose.yml").read_text()
-    pinned_mock = json.loads((REPO_ROOT / "infra" / "package.json").read_text())["dependencies"]["kinesis-local"]
-    requirements = (REPO_ROOT / "infra" / "localstack" / "requirements.txt").read_text()
+    compose = (REPO_ROOT / "infra" / "local" / "docker-compose.yml").read_text()
+    pinned_mock = json.loads((REPO_ROOT / "infra" / "local" / "package.json").read_text())["dependencies"][
+        "kinesis-local"
+    ]
+    requirements = (REPO_ROOT / "infra" / "local" / "localstack" / "requirements.txt").read_text()
     assert f"localstack-core[runtime]=={localstack.LOCALSTACK_VERSION}" in requirements
     assert f"image: localstack/localstack:{localstack.LOCALSTACK_VERSION}\n" in compose
     assert f'KINESIS_MOCK_VERSION: "{pinned_mock}"' in compose

@@ -1,5 +1,5 @@
 """OpenSearch client security from CDC_OPENSEARCH_*: TLS verification, basic auth, SigV4
-(targets.config.OpenSearchSecurity, targets.clients.opensearch_client_kwargs). No server: the
+(services.config.OpenSearchSecurity, services.clients.opensearch_client_kwargs). No server: the
 kwargs the client gets, the client built from them, and a SigV4 signature computed offline."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import certifi
 import pytest
 from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth
 
-from targets.clients import opensearch_client, opensearch_client_kwargs
-from targets.config import OpenSearchAuth, StackConfig, StackError
+from services.clients import opensearch_client, opensearch_client_kwargs
+from services.config import OpenSearchAuth, StackConfig, StackError
 
 PASSWORD = "s3cr3t-opensearch-password"
 HTTPS = "https://search-users.example.com:443"

@@ -10,10 +10,10 @@ import pytest
 
 from consumers.runtime.deadletter import MAX_STORED_PAYLOAD, DeadLetter
 from consumers.shared.records import ChangeRecord, parse_payload
-from infra.backfill import synthetic_insert
-from infra.deadletters import Letter
-from infra.reshard import write_shard_count
-from targets.config import StackError
+from infra.ops.backfill import synthetic_insert
+from infra.ops.deadletters import Letter
+from infra.ops.reshard import write_shard_count
+from services.config import StackError
 
 FAILED = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 

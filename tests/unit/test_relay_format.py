@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.relay_format import MAX_PUT_RECORDS, creation_stamps, partition_key, put_rounds, to_kinesis_record
+from infra.relay.format import MAX_PUT_RECORDS, creation_stamps, partition_key, put_rounds, to_kinesis_record
 from tests.unit.conftest import load_fixture
 
 REFERENCE = load_fixture("ddb-kinesis-change-record.json")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 
-from infra import stack as local_stack
-from infra.relay import POLL_IDLE_S, Relay, next_idle_wait
+from infra.local import stack as local_stack
+from infra.relay.pump import POLL_IDLE_S, Relay, next_idle_wait
 from producer_config import load_pipeline
-from targets.config import StackConfig
+from services.config import StackConfig
 
 
 def test_changes_trimmed_before_they_were_relayed_are_recorded_and_reported_by_status(tmp_path, capsys):

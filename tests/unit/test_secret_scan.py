@@ -3,8 +3,8 @@ something), and the one local fake secret is the recognisable one every client u
 
 from __future__ import annotations
 
-from targets.clients import LOCAL_CREDENTIALS, LOCAL_SECRET_ACCESS_KEY
-from targets.config import StackConfig
+from services.clients import LOCAL_CREDENTIALS, LOCAL_SECRET_ACCESS_KEY
+from services.config import StackConfig
 from tests import secret_scan
 
 SECRET = "cdc-local-fake-secret-not-a-real-key"

@@ -23,7 +23,7 @@ from consumers.sinks import dynamodb as ddb
 from consumers.sinks import opensearch as osink
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
 from producer_config import ConfigError, load_pipeline
-from targets.config import StackConfig
+from services.config import StackConfig
 from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 
 # --- DynamoDB ----------------------------------------------------------------------------------

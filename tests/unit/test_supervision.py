@@ -12,10 +12,10 @@ from dataclasses import replace
 
 import pytest
 
-from infra.faultproxy import FaultProxy
-from infra.stack import held, hold, release
-from infra.supervisor import Backoff
-from targets.config import StackConfig
+from infra.local.stack import held, hold, release
+from infra.local.supervisor import Backoff
+from infra.testing.faultproxy import FaultProxy
+from services.config import StackConfig
 
 
 def test_a_process_that_keeps_dying_is_restarted_at_once_then_after_growing_pauses():

@@ -1,0 +1,1 @@
+"""Deployment of the pipeline to where it runs in production (`aws/`)."""

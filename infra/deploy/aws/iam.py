@@ -1,0 +1,157 @@
+"""Each app's IAM policies, least privilege, derived from its `app.toml` and `producer_config/`.
+
+The task role (what the worker's code and its KCL do) may:
+  * read the app's own stream: the polling calls of the KCL (the apps use
+    ``retrievalMode = POLLING``, so no enhanced fan-out calls are granted) and ListShards of the
+    shard-end check (``services.durability``);
+  * create and use the app's own KCL tables: ``<app.name>`` (leases, and its ``leaseOwner``
+    index), ``<app.name>-CoordinatorState``, ``<app.name>-WorkerMetricStats``; the KCL creates
+    them at its first start (the actions of the KCL's documented minimum);
+  * write its sink: PutItem on its DynamoDB table (conditional puts and tombstones; a
+    transactional put is authorised as PutItem too), or its index's paths on the OpenSearch
+    domain for the OpenSearch app (see `opensearch_statements`);
+  * PutItem on its dead-letter table;
+  * cloudwatch:PutMetricData, only in the KCL's namespace (the application name). The EMF
+    metrics of the processors go through the log driver and need no grant.
+The execution role (what ECS does for the task): pull the image from its ECR repository and
+write the app's log group.
+
+``*`` appears twice, where AWS allows nothing narrower: cloudwatch:PutMetricData (no resource
+types; narrowed by the ``cloudwatch:namespace`` condition) and ecr:GetAuthorizationToken (no
+resource types; the token alone gives no access to a repository).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumers.runtime.config import AppConfig
+
+__all__ = [
+    "KCL_TABLE_SUFFIXES",
+    "LEASE_TABLE_ACTIONS",
+    "STREAM_READ_ACTIONS",
+    "execution_policy",
+    "kcl_tables",
+    "task_policy",
+]
+
+Json = dict[str, Any]
+
+STREAM_READ_ACTIONS = (
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+)
+LEASE_TABLE_ACTIONS = (
+    "dynamodb:CreateTable",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+    "dynamodb:UpdateTable",
+)
+#: the KCL 3.x tables of an application, by the suffix added to its name
+KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
+SINK_TABLE_ACTIONS = ("dynamodb:PutItem",)
+DEAD_LETTER_ACTIONS = ("dynamodb:PutItem",)
+OPENSEARCH_INDEX_ACTIONS = ("es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut")
+
+
+def kcl_tables(app: AppConfig) -> tuple[str, ...]:
+    """The DynamoDB tables the KCL creates for the app (its applicationName is ``app.name``)."""
+    return tuple(app.name + suffix for suffix in KCL_TABLE_SUFFIXES)
+
+
+def _table_arn(name: str) -> Json:
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{name}"}
+
+
+def _document(*statements: Json) -> Json:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def opensearch_statements(app: AppConfig, domain_arn: Json) -> list[Json]:
+    """The OpenSearch sink's grants: its index's paths only. The sink sends
+    ``POST /<index>/_bulk`` with no index in the action lines, and the domain refuses explicit
+    indexes in bulk bodies (``rest.action.multi.allow_explicit_index = false``), so a grant on
+    the index path is all it takes, and all it allows."""
+    index = app.sink.target
+
+    def path(suffix: str) -> Json:
+        return {"Fn::Join": ["", [domain_arn, suffix]]}
+
+    return [
+        {
+            "Sid": "WriteOwnIndex",
+            "Effect": "Allow",
+            "Action": list(OPENSEARCH_INDEX_ACTIONS),
+            "Resource": [path(f"/{index}"), path(f"/{index}/*")],
+        },
+    ]
+
+
+def task_policy(app: AppConfig, stream_arn: Json, domain_arn: Json | None) -> Json:
+    """The task role's one policy document. ``domain_arn``: the OpenSearch domain (an
+    intrinsic), given for the apps whose sink is OpenSearch."""
+    lease_resources: list[Json] = []
+    for table in kcl_tables(app):
+        lease_resources.append(_table_arn(table))
+    lease_resources.append(_table_arn(f"{app.name}/index/*"))
+    statements: list[Json] = [
+        {"Sid": "ReadOwnStream", "Effect": "Allow", "Action": list(STREAM_READ_ACTIONS), "Resource": [stream_arn]},
+        {"Sid": "OwnKclTables", "Effect": "Allow", "Action": list(LEASE_TABLE_ACTIONS), "Resource": lease_resources},
+        {
+            "Sid": "WriteDeadLetters",
+            "Effect": "Allow",
+            "Action": list(DEAD_LETTER_ACTIONS),
+            "Resource": [_table_arn(app.dead_letter_table)],
+        },
+    ]
+    if app.sink.type == "dynamodb":
+        statements.append(
+            {
+                "Sid": "WriteSinkTable",
+                "Effect": "Allow",
+                "Action": list(SINK_TABLE_ACTIONS),
+                "Resource": [_table_arn(app.sink.target)],
+            }
+        )
+    else:
+        if domain_arn is None:
+            raise ValueError(f"app {app.name} writes to OpenSearch: its domain's ARN is needed")
+        statements.extend(opensearch_statements(app, domain_arn))
+    statements.append(
+        {
+            "Sid": "KclMetrics",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": ["*"],
+            "Condition": {"StringEquals": {"cloudwatch:namespace": app.name}},
+        }
+    )
+    return _document(*statements)
+
+
+def execution_policy(repository_arn: Json, log_group_arn: Json) -> Json:
+    """What ECS needs to start the app's task: its image, its log group."""
+    return _document(
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+        {
+            "Sid": "PullImage",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": [repository_arn],
+        },
+        {
+            "Sid": "WriteLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [log_group_arn],
+        },
+    )

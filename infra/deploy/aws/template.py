@@ -1,0 +1,520 @@
+"""The pipeline's CloudFormation template, generated from `producer_config/` and every
+`consumers/*/app.toml` (through their loaders): one source of truth for the local stack,
+LocalStack and AWS.
+
+    .venv/bin/python -m infra.deploy.aws.template [--out FILE] [--json]
+
+What it holds: the tables of `pipeline.toml` (PAY_PER_REQUEST, point-in-time recovery, TTL
+where configured, the Kinesis streaming destination of each change source with the configured
+ApproximateCreationDateTimePrecision; no DynamoDB Streams: on AWS only the local relay would
+read them), the Kinesis streams (shards, retention, KMS encryption), the OpenSearch domain (or
+the ``ExistingOpenSearch*`` parameters for one you have), and per app: its dead-letter table, a
+log group, an IAM task role (`infra.deploy.aws.iam`: least privilege), an ECS task definition and a
+Fargate service whose desired count is ``app.workers``. The KCL creates its own lease tables at
+the first start (the task role may create those three names only).
+
+Why plain CloudFormation generated from Python rather than the CDK: the template is a function
+of two loaders this project already has, so Python builds it in one pure function that unit
+tests can read as a dict (the IAM test walks every statement); the CDK would add Node.js, a
+bootstrap stack in the account, and a synthesis step between the config and what is deployed,
+for abstractions (L2 grants) whose output we would have to re-check line by line anyway to
+prove least privilege. The output is deterministic: same config, same bytes.
+
+Every checkov finding the template does not fix is skipped in the resource's ``Metadata``, with
+the reason (`SKIPS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from consumers.runtime.config import AppConfig, discover_apps
+from consumers.runtime.deadletter import DEAD_LETTER_KEY
+from infra.deploy.aws import iam
+from infra.deploy.aws.render import to_yaml
+from producer_config import PipelineConfig, TableSpec, load_pipeline
+
+__all__ = ["SKIPS", "TASK_CPU", "TASK_MEMORY", "build_template", "logical_id", "main"]
+
+Json = dict[str, Any]
+
+#: Fargate size of one worker task: one KCL JVM (-Xmx384m) and one Python process per shard it leases
+TASK_CPU = "512"
+TASK_MEMORY = "1024"
+CLUSTER_NAME = "kinesis-cdc"
+CONTAINER_NAME = "worker"
+LOG_RETENTION_DAYS = 30
+OPENSEARCH_ENGINE = "OpenSearch_2.19"
+#: the container's stdout, the awslogs driver's pipe: one log event per EMF document
+#: (consumers.runtime.metrics explains why not stderr)
+METRICS_PATH = "/proc/1/fd/1"
+
+#: checkov findings left as they are, each with its reason, by resource kind
+SKIPS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "table": (
+        (
+            "CKV_AWS_119",
+            "Encrypted at rest with the AWS managed key (SSESpecification); a customer managed key would add a key "
+            "policy to maintain and KMS requests per read and write for no access control this stack needs",
+        ),
+    ),
+    "log_group": (
+        (
+            "CKV_AWS_158",
+            "Log events hold change records' keys and counts, encrypted at rest by CloudWatch Logs' own keys; "
+            "a customer managed key adds a key policy for the logs service and no control this stack needs",
+        ),
+    ),
+    "domain": (
+        (
+            "CKV_AWS_317",
+            "Audit logs need fine-grained access control with an internal user database; access is IAM only "
+            "(the domain policy names the OpenSearch apps' task roles) and CloudTrail records the configuration API",
+        ),
+        (
+            "CKV_AWS_84",
+            "Slow and error logs need a resource policy for the service on a log group; left off to keep the "
+            "stack's IAM surface to the apps' roles. Enable them from the console when diagnosing",
+        ),
+    ),
+}
+
+
+def logical_id(*parts: str) -> str:
+    """A CloudFormation logical id from names: ``("Table", "AppUsers_V2")`` -> ``TableAppUsersV2``."""
+    return "".join(word[:1].upper() + word[1:] for part in parts for word in re.split(r"[^A-Za-z0-9]+", part) if word)
+
+
+def _ref(name: str) -> Json:
+    return {"Ref": name}
+
+
+def _arn(resource: str, attribute: str = "Arn") -> Json:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def _sub(text: str) -> Json:
+    return {"Fn::Sub": text}
+
+
+def _skips(kind: str) -> Json:
+    return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in SKIPS[kind]]}}
+
+
+def _tags(**extra: str) -> list[Json]:
+    return [{"Key": key, "Value": value} for key, value in {"project": "kinesis-cdc", **extra}.items()]
+
+
+_PARAMETERS: Json = {
+    "VpcId": {"Type": "AWS::EC2::VPC::Id", "Description": "VPC of the worker tasks (and of the OpenSearch domain)"},
+    "SubnetIds": {
+        "Type": "List<AWS::EC2::Subnet::Id>",
+        "Description": "Private subnets of the worker tasks, at least two in different zones (the first two also "
+        "hold the OpenSearch domain); they reach AWS APIs through a NAT gateway or VPC endpoints",
+    },
+    "AssignPublicIp": {
+        "Type": "String",
+        "AllowedValues": ["DISABLED", "ENABLED"],
+        "Default": "DISABLED",
+        "Description": "ENABLED only for public subnets without a NAT gateway",
+    },
+    "ImageRepositoryName": {
+        "Type": "String",
+        "Default": "kinesis-cdc-worker",
+        "Description": "ECR repository of the worker image (infra/deploy/aws/worker.Dockerfile), in this account and region",
+    },
+    "ImageTag": {"Type": "String", "Description": "Tag of the worker image to run (e.g. the git commit)"},
+    "OpenSearchDomainName": {
+        "Type": "String",
+        "Default": "kinesis-cdc",
+        "AllowedPattern": "[a-z][a-z0-9-]{2,27}",
+        "Description": "Name of the OpenSearch domain this stack creates (ignored with ExistingOpenSearchEndpoint)",
+    },
+    "OpenSearchInstanceType": {
+        "Type": "String",
+        "Default": "t3.medium.search",
+        "Description": "Data node type (t3.small does not support encryption at rest)",
+    },
+    "ExistingOpenSearchEndpoint": {
+        "Type": "String",
+        "Default": "",
+        "Description": "Host name of an existing domain's endpoint (no https://); empty: create one",
+    },
+    "ExistingOpenSearchDomainArn": {
+        "Type": "String",
+        "Default": "",
+        "Description": "ARN of that existing domain (arn:aws:es:REGION:ACCOUNT:domain/NAME)",
+    },
+}
+
+_CREATE_DOMAIN = "CreateOpenSearchDomain"
+_DOMAIN = "OpenSearchDomain"
+
+
+def _table(spec: TableSpec, streams: Mapping[str, str]) -> Json:
+    properties: Json = {
+        "TableName": spec.name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": k.name, "AttributeType": k.type} for k in spec.key_attributes],
+        "KeySchema": [
+            {"AttributeName": k.name, "KeyType": kind}
+            for k, kind in zip(spec.key_attributes, ("HASH", "RANGE")[: len(spec.key_attributes)], strict=True)
+        ],
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+        "Tags": _tags(),
+    }
+    if spec.ttl_attribute:
+        properties["TimeToLiveSpecification"] = {"AttributeName": spec.ttl_attribute, "Enabled": True}
+    if spec.change_stream:
+        properties["KinesisStreamSpecification"] = {"StreamArn": _arn(streams[spec.change_stream])}
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Metadata": _skips("table"),
+        "Properties": properties,
+    }
+
+
+def _dead_letter_spec(name: str) -> TableSpec:
+    from producer_config import KeyAttribute
+
+    hash_key, range_key = (KeyAttribute(k["name"], k["type"]) for k in DEAD_LETTER_KEY)
+    return TableSpec(name, hash_key, range_key, None, None, None)
+
+
+def _domain(pipeline: PipelineConfig, search_roles: Sequence[str]) -> Json:
+    subnets = [{"Fn::Select": [i, _ref("SubnetIds")]} for i in range(2)]
+    domain_arn = _sub("arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/${OpenSearchDomainName}")
+    return {
+        "Type": "AWS::OpenSearchService::Domain",
+        "Condition": _CREATE_DOMAIN,
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Metadata": _skips("domain"),
+        "Properties": {
+            "DomainName": _ref("OpenSearchDomainName"),
+            "EngineVersion": OPENSEARCH_ENGINE,
+            "ClusterConfig": {
+                "InstanceType": _ref("OpenSearchInstanceType"),
+                "InstanceCount": 2,
+                "ZoneAwarenessEnabled": True,
+                "ZoneAwarenessConfig": {"AvailabilityZoneCount": 2},
+            },
+            "EBSOptions": {"EBSEnabled": True, "VolumeType": "gp3", "VolumeSize": 10},
+            "EncryptionAtRestOptions": {"Enabled": True},
+            "NodeToNodeEncryptionOptions": {"Enabled": True},
+            "DomainEndpointOptions": {"EnforceHTTPS": True, "TLSSecurityPolicy": "Policy-Min-TLS-1-2-2019-07"},
+            # the sink posts to /<index>/_bulk: a bulk body naming another index is refused, so
+            # the task role's grant on the index path bounds what it can write
+            "AdvancedOptions": {"rest.action.multi.allow_explicit_index": "false"},
+            "VPCOptions": {"SubnetIds": subnets, "SecurityGroupIds": [_ref("OpenSearchSecurityGroup")]},
+            "AccessPolicies": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": [_arn(role) for role in search_roles]},
+                        "Action": ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"],
+                        "Resource": {"Fn::Join": ["", [domain_arn, "/*"]]},
+                    }
+                ],
+            },
+            "Tags": _tags(),
+        },
+    }
+
+
+def _security_groups() -> Json:
+    return {
+        "WorkerSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": "kinesis-cdc workers: no inbound; HTTPS out to AWS APIs and OpenSearch",
+                "VpcId": _ref("VpcId"),
+                "SecurityGroupEgress": [
+                    {
+                        "Description": "HTTPS to AWS APIs (Kinesis, DynamoDB, CloudWatch, ECR) and OpenSearch",
+                        "IpProtocol": "tcp",
+                        "FromPort": 443,
+                        "ToPort": 443,
+                        "CidrIp": "0.0.0.0/0",
+                    }
+                ],
+                "Tags": _tags(),
+            },
+        },
+        "OpenSearchSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Condition": _CREATE_DOMAIN,
+            "Properties": {
+                "GroupDescription": "kinesis-cdc OpenSearch domain: HTTPS from the workers only",
+                "VpcId": _ref("VpcId"),
+                "SecurityGroupIngress": [
+                    {
+                        "Description": "HTTPS from the worker tasks",
+                        "IpProtocol": "tcp",
+                        "FromPort": 443,
+                        "ToPort": 443,
+                        "SourceSecurityGroupId": _ref("WorkerSecurityGroup"),
+                    }
+                ],
+                "SecurityGroupEgress": [
+                    {
+                        "Description": "no outbound traffic (a rule that matches nothing: loopback only)",
+                        "IpProtocol": "-1",
+                        "CidrIp": "127.0.0.1/32",
+                    }
+                ],
+                "Tags": _tags(),
+            },
+        },
+    }
+
+
+def _app_resources(app: AppConfig, pipeline: PipelineConfig, streams: Mapping[str, str]) -> Json:
+    base = logical_id(app.name)
+    log_group, task_role, execution_role = f"{base}LogGroup", f"{base}TaskRole", f"{base}ExecutionRole"
+    task_definition = f"{base}TaskDefinition"
+    domain_arn = {
+        "Fn::If": [
+            _CREATE_DOMAIN,
+            _sub("arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/${OpenSearchDomainName}"),
+            _ref("ExistingOpenSearchDomainArn"),
+        ]
+    }
+    environment = {
+        "CDC_APP": app.package,
+        "CDC_TARGET": "aws",
+        "AWS_REGION": pipeline.region,
+        "CDC_STATE_DIR": "/tmp/cdc-state",
+        "CDC_METRICS": "emf",
+        "CDC_METRICS_PATH": METRICS_PATH,
+    }
+    env_list: list[Json] = [{"Name": k, "Value": v} for k, v in environment.items()]
+    if app.sink.type == "opensearch":
+        endpoint = {"Fn::If": [_CREATE_DOMAIN, _arn(_DOMAIN, "DomainEndpoint"), _ref("ExistingOpenSearchEndpoint")]}
+        env_list += [
+            {"Name": "CDC_OPENSEARCH_URL", "Value": {"Fn::Join": ["", ["https://", endpoint]]}},
+            {"Name": "CDC_OPENSEARCH_AUTH", "Value": "sigv4"},
+        ]
+    assume = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": _sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*")}
+                },
+            }
+        ],
+    }
+    repository = _sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${ImageRepositoryName}")
+    return {
+        f"{base}DeadLetterTable": _table(_dead_letter_spec(app.dead_letter_table), streams),
+        log_group: {
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Metadata": _skips("log_group"),
+            "Properties": {"LogGroupName": f"/kinesis-cdc/{app.name}", "RetentionInDays": LOG_RETENTION_DAYS},
+        },
+        task_role: {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "Description": f"kinesis-cdc {app.name}: its stream, its KCL tables, its sink, its dead letters",
+                "AssumeRolePolicyDocument": assume,
+                "Policies": [
+                    {
+                        "PolicyName": "app",
+                        "PolicyDocument": iam.task_policy(
+                            app,
+                            _arn(streams[app.stream_name]),
+                            domain_arn if app.sink.type == "opensearch" else None,
+                        ),
+                    }
+                ],
+                "Tags": _tags(app=app.name),
+            },
+        },
+        execution_role: {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "Description": f"kinesis-cdc {app.name}: ECS pulls the worker image and writes the app's logs",
+                "AssumeRolePolicyDocument": assume,
+                "Policies": [
+                    {"PolicyName": "ecs-agent", "PolicyDocument": iam.execution_policy(repository, _arn(log_group))}
+                ],
+                "Tags": _tags(app=app.name),
+            },
+        },
+        task_definition: {
+            "Type": "AWS::ECS::TaskDefinition",
+            "Properties": {
+                "Family": f"kinesis-cdc-{app.name}",
+                "Cpu": TASK_CPU,
+                "Memory": TASK_MEMORY,
+                "NetworkMode": "awsvpc",
+                "RequiresCompatibilities": ["FARGATE"],
+                "RuntimePlatform": {"OperatingSystemFamily": "LINUX", "CpuArchitecture": "X86_64"},
+                "TaskRoleArn": _arn(task_role),
+                "ExecutionRoleArn": _arn(execution_role),
+                "Volumes": [{"Name": "tmp"}],
+                "ContainerDefinitions": [
+                    {
+                        "Name": CONTAINER_NAME,
+                        "Image": _sub(
+                            "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${ImageRepositoryName}:${ImageTag}"
+                        ),
+                        "Essential": True,
+                        "Environment": env_list,
+                        "ReadonlyRootFilesystem": True,
+                        "MountPoints": [{"SourceVolume": "tmp", "ContainerPath": "/tmp", "ReadOnly": False}],
+                        # the supervisor's SIGTERM lets each processor checkpoint (shutdownGraceMillis 30 s)
+                        "StopTimeout": 60,
+                        "LogConfiguration": {
+                            "LogDriver": "awslogs",
+                            "Options": {
+                                "awslogs-group": _ref(log_group),
+                                "awslogs-region": _ref("AWS::Region"),
+                                "awslogs-stream-prefix": app.name,
+                            },
+                        },
+                    }
+                ],
+                "Tags": _tags(app=app.name),
+            },
+        },
+        f"{base}Service": {
+            "Type": "AWS::ECS::Service",
+            "Properties": {
+                "ServiceName": app.name,
+                "Cluster": _ref("Cluster"),
+                "TaskDefinition": _ref(task_definition),
+                "DesiredCount": app.workers,
+                "LaunchType": "FARGATE",
+                "DeploymentConfiguration": {
+                    "MinimumHealthyPercent": 100,
+                    "MaximumPercent": 200,
+                    "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+                },
+                "NetworkConfiguration": {
+                    "AwsvpcConfiguration": {
+                        "AssignPublicIp": _ref("AssignPublicIp"),
+                        "SecurityGroups": [_ref("WorkerSecurityGroup")],
+                        "Subnets": _ref("SubnetIds"),
+                    }
+                },
+                "PropagateTags": "SERVICE",
+                "Tags": _tags(app=app.name),
+            },
+        },
+    }
+
+
+def build_template(pipeline: PipelineConfig, apps: Sequence[AppConfig]) -> Json:
+    """The whole template as a dict (deterministic: the config's order, sorted apps)."""
+    streams = {name: logical_id("Stream", name) for name in pipeline.streams}
+    resources: Json = {}
+    for spec in pipeline.streams.values():
+        resources[streams[spec.name]] = {
+            "Type": "AWS::Kinesis::Stream",
+            "Properties": {
+                "Name": spec.name,
+                "ShardCount": spec.shards,
+                "RetentionPeriodHours": spec.retention_hours,
+                "StreamModeDetails": {"StreamMode": "PROVISIONED"},
+                "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
+                "Tags": _tags(),
+            },
+        }
+    for table in pipeline.tables.values():
+        resources[logical_id("Table", table.name)] = _table(table, streams)
+    for table in pipeline.tables.values():
+        if table.change_stream:
+            spec = resources[logical_id("Table", table.name)]["Properties"]["KinesisStreamSpecification"]
+            spec["ApproximateCreationDateTimePrecision"] = pipeline.creation_time_precision
+    resources.update(_security_groups())
+    search_roles = [f"{logical_id(app.name)}TaskRole" for app in apps if app.sink.type == "opensearch"]
+    if search_roles:
+        resources[_DOMAIN] = _domain(pipeline, search_roles)
+    else:
+        del resources["OpenSearchSecurityGroup"]
+    resources["Cluster"] = {
+        "Type": "AWS::ECS::Cluster",
+        "Properties": {
+            "ClusterName": CLUSTER_NAME,
+            "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}],
+            "Tags": _tags(),
+        },
+    }
+    for app in apps:
+        resources.update(_app_resources(app, pipeline, streams))
+    outputs: Json = {
+        "WorkerSecurityGroupId": {
+            "Description": "Allow HTTPS from this group on an existing OpenSearch domain's security group",
+            "Value": _ref("WorkerSecurityGroup"),
+        },
+        "ClusterName": {"Value": _ref("Cluster")},
+    }
+    if search_roles:
+        outputs["OpenSearchEndpoint"] = {
+            "Description": "CDC_OPENSEARCH_URL is https:// and this",
+            "Value": {"Fn::If": [_CREATE_DOMAIN, _arn(_DOMAIN, "DomainEndpoint"), _ref("ExistingOpenSearchEndpoint")]},
+        }
+    for app in apps:
+        outputs[f"{logical_id(app.name)}ServiceName"] = {
+            "Value": {"Fn::GetAtt": [f"{logical_id(app.name)}Service", "Name"]}
+        }
+    parameters = dict(_PARAMETERS)
+    if not search_roles:
+        for name in ("OpenSearchDomainName", "OpenSearchInstanceType", "ExistingOpenSearchEndpoint"):
+            del parameters[name]
+        del parameters["ExistingOpenSearchDomainArn"]
+    template: Json = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "kinesis-cdc: DynamoDB change data capture over Kinesis to KCL consumer apps on ECS Fargate "
+        "(generated by infra/deploy/aws/template.py from producer_config/ and consumers/*/app.toml; do not edit)",
+        "Parameters": parameters,
+    }
+    if search_roles:
+        template["Conditions"] = {_CREATE_DOMAIN: {"Fn::Equals": [_ref("ExistingOpenSearchEndpoint"), ""]}}
+    template["Resources"] = resources
+    template["Outputs"] = outputs
+    return template
+
+
+def render(template: Mapping[str, Any], as_json: bool = False) -> str:
+    return json.dumps(template, indent=2) + "\n" if as_json else to_yaml(template)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.deploy.aws.template",
+        description="Write the pipeline's CloudFormation template, generated from producer_config/ and "
+        "consumers/*/app.toml (YAML unless --json).",
+    )
+    parser.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    parser.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    args = parser.parse_args(argv)
+    pipeline = load_pipeline()
+    text = render(build_template(pipeline, discover_apps(pipeline)), args.json)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""`cdc replay APP`: process an app's stream again from a point in its retention window.
+
+The KCL takes its initial position only when it creates a lease, so a replay is a new start of
+the app over the same sinks: stop the app's workers (gracefully: each processor checkpoints),
+back its lease items up under the state folder, delete them, and start the workers with the
+new position (`start_at` override: AT_TIMESTAMP). The KCL then lists the shards and creates
+a lease for each, closed parents included; a child is read only once its parents reached their
+end. Only this app's lease table is touched. Writes are version-guarded, so records the sinks
+already hold come back stale and nothing goes back in time.
+
+``--from-trim-horizon`` starts AT_TIMESTAMP at the stream's creation (the same records as
+TRIM_HORIZON: before it there are none). kinesis-mock answers a TRIM_HORIZON shard listing of a
+resharded stream with every shard, which the KCL refuses as overlapping hash ranges; an
+AT_TIMESTAMP listing works everywhere. The KCL reads AT_TIMESTAMP in whole seconds: ``--at`` is
+rounded down to the second, and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from consumers.runtime.config import AppConfig
+from consumers.runtime.overrides import load_overrides, save_overrides
+from infra.ops.apps import AppWorkers
+from infra.ops.leases import delete_all, release_leader_lock, save_backup
+from services.config import StackConfig, StackError
+from services.kinesis import read_stream
+
+__all__ = ["ReplayReport", "replay", "replay_start", "stream_window"]
+
+#: a processor reports its shard's lag at least every 2 s while it reads it
+_RECENT_S = 5.0
+_COUNTED = ("received", "applied", "stale", "skipped", "filtered_out", "dead_lettered")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    app: str
+    start: datetime  # where the replay began (whole seconds)
+    expected: dict[str, int]  # records in each shard from `start`, read from the stream
+    counts: dict[str, int]  # received, applied, stale, skipped, filtered_out, dead_lettered
+    backup: Path
+    seconds: float  # the whole replay: stop, lease reset, start, processing
+    processing_s: float  # from the first record processor's start to the last one's final report
+
+
+def stream_window(kinesis: Any, stream: str) -> tuple[datetime, datetime]:
+    """The oldest and newest time a replay may start at: the stream's creation or the start of
+    its retention, whichever is later, and now."""
+    summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    now = datetime.now(UTC)
+    oldest = max(summary["StreamCreationTimestamp"], now - timedelta(hours=summary["RetentionPeriodHours"]))
+    return oldest, now
+
+
+def replay_start(kinesis: Any, stream: str, *, at: datetime | None = None, since: timedelta | None = None) -> datetime:
+    """The replay's start (whole seconds): the stream's oldest time when neither ``at`` nor
+    ``since`` is given. A time outside the retention window is refused with the window."""
+    oldest, now = stream_window(kinesis, stream)
+    wanted = at if at is not None else (now - since if since is not None else oldest)
+    if wanted.tzinfo is None:
+        raise StackError(f"--at {wanted.isoformat()}: give a time zone (e.g. {wanted.isoformat()}Z)")
+    if not oldest - timedelta(seconds=1) <= wanted <= now:
+        raise StackError(
+            f"{wanted.isoformat()} is outside the retention window of stream {stream}: "
+            f"{oldest.isoformat(timespec='seconds')} .. {now.isoformat(timespec='seconds')}"
+        )
+    return datetime.fromtimestamp(math.floor(max(wanted, oldest).timestamp()), UTC)
+
+
+def _stats(stats_dir: Path, since: float) -> list[dict[str, Any]]:
+    """The stats of every record processor started at or after ``since``."""
+    found = []
+    for path in stats_dir.glob("*.json"):
+        try:
+            stats = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if stats.get("now", {}).get("started", 0) >= since:
+            found.append(stats)
+    return found
+
+
+def replay(
+    stack: StackConfig,
+    app: AppConfig,
+    workers: AppWorkers,
+    kinesis: Any,
+    start: datetime,
+    *,
+    progress: Callable[[int, int, dict[str, int | None]], None] = lambda done, total, lag: None,
+    timeout_s: float | None = None,
+) -> ReplayReport:
+    """Replay ``app`` from ``start`` (see the module docstring); returns once every record that
+    was in the stream from ``start`` went through the app again and every shard is caught up."""
+    if workers.desired == 0:
+        raise StackError(f"{app.name} is scaled to 0 workers: `cdc scale {app.package} N` first")
+    expected: dict[str, int] = {}
+    for record in read_stream(kinesis, app.stream_name, start):
+        expected[record.shard_id] = expected.get(record.shard_id, 0) + 1
+    total = sum(expected.values())
+    began = time.monotonic()
+    workers.say(
+        f"{app.name}: {total} records in {len(expected)} shard(s) from {start.isoformat()}; stopping its workers"
+    )
+    workers.stop(wait_leases=False, why="cdc replay")
+    leases = workers.leases()
+    backup = stack.state_dir / "apps" / app.package / "backups" / f"leases-{int(time.time())}.json"
+    save_backup(leases, backup)
+    workers.say(f"  saved its {len(leases)} lease(s) to {backup}; deleting them")
+    delete_all(workers.lease_db, app.name, leases)
+    release_leader_lock(workers.lease_db, app.name)
+    overrides = load_overrides(stack.state_dir, app.package)
+    save_overrides(stack.state_dir, app.package, replace(overrides, start_at=start.timestamp()))
+    started = time.time()
+    workers.start()
+    stats_dir = stack.state_dir / "apps" / app.package / "stats"
+    deadline = time.monotonic() + (timeout_s if timeout_s is not None else 120 + total / 50)
+    while True:
+        current = _stats(stats_dir, started)
+        received = sum(s["received"] for s in current)
+        # the lag of the shards being read now (an ended shard's processor reports no more)
+        recent = [s for s in current if s["now"]["at"] > time.time() - _RECENT_S]
+        lag = {s["shard"]: s["now"].get("behind_ms") for s in sorted(recent, key=lambda s: s["now"]["at"])}
+        progress(received, total, lag)
+        if received >= total and lag and all(behind == 0 for behind in lag.values()):
+            break
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"replay of {app.name}: {received} of {total} records after {time.monotonic() - began:.0f}s; "
+                f"its workers keep going (see {stack.log_dir}); the lease backup is {backup}"
+            )
+        time.sleep(1.0)
+    final = _stats(stats_dir, started)
+    counts = {name: sum(s[name] for s in final) for name in _COUNTED}
+    processing_s = max(s["now"]["at"] for s in final) - min(s["now"]["started"] for s in final) if final else 0.0
+    return ReplayReport(app.name, start, expected, counts, backup, time.monotonic() - began, processing_s)

@@ -1,0 +1,1 @@
+"""Test tooling the chaos runner and the tests share (a fault-injecting proxy)."""
