@@ -47,8 +47,8 @@ from consumers.runtime.batch import InputRecord
 from consumers.runtime.config import AppConfig, discover_apps
 from consumers.runtime.daemon import daemon_command, render_properties
 from consumers.runtime.wiring import build_batch_processor, build_sink
-from consumers.shared.planning import PlannedWrite, Skip, WriteCounts
-from consumers.sinks.opensearch import build_bulk_body
+from consumers.shared.planning import APPLIED, PlannedWrite, Skip, WriteResult
+from consumers.sinks.opensearch import OpenSearchSink, build_bulk_body
 from infra.local import stack as local_stack
 from infra.ops.apps import AppWorkers
 from infra.ops.replay import replay
@@ -225,9 +225,9 @@ class _Keep:
     def __init__(self) -> None:
         self.batches: list[list[PlannedWrite]] = []
 
-    def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts:
+    def write(self, writes: Sequence[PlannedWrite]) -> list[WriteResult]:
         self.batches.append(list(writes))
-        return WriteCounts(applied=len(writes))
+        return [APPLIED] * len(writes)
 
 
 def _raw_sink(stack: StackConfig, pipeline: PipelineConfig, app: AppConfig, records: list[StreamRecord]) -> float:
@@ -245,9 +245,9 @@ def _raw_sink(stack: StackConfig, pipeline: PipelineConfig, app: AppConfig, reco
             processor.process([InputRecord(r.data, r.sequence_number, None, r.partition_key, r.arrival) for r in chunk])
         planned[shard] = keep.batches
     sink = build_sink(app, pipeline, stack)
-    if app.sink.type == "opensearch":
+    if isinstance(sink, OpenSearchSink):  # the raw figure of a bulk sink: its bodies, sent as they are
         client = opensearch_client(stack)
-        config = sink.config  # type: ignore[attr-defined]
+        config = sink.config
         bodies = {
             shard: [build_bulk_body([w for w in batch if not isinstance(w, Skip)], config)[0] for batch in batches]
             for shard, batches in planned.items()

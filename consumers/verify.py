@@ -5,7 +5,7 @@
 Driven by each app's configuration alone (``consumers/<app>/app.toml``): every item of the
 app's source table goes through the app's own filter and transform as if it had just been
 inserted; the upserts planned are what the sink must hold, read back the way the sink stores
-them (a table keyed by sink type below). A new app folder is verified without editing this
+them (each sink kind's ``read_back``, ``consumers.sinks.registry``). A new app folder is verified without editing this
 file. For each sink it reports the items that are missing, extra (present but not expected;
 tombstones and deleted documents excluded) or stale (present with other content). It is the
 oracle of the end-to-end tests. It reads whole tables: meant for the local stack and test
@@ -20,18 +20,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from botocore.exceptions import EndpointConnectionError
-from opensearchpy import helpers
 
 from consumers.runtime.config import AppConfig, discover_apps
-from consumers.shared.codec import decode_image, encode_image
+from consumers.runtime.wiring import TargetClients
 from consumers.shared.planning import Upsert, plan_writes
 from consumers.shared.records import ChangeRecord
-from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
-from consumers.sinks.opensearch import default_document_id, serialise_document, template_document_id
+from consumers.sinks.registry import kind_of
 from producer_config import PipelineConfig, TableSpec, load_pipeline
-from services.clients import aws_client, opensearch_client
 from services.config import StackConfig
 
 __all__ = ["SinkReport", "expected_contents", "verify", "wait_converged"]
@@ -123,64 +119,17 @@ def expected_contents(
     return expected
 
 
-# --------------------------------------------------------------------------- per sink type
-@dataclass(frozen=True, slots=True)
-class _SinkView:
-    stored: Callable[[Upsert], tuple[Any, dict[str, Any]]]  # an upsert as the sink holds it
-    actual: Callable[[], Contents]  # what the sink holds, live items only
-
-
-def _dynamodb_view(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> _SinkView:
-    table = pipeline.table(app.sink.target)
-    ddb = aws_client("dynamodb", stack, pipeline.region)
-    bookkeeping = {table.version_attribute or "Version", table.ttl_attribute or TOMBSTONE_TTL_ATTRIBUTE}
-
-    def identity(item: Mapping[str, Any]) -> tuple:
-        return tuple(f"{name}={item[name]}" for name in table.key_names)
-
-    def stored(write: Upsert) -> tuple[Any, dict[str, Any]]:
-        item = decode_image(encode_image({**write.document, **write.key}))  # as DynamoDB gives it back
-        return identity(item), {k: v for k, v in item.items() if k not in bookkeeping}
-
-    def actual() -> Contents:
-        items = (decode_image(raw) for raw in _scan(ddb, table.name) if TOMBSTONE_ATTRIBUTE not in raw)
-        return {identity(item): {k: v for k, v in item.items() if k not in bookkeeping} for item in items}
-
-    return _SinkView(stored, actual)
-
-
-def _opensearch_view(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> _SinkView:
-    document_id = template_document_id(app.sink.document_id) if app.sink.document_id else default_document_id
-    search = opensearch_client(stack)
-
-    def stored(write: Upsert) -> tuple[Any, dict[str, Any]]:
-        return document_id(write.key), orjson.loads(serialise_document({**write.document, **write.key}))
-
-    def actual() -> Contents:
-        search.indices.refresh(index=app.sink.target)
-        hits = helpers.scan(search, index=app.sink.target, query={"query": {"match_all": {}}})
-        return {hit["_id"]: hit["_source"] for hit in hits}
-
-    return _SinkView(stored, actual)
-
-
-_VIEWS: dict[str, Callable[[AppConfig, PipelineConfig, StackConfig], _SinkView]] = {
-    "dynamodb": _dynamodb_view,
-    "opensearch": _opensearch_view,
-}
-
-
 def verify(stack: StackConfig | None = None, pipeline: PipelineConfig | None = None) -> tuple[SinkReport, ...]:
     """One report per app (sorted by package), comparing its sink with its source table now."""
     stack = stack or StackConfig.from_env()
     pipeline = pipeline or load_pipeline()
-    ddb = aws_client("dynamodb", stack, pipeline.region)
+    clients = TargetClients(stack, pipeline.region)
+    ddb = clients.aws("dynamodb")
     reports = []
     for app in discover_apps(pipeline):
-        view = _VIEWS[app.sink.type](app, pipeline, stack)
+        view = kind_of(app.sink.type).read_back(app.sink, pipeline, clients)
         expected = expected_contents(app, _scan(ddb, app.source.name), view.stored)
-        name = app.sink.target if app.sink.type == "dynamodb" else f"{app.sink.type}:{app.sink.target}"
-        reports.append(_compare(name, expected, view.actual()))
+        reports.append(_compare(view.label, expected, view.actual()))
     return tuple(reports)
 
 

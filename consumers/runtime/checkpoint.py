@@ -21,6 +21,7 @@ from datetime import datetime
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 
+from base.retry import Backoff, retrying
 from services.durability import Durability, DurableGate
 
 __all__ = ["Checkpointer", "Position"]
@@ -28,6 +29,8 @@ __all__ = ["Checkpointer", "Position"]
 _ATTEMPTS = 10
 #: checkpoint errors worth another attempt: throttled, or the lease table unreachable for a moment
 _TRANSIENT_ERRORS = ("ThrottlingException", "KinesisClientLibDependencyException")
+#: between tries of a checkpoint the KCL refused for the moment: 0.1, 0.2, 0.4 ... 5 s
+_BACKOFF = Backoff(first_s=0.1, cap_s=5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +80,16 @@ class Checkpointer:
         return True
 
     def _checkpoint(self, checkpointer, sequence_number: str | None, sub_sequence_number: int | None) -> None:
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                checkpointer.checkpoint(sequence_number, sub_sequence_number)
-                return
-            except CheckpointError as exc:
-                if exc.value == "ShutdownException":  # lease lost meanwhile: the next owner repeats
-                    self._log("checkpoint_skipped", reason=exc.value)
-                    return
-                if exc.value in _TRANSIENT_ERRORS and attempt < _ATTEMPTS:
-                    self._sleep(min(0.1 * 2**attempt, 5.0))
-                    continue
+        try:
+            retrying(
+                lambda: checkpointer.checkpoint(sequence_number, sub_sequence_number),
+                retry_on=lambda exc: isinstance(exc, CheckpointError) and exc.value in _TRANSIENT_ERRORS,
+                backoff=_BACKOFF,
+                attempts=_ATTEMPTS,
+                sleep=self._sleep,
+            )
+        except CheckpointError as exc:
+            if exc.value == "ShutdownException":  # lease lost meanwhile: the next owner repeats
+                self._log("checkpoint_skipped", reason=exc.value)
+            else:
                 self._log("checkpoint_failed", reason=exc.value, sequence_number=sequence_number)
-                return

@@ -19,25 +19,15 @@ from typing import Any
 from consumers.runtime.batch import RetryPolicy  # re-exported: the policy belongs to the batch processor
 from consumers.shared.filtering import CompiledFilter, InvalidFilterPattern, compile_filter_criteria
 from consumers.shared.planning import Transform
-from consumers.sinks.dynamodb import WriteStrategy
-from consumers.sinks.opensearch import template_document_id
+from consumers.sinks.registry import KINDS, SinkConfigError, SinkSpec, kind_of
 from producer_config import ConfigError, PipelineConfig, TableSpec
 
-__all__ = ["APPS_DIR", "AppConfig", "RetryPolicy", "SinkSpec", "discover_apps", "load_app"]
+__all__ = ["APPS_DIR", "AppConfig", "RetryPolicy", "discover_apps", "load_app"]
 
 APPS_DIR = Path(__file__).resolve().parent.parent
 _POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
-_SINK_TYPES = ("dynamodb", "opensearch")
 #: the KCL's own CloudWatch metrics (`metricsLevel`)
 KCL_METRICS_LEVELS = ("NONE", "SUMMARY", "DETAILED")
-
-
-@dataclass(frozen=True, slots=True)
-class SinkSpec:
-    type: str  # dynamodb | opensearch
-    target: str  # table or index name
-    document_id: str | None = None  # opensearch: a template over the key, e.g. "{WorkplaceId}#{UserId}"
-    write_strategy: WriteStrategy | None = None  # dynamodb; None: the target's default (runtime.wiring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +38,7 @@ class AppConfig:
     source: TableSpec  # the table whose change stream the app reads
     stream_name: str
     transform_ref: str  # "module:function"
-    sink: SinkSpec
+    sink: SinkSpec  # the sink kind's own spec (consumers.sinks.registry)
     max_records: int
     polling_interval_ms: int
     starting_position: str
@@ -84,7 +74,7 @@ def discover_apps(pipeline: PipelineConfig) -> tuple[AppConfig, ...]:
 #: otherwise silently fall back to its default)
 _KEYS = {
     "app": ("name", "description", "source_table", "transform", "workers"),
-    "sink": ("type", "target", "document_id", "write_strategy"),
+    "sink": ("type", "target", *sorted({option for kind in KINDS.values() for option in kind.options})),
     "batch": ("max_records", "polling_interval_ms", "starting_position", "starting_timestamp"),
     "retry": ("max_attempts", "base_delay_ms", "max_delay_ms", "maximum_record_age_s"),
     "dead_letter": ("table",),
@@ -107,6 +97,19 @@ def _unknown_key(path: Path, where: str, key: str, choices: tuple[str, ...]) -> 
     close = difflib.get_close_matches(key, choices, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ConfigError(path, where, f"unknown key: {hint}the keys here are {', '.join(choices)}")
+
+
+def _sink(path: Path, section: Mapping[str, Any], type_: str, target: str, pipeline: PipelineConfig) -> SinkSpec:
+    """The ``[sink]`` section, parsed by its kind; an option of another kind is refused."""
+    try:
+        kind = kind_of(type_)
+        foreign = sorted(set(section) - {"type", "target", *kind.options})
+        if foreign:
+            owners = " or ".join(f'"{k.name}"' for k in KINDS.values() if foreign[0] in k.options)
+            raise SinkConfigError(f"sink.{foreign[0]}", f"applies to sink.type = {owners} only: remove it")
+        return kind.parse(target, section, pipeline)
+    except SinkConfigError as exc:
+        raise ConfigError(path, exc.key, exc.reason) from None
 
 
 def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
@@ -141,32 +144,7 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
     source = pipeline.tables.get(get("app", "source_table", str))
     if source is None or not source.change_stream:
         raise ConfigError(path, "app.source_table", "must name a table of producer_config with a change_stream")
-    strategy = section("sink").get("write_strategy")
-    strategies = tuple(s.value for s in WriteStrategy)
-    if strategy is not None and strategy not in strategies:
-        raise ConfigError(
-            path,
-            "sink.write_strategy",
-            f"must be one of {strategies}, got {strategy!r} (or leave it out: conditional-puts)",
-        )
-    sink = SinkSpec(
-        get("sink", "type", str),
-        get("sink", "target", str),
-        section("sink").get("document_id"),
-        write_strategy=WriteStrategy(strategy) if strategy is not None else None,
-    )
-    if sink.type not in _SINK_TYPES:
-        raise ConfigError(path, "sink.type", f"must be one of {_SINK_TYPES}, got {sink.type!r}")
-    if sink.write_strategy is not None and sink.type != "dynamodb":
-        raise ConfigError(path, "sink.write_strategy", 'applies to sink.type = "dynamodb" only: remove it')
-    known = pipeline.tables if sink.type == "dynamodb" else pipeline.indexes
-    if sink.target not in known:
-        raise ConfigError(path, "sink.target", f"{sink.target!r} is not declared in producer_config")
-    if sink.document_id is not None:
-        try:
-            template_document_id(sink.document_id)
-        except ValueError as exc:
-            raise ConfigError(path, "sink.document_id", str(exc)) from None
+    sink = _sink(path, section("sink"), get("sink", "type", str), get("sink", "target", str), pipeline)
     position = get("batch", "starting_position", str, "TRIM_HORIZON")
     if position not in _POSITIONS:
         raise ConfigError(path, "batch.starting_position", f"must be one of {_POSITIONS}, got {position!r}")

@@ -1,4 +1,5 @@
-"""The dead-letter destination of an app: one DynamoDB table, one item per poison record.
+"""The dead-letter destination of an app: one DynamoDB table, one item per poison record. This
+module owns the item's format, written by the workers and read by `cdc dlq` (``infra.ops``).
 
 Key: ``ShardId`` (hash) + ``SequenceNumber`` (range), so a record dead-lettered twice (a
 replay, a lease move) is one item. The item holds everything needed to understand and redrive
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from base.errors import CdcError
+from base.retry import Backoff, retrying
 
 __all__ = ["DEAD_LETTER_KEY", "MAX_STORED_PAYLOAD", "DeadLetter", "DeadLetterTable", "DeadLetterUnavailable"]
 
@@ -28,6 +31,8 @@ DEAD_LETTER_KEY = ({"name": "ShardId", "type": "S"}, {"name": "SequenceNumber", 
 #: payload bytes kept in the item: the rest of the item (message capped at 10,000 characters,
 #: at most 40 KB in UTF-8) stays well under DynamoDB's 400 KB
 MAX_STORED_PAYLOAD = 300_000
+#: between tries of a put (botocore has retried each try already): 0.2, 0.4, 0.8, 1.6 s
+_BACKOFF = Backoff(first_s=0.2, cap_s=5.0)
 
 
 class DeadLetterUnavailable(CdcError):
@@ -37,20 +42,32 @@ class DeadLetterUnavailable(CdcError):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """One dead letter: what a worker writes (``item``) and what the operations read back
+    (``from_item``: the fields after ``arrival_time`` are the stored item's)."""
+
     app: str
     shard_id: str
     sequence_number: str
     partition_key: str
-    payload: bytes
+    payload: bytes  # read back: cut to MAX_STORED_PAYLOAD when ``truncated``
     error_class: str
     error_message: str
     arrival_time: datetime | None
+    failed_at: str = ""  # ISO time of the last failure (set when stored)
+    payload_bytes: int = -1  # the record's whole length; -1: len(payload)
+    truncated: bool = False
+    sha256: str | None = None  # of the whole payload, when truncated
+    redrive_count: int = 0
+    first_failed_at: str = ""
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return {"ShardId": {"S": self.shard_id}, "SequenceNumber": {"S": self.sequence_number}}
 
     def item(self, failed_at: datetime) -> dict[str, Any]:
         """The item in DynamoDB JSON (for a boto3 client)."""
         item = {
-            "ShardId": {"S": self.shard_id},
-            "SequenceNumber": {"S": self.sequence_number},
+            **self.key,
             "App": {"S": self.app},
             "PartitionKey": {"S": self.partition_key},
             "Payload": {"B": self.payload[:MAX_STORED_PAYLOAD] or b"\0"},  # DynamoDB rejects empty binaries
@@ -66,6 +83,29 @@ class DeadLetter:
             item["ArrivalTime"] = {"S": self.arrival_time.isoformat()}
         return item
 
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> DeadLetter:
+        """A stored item (DynamoDB JSON, B values as bytes), as ``item`` wrote it and a redrive
+        updated it (``RedriveCount``, ``FirstFailedAt``)."""
+        size = int(item["PayloadBytes"]["N"])
+        arrival = item.get("ArrivalTime", {}).get("S")
+        return cls(
+            app=item.get("App", {}).get("S", ""),
+            shard_id=item["ShardId"]["S"],
+            sequence_number=item["SequenceNumber"]["S"],
+            partition_key=item.get("PartitionKey", {}).get("S", ""),
+            payload=bytes(item["Payload"]["B"]) if size else b"",  # an empty payload is stored as one NUL byte
+            error_class=item["ErrorClass"]["S"],
+            error_message=item["ErrorMessage"]["S"],
+            arrival_time=datetime.fromisoformat(arrival) if arrival else None,
+            failed_at=item["FailedAt"]["S"],
+            payload_bytes=size,
+            truncated=item.get("PayloadTruncated", {}).get("BOOL", False),
+            sha256=item.get("PayloadSha256", {}).get("S"),
+            redrive_count=int(item.get("RedriveCount", {}).get("N", "0")),
+            first_failed_at=item.get("FirstFailedAt", item["FailedAt"])["S"],
+        )
+
 
 class DeadLetterTable:
     def __init__(self, client, table_name: str, *, attempts: int = 5, sleep=time.sleep) -> None:
@@ -76,14 +116,16 @@ class DeadLetterTable:
 
     def put(self, letter: DeadLetter) -> None:
         item = letter.item(datetime.now(UTC))
-        for attempt in range(1, self._attempts + 1):
-            try:
-                self._client.put_item(TableName=self.table_name, Item=item)
-                return
-            except Exception as exc:
-                if attempt == self._attempts:
-                    raise DeadLetterUnavailable(
-                        f"cannot write record {letter.sequence_number} of shard {letter.shard_id} to dead-letter "
-                        f"table {self.table_name} after {attempt} attempts: {exc!r}"
-                    ) from exc
-                self._sleep(min(0.2 * 2**attempt, 5.0))
+        try:
+            retrying(
+                lambda: self._client.put_item(TableName=self.table_name, Item=item),
+                retry_on=lambda exc: True,  # whatever it is, the shard cannot go on without the letter
+                backoff=_BACKOFF,
+                attempts=self._attempts,
+                sleep=self._sleep,
+            )
+        except Exception as exc:
+            raise DeadLetterUnavailable(
+                f"cannot write record {letter.sequence_number} of shard {letter.shard_id} to dead-letter "
+                f"table {self.table_name} after {self._attempts} attempts: {exc!r}"
+            ) from exc

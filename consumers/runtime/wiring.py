@@ -3,52 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.deadletter import DeadLetterTable
 from consumers.sinks import Sink
-from consumers.sinks.dynamodb import TOMBSTONE_TTL_ATTRIBUTE, DynamoDbSink, DynamoDbSinkConfig, WriteStrategy
-from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig, default_document_id, template_document_id
+from consumers.sinks.registry import kind_of
 from producer_config import PipelineConfig, load_pipeline
 from services.clients import aws_client, opensearch_client
-from services.config import StackConfig, Target
+from services.config import StackConfig
 from services.durability import Durability, durability_for
 
-__all__ = ["DEFAULT_WRITE_STRATEGY", "build_batch_processor", "build_sink", "durability", "stats_dir"]
+__all__ = ["TargetClients", "build_batch_processor", "build_sink", "durability", "stats_dir"]
 
-#: The DynamoDB sink's write strategy when app.toml sets no ``sink.write_strategy``. AWS bills a
-#: transactional write at 2 WCU per item: conditional puts. DynamoDB Local takes 5-7x more items/s
-#: in transactions (README, Performance), but it runs one transaction at a time: the local stack
-#: keeps the KCL's lease tables on a second DynamoDB Local (``StackConfig.leases_endpoint``) so
-#: that lease renewals never queue behind them. LocalStack has one DynamoDB Local for both:
-#: conditional puts.
-DEFAULT_WRITE_STRATEGY = {
-    Target.LOCAL: WriteStrategy.TRANSACTIONS,
-    Target.LOCALSTACK: WriteStrategy.CONDITIONAL_PUTS,
-    Target.AWS: WriteStrategy.CONDITIONAL_PUTS,
-}
+
+@dataclass(frozen=True, slots=True)
+class TargetClients:
+    """The clients of one target, for the sink kinds (``consumers.sinks.registry.Clients``)."""
+
+    stack: StackConfig
+    region: str
+
+    @property
+    def target(self) -> str:
+        return self.stack.target.value
+
+    def aws(self, service: str) -> Any:
+        return aws_client(service, self.stack, self.region)
+
+    def opensearch(self) -> Any:
+        return opensearch_client(self.stack)
 
 
 def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> Sink:
-    if app.sink.type == "dynamodb":
-        table = pipeline.table(app.sink.target)
-        return DynamoDbSink(
-            aws_client("dynamodb", stack, pipeline.region),
-            DynamoDbSinkConfig(
-                table_name=table.name,
-                version_attribute=table.version_attribute or "Version",
-                ttl_attribute=table.ttl_attribute or TOMBSTONE_TTL_ATTRIBUTE,
-                write_strategy=app.sink.write_strategy or DEFAULT_WRITE_STRATEGY[stack.target],
-            ),
-        )
-    template = app.sink.document_id
-    return OpenSearchSink(
-        opensearch_client(stack),
-        OpenSearchSinkConfig(
-            index=app.sink.target, document_id=template_document_id(template) if template else default_document_id
-        ),
-    )
+    return kind_of(app.sink.type).build(app.sink, pipeline, TargetClients(stack, pipeline.region))
 
 
 def build_batch_processor(

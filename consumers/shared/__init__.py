@@ -14,9 +14,7 @@ from consumers.shared.errors import (
     InvalidChangeRecord,
     InvalidFilterPattern,
     InvalidPlan,
-    RetryableSinkError,
     SinkError,
-    SinkRejectedWrite,
 )
 from consumers.shared.filtering import CompiledFilter, compile_filter_criteria
 from consumers.shared.planning import (
@@ -27,6 +25,7 @@ from consumers.shared.planning import (
     Transform,
     Upsert,
     WriteCounts,
+    WriteResult,
     delete,
     mirror,
     plan_writes,
@@ -57,13 +56,12 @@ __all__ = [
     "LazyImage",
     "Outcome",
     "PlannedWrite",
-    "RetryableSinkError",
     "SinkError",
-    "SinkRejectedWrite",
     "Skip",
     "Transform",
     "Upsert",
     "WriteCounts",
+    "WriteResult",
     "compile_filter_criteria",
     "decode_image",
     "delete",

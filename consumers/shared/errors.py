@@ -3,12 +3,7 @@ project's one root, :class:`base.errors.CdcError` (re-exported here)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from base.errors import CdcError as CdcError  # re-exported: the root of the hierarchy
-
-if TYPE_CHECKING:  # planning imports this module
-    from consumers.shared.planning import WriteCounts
 
 
 class DynamoJsonError(CdcError, ValueError):
@@ -60,30 +55,7 @@ class InvalidPlan(CdcError, TypeError):
 
 class SinkError(CdcError):
     """A sink failed in a way that neither a retry nor dead-lettering one write can fix
-    (missing table or index, access denied, unknown error). Stop without checkpointing."""
+    (missing table or index, access denied, unknown error). Stop without checkpointing.
 
-
-class RetryableSinkError(SinkError):
-    """A transient sink failure (throttling, 5xx, connection, timeout).
-
-    Retry the whole batch after a back-off: writes are version-guarded, so re-applying the ones
-    that did succeed only counts them as STALE. ``writes`` are the writes that failed.
-    """
-
-    def __init__(self, message: str, *, writes: tuple[object, ...] = ()) -> None:
-        self.writes = writes
-        super().__init__(message)
-
-
-class SinkRejectedWrite(SinkError):
-    """The sink rejected specific writes as invalid (validation, mapping errors): retrying
-    cannot help, dead-letter them. ``write``/``reason`` is the first rejection, ``rejections``
-    all of them as ``(write, reason)`` pairs, ``counts`` the outcomes of the other writes of the
-    batch (they were applied, found stale or skipped)."""
-
-    def __init__(self, rejections: tuple[tuple[object, str], ...], *, counts: WriteCounts | None = None) -> None:
-        self.rejections = rejections
-        self.write, self.reason = rejections[0]
-        self.counts = counts
-        more = f" (and {len(rejections) - 1} more)" if len(rejections) > 1 else ""
-        super().__init__(f"sink rejected {self.write!r}: {self.reason}{more}")
+    Everything else a sink has to say is an answer per write (``planning.WriteResult``):
+    applied, stale, rejected with a reason, or to be retried."""

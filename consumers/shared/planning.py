@@ -38,6 +38,9 @@ from consumers.shared.errors import InvalidPlan
 from consumers.shared.records import ChangeRecord
 
 __all__ = [
+    "APPLIED",
+    "SKIPPED",
+    "STALE",
     "Delete",
     "Outcome",
     "PlannedWrite",
@@ -45,6 +48,7 @@ __all__ = [
     "Transform",
     "Upsert",
     "WriteCounts",
+    "WriteResult",
     "delete",
     "mirror",
     "plan_writes",
@@ -55,11 +59,44 @@ __all__ = [
 
 
 class Outcome(Enum):
-    """What a sink did with one planned write."""
+    """What a sink did with one planned write. A sink answers every write of a batch with one
+    ``WriteResult``, in order; only a failure of the sink itself raises (``SinkError``)."""
 
     APPLIED = "applied"  # written (upsert or tombstone)
     STALE = "stale"  # the sink already holds this version or a newer one: nothing written
     SKIPPED = "skipped"  # a Skip: nothing to write
+    REJECTED = "rejected"  # the write itself is invalid for the sink (validation, mapping): dead-letter it
+    RETRY = "retry"  # not written, for a transient reason (throttling, 5xx, timeout): send it again
+
+    @property
+    def settled(self) -> bool:
+        """The write needs nothing more: applied, stale or skipped."""
+        return self in _SETTLED
+
+
+_SETTLED = frozenset({Outcome.APPLIED, Outcome.STALE, Outcome.SKIPPED})
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """A sink's answer to one write; ``reason`` says why for REJECTED and RETRY."""
+
+    outcome: Outcome
+    reason: str = ""
+
+    @staticmethod
+    def rejected(reason: str) -> WriteResult:
+        return WriteResult(Outcome.REJECTED, reason)
+
+    @staticmethod
+    def retry(reason: str) -> WriteResult:
+        return WriteResult(Outcome.RETRY, reason)
+
+
+#: the answers without a reason, shared
+APPLIED = WriteResult(Outcome.APPLIED)
+STALE = WriteResult(Outcome.STALE)
+SKIPPED = WriteResult(Outcome.SKIPPED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +138,13 @@ class WriteCounts:
     skipped: int = 0
 
     @classmethod
-    def of(cls, outcomes: Iterable[Outcome]) -> WriteCounts:
+    def of(cls, results: Iterable[WriteResult | Outcome]) -> WriteCounts:
+        """The settled ones among ``results`` (rejected and retried writes are not counted)."""
         tally = {"applied": 0, "stale": 0, "skipped": 0}
-        for outcome in outcomes:
-            tally[_OUTCOME_FIELDS[outcome]] += 1
+        for result in results:
+            outcome = result.outcome if isinstance(result, WriteResult) else result
+            if outcome.settled:
+                tally[_OUTCOME_FIELDS[outcome]] += 1
         return cls(**tally)
 
     def __add__(self, other: WriteCounts) -> WriteCounts:

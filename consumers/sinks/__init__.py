@@ -1,30 +1,27 @@
-"""Sink adapters: apply planned writes to DynamoDB or OpenSearch under the version guard.
+"""Sink adapters: apply planned writes under the version guard, one kind per package
+(``dynamodb``, ``opensearch``), found through ``consumers.sinks.registry``.
 
-Every sink has ``write(writes) -> WriteCounts`` and raises ``RetryableSinkError`` (back off and
-retry the batch), ``SinkRejectedWrite`` (dead-letter the writes it carries) or ``SinkError``
-(stop: configuration, permissions). ``Disposition`` is how each adapter classifies one result.
+Every sink has ``write(writes) -> list[WriteResult]``: one answer per write, in order (applied,
+stale, skipped, rejected with its reason, or to be retried). It raises only when the sink
+itself cannot be used (``SinkError``: a missing table or index, access denied, an unknown
+error): then no write is at fault and nothing may be checkpointed.
+
+A classifier of a client's answer returns the ``Outcome`` of the write, or ``SINK_FAILED``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
-from typing import Protocol
+from typing import Final, Protocol
 
-from consumers.shared.planning import PlannedWrite, WriteCounts
+from consumers.shared.planning import Outcome, PlannedWrite, WriteResult
 
-__all__ = ["Disposition", "Sink"]
+__all__ = ["SINK_FAILED", "Classified", "Sink"]
 
-
-class Disposition(Enum):
-    """How a sink's answer to one write is handled."""
-
-    APPLIED = "applied"  # written
-    STALE = "stale"  # the guard refused it: the sink holds this version or newer
-    RETRY = "retry"  # transient: throttling, 5xx, connection, timeout
-    REJECT = "reject"  # the write itself is invalid for the sink: dead-letter it
-    FAIL = "fail"  # neither: configuration, permissions, unknown
+#: a classifier's answer when the sink itself failed (not the write): raise ``SinkError``
+SINK_FAILED: Final = None
+Classified = Outcome | None
 
 
 class Sink(Protocol):
-    def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts: ...
+    def write(self, writes: Sequence[PlannedWrite]) -> list[WriteResult]: ...

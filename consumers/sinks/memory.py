@@ -1,7 +1,6 @@
 """An in-memory sink with the same version guard as the real adapters, for tests.
 
-``InMemorySink`` implements ``write(writes) -> WriteCounts`` like ``DynamoDbSink`` and
-``OpenSearchSink``: an ``Upsert`` applies when the key is absent or its stored version is lower;
+``InMemorySink`` implements ``write(writes) -> list[WriteResult]`` like the real sinks: an ``Upsert`` applies when the key is absent or its stored version is lower;
 a ``Delete`` applies when the key is absent or its stored version is lower or equal, and leaves
 a tombstone (``StoredItem.document is None``) holding the version. See
 ``consumers.shared.planning.should_apply``.
@@ -14,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.shared.planning import (
+    APPLIED,
+    SKIPPED,
+    STALE,
     Delete,
-    Outcome,
     PlannedWrite,
     Skip,
     Upsert,
-    WriteCounts,
+    WriteResult,
     should_apply,
 )
 
@@ -51,23 +52,23 @@ class InMemorySink:
     def __init__(self) -> None:
         self._items: dict[Key, StoredItem] = {}
 
-    def apply(self, write: PlannedWrite) -> Outcome:
+    def apply(self, write: PlannedWrite) -> WriteResult:
         if type(write) is Skip:
-            return Outcome.SKIPPED
+            return SKIPPED
         if type(write) is not Upsert and type(write) is not Delete:
             raise TypeError(f"not a planned write: {write!r}")
         key = key_of(write.key)
         stored = self._items.get(key)
         if not should_apply(write, None if stored is None else stored.version):
-            return Outcome.STALE
+            return STALE
         if type(write) is Upsert:
             self._items[key] = StoredItem(write.version, {**write.document, **write.key})
         else:
             self._items[key] = StoredItem(write.version, None)
-        return Outcome.APPLIED
+        return APPLIED
 
-    def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts:
-        return WriteCounts.of(self.apply(write) for write in writes)
+    def write(self, writes: Sequence[PlannedWrite]) -> list[WriteResult]:
+        return [self.apply(write) for write in writes]
 
     def get(self, key: Mapping[str, Any]) -> StoredItem | None:
         return self._items.get(key_of(key))

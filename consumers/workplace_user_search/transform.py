@@ -5,7 +5,7 @@
   the external version.
 * REMOVE, or a MODIFY that turns the item into a tombstone, deletes the document at that
   version: WorkplaceUsers_V2 is written by our DynamoDB sink, which deletes an item by
-  replacing it with a tombstone (``consumers.sinks.dynamodb.TOMBSTONE_ATTRIBUTE``).
+  replacing it with a tombstone (the kind's public convention, ``consumers.sinks.dynamodb.tombstones``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from consumers.shared.planning import PlannedWrite, delete, upsert
 from consumers.shared.records import ChangeRecord
-from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE
+from consumers.sinks.dynamodb.tombstones import is_tombstone
 
 __all__ = ["SEARCH_FIELDS", "is_deleted", "search_document", "transform"]
 
@@ -28,7 +28,7 @@ def search_document(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def is_deleted(record: ChangeRecord) -> bool:
     """REMOVE, or the item replaced by the DynamoDB sink's tombstone."""
-    return record.is_removal or TOMBSTONE_ATTRIBUTE in record.after
+    return record.is_removal or is_tombstone(record.after)
 
 
 def transform(record: ChangeRecord) -> Iterable[PlannedWrite]:

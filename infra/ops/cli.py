@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from base.errors import CdcError
 from consumers.runtime.config import AppConfig, discover_apps
+from consumers.runtime.deadletter import DeadLetter
 from infra.local import stack
 from infra.local.provision import provision
 from infra.ops import deadletters
@@ -227,7 +228,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         print("\033[2J\033[H", end="")  # clear the terminal between refreshes
 
 
-def _chosen_letters(ctx: Context, app: AppConfig, args: argparse.Namespace) -> list[deadletters.Letter]:
+def _chosen_letters(ctx: Context, app: AppConfig, args: argparse.Namespace) -> list[DeadLetter]:
     """The letters a command names: every one (``--all``, narrowed by --since/--error-class), or
     SHARD SEQ pairs, each of which must exist."""
     dynamodb, table = ctx.client("dynamodb"), app.dead_letter_table
@@ -252,7 +253,7 @@ def cmd_dlq_list(ctx: Context, args: argparse.Namespace) -> int:
     found = deadletters.letters(
         ctx.client("dynamodb"), app.dead_letter_table, since=args.since, error_class=args.error_class
     )
-    rows = sorted((letter.row() for letter in found), key=lambda r: r["failed_at"])
+    rows = sorted((deadletters.row(letter) for letter in found), key=lambda r: r["failed_at"])
     _print(args, rows, ("shard", "sequence", "error_class", "failed_at", "redrives", "bytes", "error"))
     _say(f"{app.name}: {len(rows)} dead letter(s) in {app.dead_letter_table}")
     return 0
@@ -264,7 +265,7 @@ def cmd_dlq_show(ctx: Context, args: argparse.Namespace) -> int:
     if letter is None:
         _say(f"no dead letter {args.shard} {args.seq} in {app.dead_letter_table}")
         return 1
-    print(json.dumps(letter.detail(), indent=1, default=str))
+    print(json.dumps(deadletters.detail(letter), indent=1, default=str))
     return 0
 
 

@@ -22,7 +22,7 @@ not count: a redrive is always of old records.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +30,13 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
-from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, RetryPolicy
+from consumers.runtime.batch import BatchHooks, BatchProcessor, BatchStats, InputRecord, RetryPolicy
 from consumers.runtime.deadletter import DeadLetter
-from consumers.shared.planning import PlannedWrite, WriteCounts
+from consumers.shared.planning import PlannedWrite
 from services.clients import error_code
 from services.config import StackError
 
-__all__ = ["REDRIVE_ATTEMPTS", "Letter", "RedriveReport", "discard", "letters", "read_letter", "redrive"]
+__all__ = ["REDRIVE_ATTEMPTS", "RedriveReport", "detail", "discard", "letters", "read_letter", "redrive", "row"]
 
 REDRIVE_ATTEMPTS = 5
 _REDRIVE_RETRY = RetryPolicy(
@@ -44,87 +44,46 @@ _REDRIVE_RETRY = RetryPolicy(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Letter:
-    """One dead-letter item, decoded."""
+def row(letter: DeadLetter) -> dict[str, Any]:
+    """For `cdc dlq list`."""
+    return {
+        "shard": letter.shard_id,
+        "sequence": letter.sequence_number,
+        "error_class": letter.error_class,
+        "failed_at": letter.failed_at,
+        "redrives": letter.redrive_count,
+        "bytes": letter.payload_bytes,
+        "error": letter.error_message if len(letter.error_message) <= 80 else letter.error_message[:77] + "...",
+    }
 
-    shard_id: str
-    sequence_number: str
-    partition_key: str
-    payload: bytes  # as stored: cut to MAX_STORED_PAYLOAD when ``truncated``
-    payload_bytes: int
-    truncated: bool
-    sha256: str | None
-    error_class: str
-    error_message: str
-    failed_at: str
-    arrival_time: datetime | None
-    redrive_count: int
-    first_failed_at: str
 
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Letter:
-        size = int(item["PayloadBytes"]["N"])
-        arrival = item.get("ArrivalTime", {}).get("S")
-        return cls(
-            shard_id=item["ShardId"]["S"],
-            sequence_number=item["SequenceNumber"]["S"],
-            partition_key=item.get("PartitionKey", {}).get("S", ""),
-            payload=item["Payload"]["B"] if size else b"",  # an empty payload is stored as one NUL byte
-            payload_bytes=size,
-            truncated=item.get("PayloadTruncated", {}).get("BOOL", False),
-            sha256=item.get("PayloadSha256", {}).get("S"),
-            error_class=item["ErrorClass"]["S"],
-            error_message=item["ErrorMessage"]["S"],
-            failed_at=item["FailedAt"]["S"],
-            arrival_time=datetime.fromisoformat(arrival) if arrival else None,
-            redrive_count=int(item.get("RedriveCount", {}).get("N", "0")),
-            first_failed_at=item.get("FirstFailedAt", item["FailedAt"])["S"],
-        )
-
-    @property
-    def key(self) -> dict[str, Any]:
-        return {"ShardId": {"S": self.shard_id}, "SequenceNumber": {"S": self.sequence_number}}
-
-    def row(self) -> dict[str, Any]:
-        """For `cdc dlq list`."""
-        return {
-            "shard": self.shard_id,
-            "sequence": self.sequence_number,
-            "error_class": self.error_class,
-            "failed_at": self.failed_at,
-            "redrives": self.redrive_count,
-            "bytes": self.payload_bytes,
-            "error": self.error_message if len(self.error_message) <= 80 else self.error_message[:77] + "...",
-        }
-
-    def detail(self) -> dict[str, Any]:
-        """For `cdc dlq show`: everything, the payload decoded when it parses as JSON."""
-        try:
-            payload: Any = orjson.loads(self.payload) if not self.truncated else None
-        except orjson.JSONDecodeError:
-            payload = None
-        return {
-            **self.row(),
-            "error": self.error_message,
-            "partition_key": self.partition_key,
-            "arrival_time": self.arrival_time.isoformat() if self.arrival_time else None,
-            "first_failed_at": self.first_failed_at,
-            "truncated": self.truncated,
-            "sha256": self.sha256,
-            "payload": payload,
-            "payload_text": None if payload is not None else self.payload[:2_000].decode("utf-8", "replace"),
-        }
+def detail(letter: DeadLetter) -> dict[str, Any]:
+    """For `cdc dlq show`: everything, the payload decoded when it parses as JSON."""
+    try:
+        payload: Any = orjson.loads(letter.payload) if not letter.truncated else None
+    except orjson.JSONDecodeError:
+        payload = None
+    return {
+        **row(letter),
+        "error": letter.error_message,
+        "partition_key": letter.partition_key,
+        "arrival_time": letter.arrival_time.isoformat() if letter.arrival_time else None,
+        "first_failed_at": letter.first_failed_at,
+        "truncated": letter.truncated,
+        "sha256": letter.sha256,
+        "payload": payload,
+        "payload_text": None if payload is not None else letter.payload[:2_000].decode("utf-8", "replace"),
+    }
 
 
 def letters(
     dynamodb: Any, table: str, *, since: datetime | None = None, error_class: str | None = None
-) -> Iterator[Letter]:
+) -> Iterator[DeadLetter]:
     """The letters of ``table`` (a consistent scan) that failed at or after ``since`` with ``error_class``."""
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
     for page in dynamodb.get_paginator("scan").paginate(**kwargs):
         for item in page["Items"]:
-            letter = Letter.from_item(item)
+            letter = DeadLetter.from_item(item)
             if error_class is not None and letter.error_class != error_class:
                 continue
             if since is not None and datetime.fromisoformat(letter.failed_at) < since:
@@ -132,13 +91,13 @@ def letters(
             yield letter
 
 
-def read_letter(dynamodb: Any, table: str, shard_id: str, sequence_number: str) -> Letter | None:
+def read_letter(dynamodb: Any, table: str, shard_id: str, sequence_number: str) -> DeadLetter | None:
     key = {"ShardId": {"S": shard_id}, "SequenceNumber": {"S": sequence_number}}
     item = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
-    return Letter.from_item(item) if item else None
+    return DeadLetter.from_item(item) if item else None
 
 
-def discard(dynamodb: Any, table: str, chosen: Iterable[Letter]) -> int:
+def discard(dynamodb: Any, table: str, chosen: Iterable[DeadLetter]) -> int:
     """Delete letters (judged unrecoverable); each only if it did not change since it was read."""
     deleted = 0
     for letter in chosen:
@@ -175,33 +134,12 @@ class RedriveReport:
         }
 
 
-class _Collected:
-    """The processor's dead-letter destination during a redrive: kept here, written by us."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    def put(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
-
-
-class _DrySink:
-    """A dry run's sink: counts the writes it would send; sends nothing."""
-
-    def __init__(self) -> None:
-        self.writes: list[PlannedWrite] = []
-
-    def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts:
-        self.writes.extend(writes)
-        return WriteCounts()
-
-
 def redrive(
     dynamodb: Any,
     kinesis: Any,
     table: str,
     stream: str,
-    chosen: Iterable[Letter],
+    chosen: Iterable[DeadLetter],
     build: Callable[[str], BatchProcessor],
     *,
     dry_run: bool = False,
@@ -224,21 +162,22 @@ def redrive(
             continue
         if letter.shard_id not in processors:
             processors[letter.shard_id] = replace(build(letter.shard_id), retry=_REDRIVE_RETRY)
-        collected, sink = _Collected(), _DrySink()
-        processor = replace(processors[letter.shard_id], dead_letters=collected)
-        if dry_run:
-            processor = replace(processor, sink=sink)
+        again_letters: list[DeadLetter] = []
+        planned: list[PlannedWrite] = []
+        hooks = BatchHooks(planned=_into(planned), dead_lettered=again_letters.append)
+        # the letters go to the hook only: the letter being redriven is updated in place below
+        processor = replace(processors[letter.shard_id], dead_letters=None, hooks=hooks)
         record = InputRecord(payload, letter.sequence_number, None, letter.partition_key, letter.arrival_time)
-        stats = processor.process([record])
-        if collected.letters:
-            again = collected.letters[-1]
+        stats = processor.process([record], dry_run=dry_run)
+        if again_letters:
+            again = again_letters[-1]
             report.failed += 1
             outcome["outcome"] = f"fails: {again.error_class}: {again.error_message}"
             if not dry_run:
                 _record_failure(dynamodb, table, letter, again)
         elif dry_run:
             report.settled += 1
-            outcome["outcome"] = "filtered out" if stats.filtered_out else f"would write {len(sink.writes)}"
+            outcome["outcome"] = "filtered out" if stats.filtered_out else f"would write {len(planned)}"
         elif _delete(dynamodb, table, letter):
             report.settled += 1
             report.stats += replace(stats, dead_lettered=0, received=0)
@@ -252,13 +191,17 @@ def redrive(
     return report
 
 
+def _into(planned: list[PlannedWrite]) -> Callable[[InputRecord, tuple[PlannedWrite, ...]], None]:
+    return lambda _record, writes: planned.extend(writes)
+
+
 def _settled(stats: BatchStats) -> str:
     if stats.filtered_out:
         return "filtered out"
     return f"applied {stats.applied}, stale {stats.stale}, skipped {stats.skipped}"
 
 
-def _whole_payload(kinesis: Any, stream: str, letter: Letter) -> bytes | None:
+def _whole_payload(kinesis: Any, stream: str, letter: DeadLetter) -> bytes | None:
     """The record's bytes: the stored payload, or for a truncated one the record read again
     from the stream (None when it is no longer there, or is not the record that failed)."""
     if not letter.truncated:
@@ -286,7 +229,7 @@ def _whole_payload(kinesis: Any, stream: str, letter: Letter) -> bytes | None:
     return data
 
 
-def _delete(dynamodb: Any, table: str, letter: Letter) -> bool:
+def _delete(dynamodb: Any, table: str, letter: DeadLetter) -> bool:
     """Delete ``letter`` unless it was written again since it was read (False then)."""
     try:
         dynamodb.delete_item(
@@ -302,7 +245,7 @@ def _delete(dynamodb: Any, table: str, letter: Letter) -> bool:
         raise
 
 
-def _record_failure(dynamodb: Any, table: str, letter: Letter, again: DeadLetter) -> None:
+def _record_failure(dynamodb: Any, table: str, letter: DeadLetter, again: DeadLetter) -> None:
     """Keep the letter with its new error; payload, arrival time and first failure stay."""
     dynamodb.update_item(
         TableName=table,

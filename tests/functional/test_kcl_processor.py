@@ -28,7 +28,8 @@ from consumers.runtime.worker import (
     EXIT_UNEXPECTED,
     KclRecordProcessor,
 )
-from consumers.shared.errors import RetryableSinkError, SinkError
+from consumers.shared.errors import SinkError
+from consumers.shared.planning import WriteResult
 from consumers.sinks.memory import InMemorySink
 from producer_config import load_pipeline
 
@@ -56,7 +57,7 @@ class FlakySink(InMemorySink):
     def write(self, writes):
         if self.failures:
             self.failures -= 1
-            raise RetryableSinkError("throttled (test)", writes=tuple(writes))
+            return [WriteResult.retry("throttled (test)")] * len(writes)
         return super().write(writes)
 
 

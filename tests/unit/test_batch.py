@@ -8,7 +8,7 @@ each write is counted once, with the outcome the sink reported for it first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
@@ -16,9 +16,9 @@ import pytest
 
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, RetryPolicy
 from consumers.runtime.config import RetryPolicy as ConfigRetryPolicy
-from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
+from consumers.shared.errors import SinkError
 from consumers.shared.filtering import compile_filter_criteria
-from consumers.shared.planning import Upsert, WriteCounts, delete, upsert
+from consumers.shared.planning import APPLIED, Upsert, WriteResult, delete, upsert
 from consumers.sinks.memory import InMemorySink
 
 APP, SHARD = "test-app", "shardId-000000000007"
@@ -45,43 +45,42 @@ def user_of(write) -> str:
 
 
 class ScriptedSink(InMemorySink):
-    """``InMemorySink`` failing as scripted, the way the real adapters fail.
+    """``InMemorySink`` failing as scripted, the way the real adapters answer.
 
-    * ``rejects``: user ids whose writes the sink finds invalid. Like ``DynamoDbSink`` it
-      applies the other writes and raises ``SinkRejectedWrite`` carrying their ``counts``
-      (``with_counts=False``: it applies nothing and reports no counts); ``copies=True``: the
-      rejection names copies of the writes, not the writes it was given.
-    * ``poison``: user ids that make the whole call fail with a plain ``Exception``, nothing
+    * ``rejects``: user ids whose writes the sink finds invalid: answered REJECTED with a
+      reason, the other writes applied (as ``DynamoDbSink`` and ``OpenSearchSink`` answer).
+    * ``throttles``: user ids whose writes are answered RETRY on the first ``transient`` calls,
+      the other writes applied; empty: every write of those calls (nothing applied).
+    * ``poison``: user ids that make the whole call raise a plain ``Exception``, nothing
       applied (a request that breaks as a whole, no write named).
-    * ``transient``: that many calls fail first with ``RetryableSinkError``, nothing applied.
     * ``unusable``: every call raises ``SinkError``.
 
     ``calls`` lists the user ids of every call, in order.
     """
 
-    def __init__(self, *, rejects=(), with_counts=True, copies=False, poison=(), transient=0, unusable=False):
+    def __init__(self, *, rejects=(), poison=(), transient=0, throttles=(), unusable=False):
         super().__init__()
-        self.rejects, self.with_counts, self.copies = set(rejects), with_counts, copies
-        self.poison, self.transient, self.unusable = set(poison), transient, unusable
+        self.rejects, self.poison, self.unusable = set(rejects), set(poison), unusable
+        self.transient, self.throttles = transient, set(throttles)
         self.calls: list[list[str]] = []
 
     def write(self, writes):
         self.calls.append([user_of(w) for w in writes])
         if self.unusable:
             raise SinkError("Target: ResourceNotFoundException (test)")
-        if self.transient:
-            self.transient -= 1
-            raise RetryableSinkError("throttled (test)", writes=tuple(writes))
         if any(user_of(w) in self.poison for w in writes):
             raise Exception("the request broke (test)")
-        bad = [w for w in writes if user_of(w) in self.rejects]
-        if not bad:
-            return super().write(writes)
-        named = tuple((replace(w) if self.copies else w, f"invalid {user_of(w)} (test)") for w in bad)
-        if not self.with_counts:
-            raise SinkRejectedWrite(named)
-        counts = super().write([w for w in writes if not any(w is b for b in bad)])
-        raise SinkRejectedWrite(named, counts=counts)
+        throttled = self.transient > 0
+        self.transient -= 1
+        results = []
+        for w in writes:
+            if throttled and (not self.throttles or user_of(w) in self.throttles):
+                results.append(WriteResult.retry("throttled (test)"))
+            elif user_of(w) in self.rejects:
+                results.append(WriteResult.rejected(f"invalid {user_of(w)} (test)"))
+            else:
+                results.append(self.apply(w))
+        return results
 
 
 # ------------------------------------------------------------------------------ records
@@ -151,13 +150,14 @@ def held(sink: InMemorySink) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ doubles' own check
-def test_the_scripted_sink_reports_what_it_applied_with_a_rejection_as_dynamodb_does():
-    sink = ScriptedSink(rejects={"u2"})
-    writes = [Upsert({"UserId": u}, {}, 1) for u in ("u1", "u2")]
-    with pytest.raises(SinkRejectedWrite) as raised:
-        sink.write(writes)
-    assert raised.value.counts == WriteCounts(applied=1)
-    assert raised.value.rejections[0][0] is writes[1]
+def test_the_scripted_sink_answers_each_write_in_order_as_the_real_sinks_do():
+    sink = ScriptedSink(rejects={"u2"}, transient=1, throttles={"u3"})
+    writes = [Upsert({"UserId": u}, {}, 1) for u in ("u1", "u2", "u3")]
+    assert sink.write(writes) == [
+        APPLIED,
+        WriteResult.rejected("invalid u2 (test)"),
+        WriteResult.retry("throttled (test)"),
+    ]
     assert held(sink) == {"u1": 1}
 
 
@@ -182,39 +182,6 @@ def test_a_rejection_naming_some_writes_dead_letters_their_records_and_counts_th
     assert all(item.is_tombstone == (event == "REMOVE") for item in sink.items().values())
 
 
-def test_a_rejection_without_counts_sends_the_other_writes_again_and_counts_that_answer():
-    # GIVEN a sink that rejects u2's write, applies nothing and reports no outcome
-    sink, dead = ScriptedSink(rejects={"u2"}, with_counts=False), ListDeadLetters()
-    # WHEN a batch of three records is processed
-    stats = processor(sink, dead).process(users("u1", "u2", "u3"))
-    # THEN u2 is dead-lettered, the others are sent again and counted by that answer
-    assert dead.by_sequence() == {"2": ("SinkRejectedWrite", "invalid u2 (test)")}
-    assert sink.calls == [["u1", "u2", "u3"], ["u1", "u3"]]
-    assert stats == BatchStats(received=3, applied=2, dead_lettered=1)
-    assert held(sink) == {"u1": 1, "u3": 1}
-
-
-def test_a_rejection_naming_none_of_our_writes_is_bisected_down_to_its_record():
-    # GIVEN a sink that rejects u3's write but names a copy of it (not a write of the batch),
-    # applying the others and reporting their counts
-    sink, dead = ScriptedSink(rejects={"u3"}, copies=True), ListDeadLetters()
-    # WHEN a batch of five records is processed
-    stats = processor(sink, dead).process(users("u1", "u2", "u3", "u4", "u5"))
-    # THEN halving the batch isolates u3, whose record alone is dead-lettered
-    assert dead.by_sequence() == {
-        "3": (
-            "SinkRejectedWrite",
-            "sink rejected Upsert(key={'UserId': 'u3'}, "
-            "document={'Email': 'u3@example.com'}, version=1): invalid u3 (test)",
-        )
-    }
-    assert sink.calls == [["u1", "u2", "u3", "u4", "u5"], ["u1", "u2"], ["u3", "u4", "u5"], ["u3"], ["u4", "u5"]]
-    # AND the four others are counted as the first call reported them, applied, once: the
-    # bisection's repeats (stale now) are not counted again
-    assert stats == BatchStats(received=5, applied=4, dead_lettered=1)
-    assert held(sink) == {"u1": 1, "u2": 1, "u4": 1, "u5": 1}
-
-
 def test_a_sink_error_no_write_explains_is_bisected_until_the_poison_record_is_alone():
     # GIVEN a sink whose request breaks as a whole (a plain Exception) whenever u3 is in it
     sink, dead = ScriptedSink(poison={"u3"}), ListDeadLetters()
@@ -228,6 +195,19 @@ def test_a_sink_error_no_write_explains_is_bisected_until_the_poison_record_is_a
 
 
 # ------------------------------------------------------------------------------ transient errors
+def test_only_the_writes_answered_retry_are_sent_again_and_each_write_is_counted_once():
+    # GIVEN a sink that throttles u2's write on the first call and applies the others
+    sink, dead, slept = ScriptedSink(transient=1, throttles={"u2"}), ListDeadLetters(), []
+    # WHEN a batch of three records is processed
+    stats = processor(sink, dead, sleep=slept.append).process(users("u1", "u2", "u3"))
+    # THEN only u2 is sent again, after one back-off, and every write is counted applied once
+    assert sink.calls == [["u1", "u2", "u3"], ["u2"]]
+    assert len(slept) == 1 and 0 <= slept[0] <= 0.1
+    assert stats == BatchStats(received=3, applied=3, retries=1)
+    assert dead.letters == []
+    assert held(sink) == {"u1": 1, "u2": 1, "u3": 1}
+
+
 def test_retries_exhausted_dead_letter_every_record_of_the_batch():
     # GIVEN a sink that is throttled on every call, and at most 3 attempts
     sink, dead, slept = ScriptedSink(transient=1_000), ListDeadLetters(), []

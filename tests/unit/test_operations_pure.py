@@ -10,8 +10,8 @@ import pytest
 
 from consumers.runtime.deadletter import MAX_STORED_PAYLOAD, DeadLetter
 from consumers.shared.records import ChangeRecord, parse_payload
+from infra.ops import deadletters
 from infra.ops.backfill import synthetic_insert
-from infra.ops.deadletters import Letter
 from infra.ops.reshard import write_shard_count
 from services.config import StackError
 
@@ -25,7 +25,7 @@ def _letter(payload: bytes) -> DeadLetter:
 @pytest.mark.parametrize("size", [0, 10, MAX_STORED_PAYLOAD + 1])
 def test_a_dead_letter_reads_back_as_it_was_stored(size):
     payload = bytes(i % 251 for i in range(size))
-    letter = Letter.from_item(_letter(payload).item(FAILED))
+    letter = DeadLetter.from_item(_letter(payload).item(FAILED))
     assert (letter.shard_id, letter.sequence_number, letter.partition_key) == ("shardId-1", "4960", "pk")
     assert letter.payload_bytes == size and letter.arrival_time == FAILED and letter.redrive_count == 0
     assert letter.truncated == (size > MAX_STORED_PAYLOAD)
@@ -35,8 +35,8 @@ def test_a_dead_letter_reads_back_as_it_was_stored(size):
 
 
 def test_show_decodes_a_json_payload_and_shows_other_bytes_as_text():
-    assert Letter.from_item(_letter(b'{"a": 1}').item(FAILED)).detail()["payload"] == {"a": 1}
-    shown = Letter.from_item(_letter(b"\xffnot json").item(FAILED)).detail()
+    assert deadletters.detail(DeadLetter.from_item(_letter(b'{"a": 1}').item(FAILED)))["payload"] == {"a": 1}
+    shown = deadletters.detail(DeadLetter.from_item(_letter(b"\xffnot json").item(FAILED)))
     assert shown["payload"] is None and shown["payload_text"].endswith("not json")
 
 

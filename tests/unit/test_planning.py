@@ -103,13 +103,13 @@ def test_guard(write, stored, expected):
 
 def test_in_memory_sink_keeps_tombstones():
     sink = InMemorySink()
-    assert sink.apply(Upsert({"k": "a"}, {"x": 1}, 2)) is Outcome.APPLIED
-    assert sink.apply(Delete({"k": "a"}, 2)) is Outcome.APPLIED
-    assert sink.apply(Upsert({"k": "a"}, {"x": 0}, 1)) is Outcome.STALE
-    assert sink.apply(Upsert({"k": "a"}, {"x": 1}, 2)) is Outcome.STALE
+    assert sink.apply(Upsert({"k": "a"}, {"x": 1}, 2)).outcome is Outcome.APPLIED
+    assert sink.apply(Delete({"k": "a"}, 2)).outcome is Outcome.APPLIED
+    assert sink.apply(Upsert({"k": "a"}, {"x": 0}, 1)).outcome is Outcome.STALE
+    assert sink.apply(Upsert({"k": "a"}, {"x": 1}, 2)).outcome is Outcome.STALE
     assert sink.get({"k": "a"}).is_tombstone and sink.documents() == {}
-    assert sink.apply(Skip("nothing")) is Outcome.SKIPPED
-    assert sink.apply(Upsert({"k": "a"}, {"x": 3}, 3)) is Outcome.APPLIED
+    assert sink.apply(Skip("nothing")).outcome is Outcome.SKIPPED
+    assert sink.apply(Upsert({"k": "a"}, {"x": 3}, 3)).outcome is Outcome.APPLIED
     assert sink.documents() == {key_of({"k": "a"}): {"x": 3, "k": "a"}}
 
 

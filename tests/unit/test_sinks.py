@@ -15,10 +15,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from opensearchpy.exceptions import ConnectionError as OsConnectionError
 from opensearchpy.exceptions import TransportError
 
-from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
-from consumers.shared.planning import Delete, Skip, Upsert, WriteCounts
+from consumers.shared.errors import SinkError
+from consumers.shared.planning import APPLIED, STALE, Delete, Outcome, Skip, Upsert, WriteCounts, WriteResult
 from consumers.shared.records import decode_image
-from consumers.sinks import Disposition
+from consumers.sinks import SINK_FAILED
 from consumers.sinks import dynamodb as ddb
 from consumers.sinks import opensearch as osink
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
@@ -76,19 +76,19 @@ def test_tombstone_request_keeps_the_key_and_expires():
 @pytest.mark.parametrize(
     ("exc", "disposition"),
     [
-        (client_error("ConditionalCheckFailedException"), Disposition.STALE),
-        (client_error("ProvisionedThroughputExceededException"), Disposition.RETRY),
-        (client_error("ThrottlingException"), Disposition.RETRY),
-        (client_error("RequestLimitExceeded"), Disposition.RETRY),
-        (client_error("InternalServerError", 500), Disposition.RETRY),
-        (client_error("SomethingNew", 503), Disposition.RETRY),
-        (client_error("ValidationException"), Disposition.REJECT),
-        (client_error("ItemCollectionSizeLimitExceededException"), Disposition.REJECT),
-        (client_error("ResourceNotFoundException"), Disposition.FAIL),
-        (client_error("AccessDeniedException"), Disposition.FAIL),
-        (EndpointConnectionError(endpoint_url="http://localhost:1"), Disposition.RETRY),
-        (ReadTimeoutError(endpoint_url="http://localhost:1"), Disposition.RETRY),
-        (RuntimeError("bug"), Disposition.FAIL),
+        (client_error("ConditionalCheckFailedException"), Outcome.STALE),
+        (client_error("ProvisionedThroughputExceededException"), Outcome.RETRY),
+        (client_error("ThrottlingException"), Outcome.RETRY),
+        (client_error("RequestLimitExceeded"), Outcome.RETRY),
+        (client_error("InternalServerError", 500), Outcome.RETRY),
+        (client_error("SomethingNew", 503), Outcome.RETRY),
+        (client_error("ValidationException"), Outcome.REJECTED),
+        (client_error("ItemCollectionSizeLimitExceededException"), Outcome.REJECTED),
+        (client_error("ResourceNotFoundException"), SINK_FAILED),
+        (client_error("AccessDeniedException"), SINK_FAILED),
+        (EndpointConnectionError(endpoint_url="http://localhost:1"), Outcome.RETRY),
+        (ReadTimeoutError(endpoint_url="http://localhost:1"), Outcome.RETRY),
+        (RuntimeError("bug"), SINK_FAILED),
     ],
 )
 def test_classify_dynamodb_errors(exc, disposition):
@@ -204,25 +204,23 @@ def test_dynamodb_sink_counts_outcomes(workers, strategy):
     client = FakeDynamoDb({"stale": client_error("ConditionalCheckFailedException")})
     sink = make_sink(client, strategy, workers)
     try:
-        counts = sink.write(
+        results = sink.write(
             [Upsert({"k": "a"}, {}, 1), Delete({"k": "b"}, 2), Upsert({"k": "stale"}, {}, 1), Skip("x")]
         )
     finally:
         sink.close()
-    assert counts == WriteCounts(applied=2, stale=1, skipped=1)
+    assert [r.outcome.value for r in results] == ["applied", "applied", "stale", "skipped"]
     assert set(client.sent()) == {("a", 1), ("b", 2), ("stale", 1)}
     assert set(client.items) == {"a", "b"}
 
 
-def test_dynamodb_sink_raises_retryable_with_the_failed_writes(strategy):
+def test_dynamodb_sink_answers_retry_for_throttled_writes_and_applies_the_rest(strategy):
     client = FakeDynamoDb({"slow": client_error("ThrottlingException"), "bad": client_error("ValidationException")})
     sink = make_sink(client, strategy, 2)
-    slow = Upsert({"k": "slow"}, {}, 1)
-    with pytest.raises(RetryableSinkError) as caught:
-        sink.write([Upsert({"k": "ok"}, {}, 1), slow, Upsert({"k": "bad"}, {}, 1)])
+    results = sink.write([Upsert({"k": "ok"}, {}, 1), Upsert({"k": "slow"}, {}, 1), Upsert({"k": "bad"}, {}, 1)])
     sink.close()
-    assert caught.value.writes == (slow,)
-    assert "Throttling" in str(caught.value)
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.RETRY, Outcome.REJECTED]
+    assert "Throttling" in results[1].reason
     assert set(client.items) == {"ok"}  # the rest of the batch was applied
 
 
@@ -231,21 +229,17 @@ def test_dynamodb_sink_rejects_invalid_writes_for_dead_lettering(strategy):
     sink = make_sink(client, strategy, 1)
     bad = Upsert({"k": "bad"}, {}, 1)
     floaty = Upsert({"k": "float"}, {"x": 1.5}, 1)
-    with pytest.raises(SinkRejectedWrite) as caught:
-        sink.write([Upsert({"k": "ok"}, {}, 1), bad, floaty])
-    assert [w for w, _ in caught.value.rejections] == [bad, floaty]
-    assert caught.value.write is bad
-    assert "float is not supported" in caught.value.rejections[1][1]
-    assert caught.value.counts == WriteCounts(applied=1)
+    results = sink.write([Upsert({"k": "ok"}, {}, 1), bad, floaty])
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED, Outcome.REJECTED]
+    assert "ValidationException" in results[1].reason and "float is not supported" in results[2].reason
     assert "float" not in {key for key, _ in client.sent()}  # the float document never reached the client
     assert set(client.items) == {"ok"}
 
 
 def test_dynamodb_sink_fails_on_configuration_errors(strategy):
     sink = make_sink(FakeDynamoDb({"a": client_error("ResourceNotFoundException")}), strategy)
-    with pytest.raises(SinkError) as caught:
+    with pytest.raises(SinkError, match="ResourceNotFoundException"):
         sink.write([Upsert({"k": "a"}, {}, 1)])
-    assert not isinstance(caught.value, (RetryableSinkError, SinkRejectedWrite))
 
 
 # One item's history: created at 1, updated at 2 and 3, deleted (REMOVE carries version 3).
@@ -273,7 +267,7 @@ def test_every_order_of_a_history_converges_to_the_tombstone_write_by_write(orde
         assert_tombstone_at_3(client)
         replay = [sink.write([HISTORY[name]]) for name in order]  # a full replay changes nothing
         assert replay == [
-            WriteCounts(applied=1) if name == "delete3" else WriteCounts(stale=1) for name in order
+            [APPLIED] if name == "delete3" else [STALE] for name in order
         ]  # (the delete re-writes its identical tombstone on the version tie)
         assert_tombstone_at_3(client)
     assert counts[ddb.WriteStrategy.TRANSACTIONS] == counts[ddb.WriteStrategy.CONDITIONAL_PUTS]
@@ -282,7 +276,7 @@ def test_every_order_of_a_history_converges_to_the_tombstone_write_by_write(orde
 @pytest.mark.parametrize("order", ORDERS, ids="-".join)
 def test_every_order_of_a_history_in_one_batch_converges_to_the_tombstone(order, strategy):
     client = FakeDynamoDb()
-    counts = make_sink(client, strategy, workers=1).write([HISTORY[name] for name in order])
+    counts = WriteCounts.of(make_sink(client, strategy, workers=1).write([HISTORY[name] for name in order]))
     assert_tombstone_at_3(client)
     assert counts.applied + counts.stale == 4 and counts.applied >= 1
     if strategy is ddb.WriteStrategy.TRANSACTIONS:
@@ -308,8 +302,7 @@ def test_the_version_guard(stored, write, outcome, strategy):
         client.items["x"] = {"k": {"S": "x"}}
     elif stored is not None:
         client.items["x"] = {"k": {"S": "x"}, "Version": {"N": str(stored)}}
-    counts = make_sink(client, strategy).write([write])
-    assert counts == WriteCounts(**{outcome: 1})
+    assert make_sink(client, strategy).write([write]) == [WriteResult(Outcome(outcome))]
 
 
 def test_both_strategies_count_a_batch_with_one_write_per_key_alike():
@@ -325,7 +318,7 @@ def test_both_strategies_count_a_batch_with_one_write_per_key_alike():
         for k, version in stored.items():
             if version is not None:
                 client.items[k] = {"k": {"S": k}, "Version": {"N": str(version)}}
-        counts[strategy] = make_sink(client, strategy, workers=4).write(batch)
+        counts[strategy] = WriteCounts.of(make_sink(client, strategy, workers=4).write(batch))
         items[strategy] = {k: decode_image(item)["Version"] for k, item in client.items.items()}
     assert counts[ddb.WriteStrategy.TRANSACTIONS] == counts[ddb.WriteStrategy.CONDITIONAL_PUTS]
     assert items[ddb.WriteStrategy.TRANSACTIONS] == items[ddb.WriteStrategy.CONDITIONAL_PUTS]
@@ -347,8 +340,9 @@ def test_a_transaction_holds_the_newest_write_of_each_key():
         Upsert({"k": 5}, {}, 1),
         Upsert({"k": Decimal("5.0")}, {}, 2),  # the same item as {"k": 5}
     ]
-    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(writes)
-    assert counts == WriteCounts(applied=4, stale=4)  # a (twice), b, 5; a1, a3, a2, 5@1 superseded
+    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(writes)
+    # a (twice), b, 5; a1, a3, a2, 5@1 superseded
+    assert results == [STALE, APPLIED, STALE, APPLIED, STALE, APPLIED, STALE, APPLIED]
     assert len(client.transactions) == 1
     assert sorted(client.sent(), key=str) == [("5.0", 2), ("a", 3), ("b", 7)]
     assert decode_image(client.items["a"])[TOMBSTONE_ATTRIBUTE] is True
@@ -357,10 +351,10 @@ def test_a_transaction_holds_the_newest_write_of_each_key():
 def test_a_cancelled_transaction_counts_the_stale_write_and_applies_the_rest():
     client = FakeDynamoDb()
     client.items["old"] = {"k": {"S": "old"}, "Version": {"N": "5"}}
-    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
         [Upsert({"k": "a"}, {}, 1), Upsert({"k": "old"}, {}, 2), Upsert({"k": "b"}, {}, 1)]
     )
-    assert counts == WriteCounts(applied=2, stale=1)
+    assert results == [APPLIED, STALE, APPLIED]
     assert [len(t) for t in client.transactions] == [3, 2]  # the rest again, without the stale one
     assert decode_image(client.items["old"])["Version"] == 5 and {"a", "b"} <= set(client.items)
 
@@ -369,8 +363,7 @@ def test_a_cancelled_transaction_counts_the_stale_write_and_applies_the_rest():
 def test_more_than_100_writes_go_in_several_transactions(workers):
     client = FakeDynamoDb()
     writes = [Upsert({"k": f"k{i}"}, {}, 1) for i in range(250)]
-    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS, workers).write(writes)
-    assert counts == WriteCounts(applied=250)
+    assert make_sink(client, ddb.WriteStrategy.TRANSACTIONS, workers).write(writes) == [APPLIED] * 250
     assert sorted(len(t) for t in client.transactions) == [50, 100, 100]
     assert len(client.items) == 250 and client.puts == []
 
@@ -378,57 +371,54 @@ def test_more_than_100_writes_go_in_several_transactions(workers):
 def test_transactions_stay_under_4_mb_of_items():
     client = FakeDynamoDb()
     writes = [Upsert({"k": f"k{i}"}, {"Blob": b"x" * 390_000}, 1) for i in range(12)]
-    assert make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(writes) == WriteCounts(applied=12)
+    assert make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(writes) == [APPLIED] * 12
     assert [len(t) for t in client.transactions] == [10, 2]
 
 
 def test_a_rejected_newest_write_gives_way_to_the_next_newest():
     client = FakeDynamoDb({"a@3": client_error("ValidationException")})
     bad = Upsert({"k": "a"}, {}, 3)
-    with pytest.raises(SinkRejectedWrite) as caught:
-        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
-            [Upsert({"k": "a"}, {}, 1), bad, Upsert({"k": "a"}, {}, 2)]
-        )
-    assert caught.value.rejections == ((bad, "ValidationError: ValidationException"),)
-    assert caught.value.counts == WriteCounts(applied=1, stale=1)  # 2 applied, then 1 superseded by it
+    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+        [Upsert({"k": "a"}, {}, 1), bad, Upsert({"k": "a"}, {}, 2)]
+    )
+    # 3 rejected; then 2 applied, and 1 superseded by it
+    assert results == [STALE, WriteResult.rejected("ValidationError: ValidationException"), APPLIED]
     assert decode_image(client.items["a"])["Version"] == 2
 
 
 def test_a_transaction_refused_as_a_whole_is_applied_put_by_put():
     client = FakeDynamoDb({"huge": client_error("ValidationException")}, refuse_transactions_with={"huge"})
     huge = Upsert({"k": "huge"}, {}, 1)
-    with pytest.raises(SinkRejectedWrite) as caught:
-        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write([Upsert({"k": "a"}, {}, 1), huge])
-    assert [w for w, _ in caught.value.rejections] == [huge]
-    assert caught.value.counts == WriteCounts(applied=1)
+    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write([Upsert({"k": "a"}, {}, 1), huge])
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED]
     assert len(client.transactions) == 1 and [p["Item"]["k"]["S"] for p in client.puts] == ["a", "huge"]
 
 
 def test_a_cancellation_without_reasons_is_applied_put_by_put():
     client = FakeDynamoDb({"stale": client_error("ConditionalCheckFailedException")}, reasons=False)
-    counts = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
         [Upsert({"k": "a"}, {}, 1), Upsert({"k": "stale"}, {}, 1)]
     )
-    assert counts == WriteCounts(applied=1, stale=1)
+    assert results == [APPLIED, STALE]
     assert len(client.transactions) == 1 and len(client.puts) == 2
 
 
-def test_a_transaction_conflict_is_retryable_and_the_rest_applied():
+def test_a_transaction_conflict_is_answered_retry_and_the_rest_applied():
     client = FakeDynamoDb({"busy": client_error("TransactionConflictException")})
-    busy = Upsert({"k": "busy"}, {}, 2)
-    with pytest.raises(RetryableSinkError) as caught:
-        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
-            [Upsert({"k": "a"}, {}, 1), busy, Upsert({"k": "busy"}, {}, 1)]
-        )
-    assert caught.value.writes == (busy, Upsert({"k": "busy"}, {}, 1))
-    assert "TransactionConflict" in str(caught.value)
+    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+        [Upsert({"k": "a"}, {}, 1), Upsert({"k": "busy"}, {}, 2), Upsert({"k": "busy"}, {}, 1)]
+    )
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.RETRY, Outcome.RETRY]
+    assert "TransactionConflict" in results[1].reason
     assert set(client.items) == {"a"}
 
 
 def test_transaction_request_failures_are_classified_as_put_failures():
     client = FakeDynamoDb({"a": client_error("ProvisionedThroughputExceededException")})
-    with pytest.raises(RetryableSinkError):
-        make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write([Upsert({"k": "a"}, {}, 1), Upsert({"k": "b"}, {}, 1)])
+    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
+        [Upsert({"k": "a"}, {}, 1), Upsert({"k": "b"}, {}, 1)]
+    )
+    assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.RETRY]
     assert client.puts == [] and client.items == {}
 
 
@@ -540,21 +530,21 @@ def test_template_document_id_names_a_missing_key_attribute():
 @pytest.mark.parametrize(
     ("item", "disposition"),
     [
-        ({"index": {"status": 201, "result": "created"}}, Disposition.APPLIED),
-        ({"index": {"status": 200, "result": "updated"}}, Disposition.APPLIED),
-        ({"delete": {"status": 200, "result": "deleted"}}, Disposition.APPLIED),
-        ({"delete": {"status": 404, "result": "not_found"}}, Disposition.APPLIED),
-        ({"index": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}}, Disposition.STALE),
-        ({"delete": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}}, Disposition.STALE),
-        ({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}}, Disposition.RETRY),
-        ({"index": {"status": 503, "error": {"type": "unavailable_shards_exception"}}}, Disposition.RETRY),
-        ({"index": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}, Disposition.REJECT),
-        ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Disposition.FAIL),
-        ({"delete": {"status": 404, "error": {"type": "index_not_found_exception"}}}, Disposition.FAIL),
-        ({"index": {"status": 403, "error": {"type": "cluster_block_exception"}}}, Disposition.RETRY),
-        ({"delete": {"status": 429, "error": {"type": "cluster_block_exception"}}}, Disposition.RETRY),
-        ({"index": {"status": 403, "error": {"type": "security_exception"}}}, Disposition.FAIL),
-        ({"index": {"status": 401, "error": {"type": "security_exception"}}}, Disposition.FAIL),
+        ({"index": {"status": 201, "result": "created"}}, Outcome.APPLIED),
+        ({"index": {"status": 200, "result": "updated"}}, Outcome.APPLIED),
+        ({"delete": {"status": 200, "result": "deleted"}}, Outcome.APPLIED),
+        ({"delete": {"status": 404, "result": "not_found"}}, Outcome.APPLIED),
+        ({"index": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}}, Outcome.STALE),
+        ({"delete": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}}, Outcome.STALE),
+        ({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}}, Outcome.RETRY),
+        ({"index": {"status": 503, "error": {"type": "unavailable_shards_exception"}}}, Outcome.RETRY),
+        ({"index": {"status": 400, "error": {"type": "mapper_parsing_exception"}}}, Outcome.REJECTED),
+        ({"index": {"status": 404, "error": {"type": "index_not_found_exception"}}}, SINK_FAILED),
+        ({"delete": {"status": 404, "error": {"type": "index_not_found_exception"}}}, SINK_FAILED),
+        ({"index": {"status": 403, "error": {"type": "cluster_block_exception"}}}, Outcome.RETRY),
+        ({"delete": {"status": 429, "error": {"type": "cluster_block_exception"}}}, Outcome.RETRY),
+        ({"index": {"status": 403, "error": {"type": "security_exception"}}}, SINK_FAILED),
+        ({"index": {"status": 401, "error": {"type": "security_exception"}}}, SINK_FAILED),
     ],
 )
 def test_classify_bulk_items(item, disposition):
@@ -592,8 +582,8 @@ def answer_by_id(statuses):
 def test_opensearch_sink_counts_outcomes():
     client = FakeOpenSearch(answer_by_id({"old": 409}))
     sink = osink.OpenSearchSink(client, osink.OpenSearchSinkConfig(index="users", refresh="wait_for"))
-    counts = sink.write([Upsert({"Id": "a"}, {}, 1), Upsert({"Id": "old"}, {}, 1), Delete({"Id": "b"}, 3), Skip("x")])
-    assert counts == WriteCounts(applied=2, stale=1, skipped=1)
+    results = sink.write([Upsert({"Id": "a"}, {}, 1), Upsert({"Id": "old"}, {}, 1), Delete({"Id": "b"}, 3), Skip("x")])
+    assert [r.outcome.value for r in results] == ["applied", "stale", "applied", "skipped"]
     assert len(client.calls) == 1 and client.calls[0]["refresh"] == "wait_for"
 
 
@@ -602,38 +592,44 @@ def test_opensearch_sink_rejects_bad_items_and_unserialisable_documents():
     sink = osink.OpenSearchSink(client, OS_CONFIG)
     bad = Upsert({"Id": "bad"}, {}, 1)
     weird = Upsert({"Id": "weird"}, {"x": object()}, 1)
-    with pytest.raises(SinkRejectedWrite) as caught:
-        sink.write([Upsert({"Id": "a"}, {}, 1), bad, weird])
-    assert sorted((w.key["Id"] for w, _ in caught.value.rejections)) == ["bad", "weird"]
-    assert caught.value.counts == WriteCounts(applied=1)
+    results = sink.write([Upsert({"Id": "a"}, {}, 1), bad, weird])
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED, Outcome.REJECTED]
+    assert results[1].reason == "400 some_exception: because" and "cannot serialise" in results[2].reason
     assert [line["index"]["_id"] for line in parse_ndjson(client.calls[0]["body"]) if "index" in line] == ["a", "bad"]
 
 
 def test_opensearch_sink_retries_throttled_items():
     sink = osink.OpenSearchSink(FakeOpenSearch(answer_by_id({"busy": 429})), OS_CONFIG)
-    busy = Upsert({"Id": "busy"}, {}, 1)
-    with pytest.raises(RetryableSinkError) as caught:
-        sink.write([Upsert({"Id": "a"}, {}, 1), busy])
-    assert caught.value.writes == (busy,)
+    results = sink.write([Upsert({"Id": "a"}, {}, 1), Upsert({"Id": "busy"}, {}, 1)])
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.RETRY]
 
 
 @pytest.mark.parametrize(
-    ("exc", "error"),
+    "exc",
     [
-        (OsConnectionError("N/A", "refused", None), RetryableSinkError),
-        (TransportError(503, "unavailable", {}), RetryableSinkError),
-        (TransportError(429, "too many", {}), RetryableSinkError),
-        (TransportError(403, "forbidden", {}), SinkError),
+        OsConnectionError("N/A", "refused", None),
+        TransportError(503, "unavailable", {}),
+        TransportError(429, "too many", {}),
     ],
 )
-def test_opensearch_request_failures(exc, error):
+def test_a_request_failing_transiently_answers_retry_for_every_write(exc):
     def respond(_lines):
         raise exc
 
     sink = osink.OpenSearchSink(FakeOpenSearch(respond), OS_CONFIG)
-    with pytest.raises(error) as caught:
+    results = sink.write([Upsert({"Id": "a"}, {}, 1), Upsert({"Id": "b"}, {}, 1), Skip("x")])
+    assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.RETRY, Outcome.SKIPPED]
+
+
+def test_a_request_refused_for_good_is_a_failure_of_the_sink():
+    exc = TransportError(403, "forbidden", {})
+
+    def respond(_lines):
+        raise exc
+
+    sink = osink.OpenSearchSink(FakeOpenSearch(respond), OS_CONFIG)
+    with pytest.raises(SinkError) as caught:
         sink.write([Upsert({"Id": "a"}, {}, 1)])
-    assert type(caught.value) is error
     assert caught.value.__cause__ is exc
 
 
@@ -645,5 +641,5 @@ def test_opensearch_sink_checks_the_response_shape():
 
 def test_nothing_to_send_sends_nothing():
     client = FakeOpenSearch(answer_by_id({}))
-    assert osink.OpenSearchSink(client, OS_CONFIG).write([Skip("x")]) == WriteCounts(skipped=1)
+    assert [r.outcome for r in osink.OpenSearchSink(client, OS_CONFIG).write([Skip("x")])] == [Outcome.SKIPPED]
     assert client.calls == []

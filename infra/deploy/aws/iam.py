@@ -7,9 +7,9 @@ The task role (what the worker's code and its KCL do) may:
   * create and use the app's own KCL tables: ``<app.name>`` (leases, and its ``leaseOwner``
     index), ``<app.name>-CoordinatorState``, ``<app.name>-WorkerMetricStats``; the KCL creates
     them at its first start (the actions of the KCL's documented minimum);
-  * write its sink: PutItem on its DynamoDB table (conditional puts and tombstones; a
-    transactional put is authorised as PutItem too), or its index's paths on the OpenSearch
-    domain for the OpenSearch app (see `opensearch_statements`);
+  * write its sink: the statements of the app's sink kind (``consumers.sinks.<kind>.kind``:
+    PutItem on its DynamoDB table, conditional puts and tombstones, a transactional put being
+    authorised as PutItem too; or its index's paths on the OpenSearch domain);
   * PutItem on its dead-letter table;
   * cloudwatch:PutMetricData, only in the KCL's namespace (the application name). The EMF
     metrics of the processors go through the log driver and need no grant.
@@ -33,6 +33,7 @@ __all__ = [
     "STREAM_READ_ACTIONS",
     "execution_policy",
     "kcl_tables",
+    "table_arn",
     "task_policy",
 ]
 
@@ -58,9 +59,7 @@ LEASE_TABLE_ACTIONS = (
 )
 #: the KCL 3.x tables of an application, by the suffix added to its name
 KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
-SINK_TABLE_ACTIONS = ("dynamodb:PutItem",)
 DEAD_LETTER_ACTIONS = ("dynamodb:PutItem",)
-OPENSEARCH_INDEX_ACTIONS = ("es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut")
 
 
 def kcl_tables(app: AppConfig) -> tuple[str, ...]:
@@ -68,7 +67,7 @@ def kcl_tables(app: AppConfig) -> tuple[str, ...]:
     return tuple(app.name + suffix for suffix in KCL_TABLE_SUFFIXES)
 
 
-def _table_arn(name: str) -> Json:
+def table_arn(name: str) -> Json:
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{name}"}
 
 
@@ -76,33 +75,13 @@ def _document(*statements: Json) -> Json:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 
 
-def opensearch_statements(app: AppConfig, domain_arn: Json) -> list[Json]:
-    """The OpenSearch sink's grants: its index's paths only. The sink sends
-    ``POST /<index>/_bulk`` with no index in the action lines, and the domain refuses explicit
-    indexes in bulk bodies (``rest.action.multi.allow_explicit_index = false``), so a grant on
-    the index path is all it takes, and all it allows."""
-    index = app.sink.target
-
-    def path(suffix: str) -> Json:
-        return {"Fn::Join": ["", [domain_arn, suffix]]}
-
-    return [
-        {
-            "Sid": "WriteOwnIndex",
-            "Effect": "Allow",
-            "Action": list(OPENSEARCH_INDEX_ACTIONS),
-            "Resource": [path(f"/{index}"), path(f"/{index}/*")],
-        },
-    ]
-
-
-def task_policy(app: AppConfig, stream_arn: Json, domain_arn: Json | None) -> Json:
-    """The task role's one policy document. ``domain_arn``: the OpenSearch domain (an
-    intrinsic), given for the apps whose sink is OpenSearch."""
+def task_policy(app: AppConfig, stream_arn: Json, sink_statements: list[Json]) -> Json:
+    """The task role's one policy document; ``sink_statements``: the grants of the app's sink
+    kind (``SinkKind.iam_statements``)."""
     lease_resources: list[Json] = []
     for table in kcl_tables(app):
-        lease_resources.append(_table_arn(table))
-    lease_resources.append(_table_arn(f"{app.name}/index/*"))
+        lease_resources.append(table_arn(table))
+    lease_resources.append(table_arn(f"{app.name}/index/*"))
     statements: list[Json] = [
         {"Sid": "ReadOwnStream", "Effect": "Allow", "Action": list(STREAM_READ_ACTIONS), "Resource": [stream_arn]},
         {"Sid": "OwnKclTables", "Effect": "Allow", "Action": list(LEASE_TABLE_ACTIONS), "Resource": lease_resources},
@@ -110,22 +89,10 @@ def task_policy(app: AppConfig, stream_arn: Json, domain_arn: Json | None) -> Js
             "Sid": "WriteDeadLetters",
             "Effect": "Allow",
             "Action": list(DEAD_LETTER_ACTIONS),
-            "Resource": [_table_arn(app.dead_letter_table)],
+            "Resource": [table_arn(app.dead_letter_table)],
         },
     ]
-    if app.sink.type == "dynamodb":
-        statements.append(
-            {
-                "Sid": "WriteSinkTable",
-                "Effect": "Allow",
-                "Action": list(SINK_TABLE_ACTIONS),
-                "Resource": [_table_arn(app.sink.target)],
-            }
-        )
-    else:
-        if domain_arn is None:
-            raise ValueError(f"app {app.name} writes to OpenSearch: its domain's ARN is needed")
-        statements.extend(opensearch_statements(app, domain_arn))
+    statements.extend(sink_statements)
     statements.append(
         {
             "Sid": "KclMetrics",

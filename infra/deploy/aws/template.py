@@ -7,8 +7,9 @@ LocalStack and AWS.
 What it holds: the tables of `pipeline.toml` (PAY_PER_REQUEST, point-in-time recovery, TTL
 where configured, the Kinesis streaming destination of each change source with the configured
 ApproximateCreationDateTimePrecision; no DynamoDB Streams: on AWS only the local relay would
-read them), the Kinesis streams (shards, retention, KMS encryption), the OpenSearch domain (or
-the ``ExistingOpenSearch*`` parameters for one you have), and per app: its dead-letter table, a
+read them), the Kinesis streams (shards, retention, KMS encryption), what each sink kind in use
+adds (``SinkKind.deployment``: the OpenSearch domain, or the ``ExistingOpenSearch*`` parameters
+for one you have), and per app: its dead-letter table, a
 log group, an IAM task role (`infra.deploy.aws.iam`: least privilege), an ECS task definition and a
 Fargate service whose desired count is ``app.workers``. The KCL creates its own lease tables at
 the first start (the task role may create those three names only).
@@ -36,6 +37,7 @@ from typing import Any
 
 from consumers.runtime.config import AppConfig, discover_apps
 from consumers.runtime.deadletter import DEAD_LETTER_KEY
+from consumers.sinks.registry import kind_of
 from infra.deploy.aws import iam
 from infra.deploy.aws.render import to_yaml
 from producer_config import PipelineConfig, TableSpec, load_pipeline
@@ -50,7 +52,6 @@ TASK_MEMORY = "1024"
 CLUSTER_NAME = "kinesis-cdc"
 CONTAINER_NAME = "worker"
 LOG_RETENTION_DAYS = 30
-OPENSEARCH_ENGINE = "OpenSearch_2.19"
 #: the container's stdout, the awslogs driver's pipe: one log event per EMF document
 #: (consumers.runtime.metrics explains why not stderr)
 METRICS_PATH = "/proc/1/fd/1"
@@ -69,18 +70,6 @@ SKIPS: Mapping[str, tuple[tuple[str, str], ...]] = {
             "CKV_AWS_158",
             "Log events hold change records' keys and counts, encrypted at rest by CloudWatch Logs' own keys; "
             "a customer managed key adds a key policy for the logs service and no control this stack needs",
-        ),
-    ),
-    "domain": (
-        (
-            "CKV_AWS_317",
-            "Audit logs need fine-grained access control with an internal user database; access is IAM only "
-            "(the domain policy names the OpenSearch apps' task roles) and CloudTrail records the configuration API",
-        ),
-        (
-            "CKV_AWS_84",
-            "Slow and error logs need a resource policy for the service on a log group; left off to keep the "
-            "stack's IAM surface to the apps' roles. Enable them from the console when diagnosing",
         ),
     ),
 }
@@ -130,31 +119,21 @@ _PARAMETERS: Json = {
         "Description": "ECR repository of the worker image (infra/deploy/aws/worker.Dockerfile), in this account and region",
     },
     "ImageTag": {"Type": "String", "Description": "Tag of the worker image to run (e.g. the git commit)"},
-    "OpenSearchDomainName": {
-        "Type": "String",
-        "Default": "kinesis-cdc",
-        "AllowedPattern": "[a-z][a-z0-9-]{2,27}",
-        "Description": "Name of the OpenSearch domain this stack creates (ignored with ExistingOpenSearchEndpoint)",
-    },
-    "OpenSearchInstanceType": {
-        "Type": "String",
-        "Default": "t3.medium.search",
-        "Description": "Data node type (t3.small does not support encryption at rest)",
-    },
-    "ExistingOpenSearchEndpoint": {
-        "Type": "String",
-        "Default": "",
-        "Description": "Host name of an existing domain's endpoint (no https://); empty: create one",
-    },
-    "ExistingOpenSearchDomainArn": {
-        "Type": "String",
-        "Default": "",
-        "Description": "ARN of that existing domain (arn:aws:es:REGION:ACCOUNT:domain/NAME)",
-    },
 }
 
-_CREATE_DOMAIN = "CreateOpenSearchDomain"
-_DOMAIN = "OpenSearchDomain"
+
+class _Cfn:
+    """The intrinsics and conventions a sink kind builds its part with (``consumers.sinks.deploy.Cfn``)."""
+
+    ref = staticmethod(lambda name: _ref(name))
+    sub = staticmethod(lambda text: _sub(text))
+    get_att = staticmethod(lambda resource, attribute="Arn": _arn(resource, attribute))
+    table_arn = staticmethod(lambda name: iam.table_arn(name))
+    tags = staticmethod(lambda **extra: _tags(**extra))
+    skips = staticmethod(lambda kind: _skips(kind))
+
+
+CFN = _Cfn()
 
 
 def _table(spec: TableSpec, streams: Mapping[str, str]) -> Json:
@@ -190,48 +169,6 @@ def _dead_letter_spec(name: str) -> TableSpec:
     return TableSpec(name, hash_key, range_key, None, None, None)
 
 
-def _domain(pipeline: PipelineConfig, search_roles: Sequence[str]) -> Json:
-    subnets = [{"Fn::Select": [i, _ref("SubnetIds")]} for i in range(2)]
-    domain_arn = _sub("arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/${OpenSearchDomainName}")
-    return {
-        "Type": "AWS::OpenSearchService::Domain",
-        "Condition": _CREATE_DOMAIN,
-        "DeletionPolicy": "Retain",
-        "UpdateReplacePolicy": "Retain",
-        "Metadata": _skips("domain"),
-        "Properties": {
-            "DomainName": _ref("OpenSearchDomainName"),
-            "EngineVersion": OPENSEARCH_ENGINE,
-            "ClusterConfig": {
-                "InstanceType": _ref("OpenSearchInstanceType"),
-                "InstanceCount": 2,
-                "ZoneAwarenessEnabled": True,
-                "ZoneAwarenessConfig": {"AvailabilityZoneCount": 2},
-            },
-            "EBSOptions": {"EBSEnabled": True, "VolumeType": "gp3", "VolumeSize": 10},
-            "EncryptionAtRestOptions": {"Enabled": True},
-            "NodeToNodeEncryptionOptions": {"Enabled": True},
-            "DomainEndpointOptions": {"EnforceHTTPS": True, "TLSSecurityPolicy": "Policy-Min-TLS-1-2-2019-07"},
-            # the sink posts to /<index>/_bulk: a bulk body naming another index is refused, so
-            # the task role's grant on the index path bounds what it can write
-            "AdvancedOptions": {"rest.action.multi.allow_explicit_index": "false"},
-            "VPCOptions": {"SubnetIds": subnets, "SecurityGroupIds": [_ref("OpenSearchSecurityGroup")]},
-            "AccessPolicies": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"AWS": [_arn(role) for role in search_roles]},
-                        "Action": ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"],
-                        "Resource": {"Fn::Join": ["", [domain_arn, "/*"]]},
-                    }
-                ],
-            },
-            "Tags": _tags(),
-        },
-    }
-
-
 def _security_groups() -> Json:
     return {
         "WorkerSecurityGroup": {
@@ -251,31 +188,6 @@ def _security_groups() -> Json:
                 "Tags": _tags(),
             },
         },
-        "OpenSearchSecurityGroup": {
-            "Type": "AWS::EC2::SecurityGroup",
-            "Condition": _CREATE_DOMAIN,
-            "Properties": {
-                "GroupDescription": "kinesis-cdc OpenSearch domain: HTTPS from the workers only",
-                "VpcId": _ref("VpcId"),
-                "SecurityGroupIngress": [
-                    {
-                        "Description": "HTTPS from the worker tasks",
-                        "IpProtocol": "tcp",
-                        "FromPort": 443,
-                        "ToPort": 443,
-                        "SourceSecurityGroupId": _ref("WorkerSecurityGroup"),
-                    }
-                ],
-                "SecurityGroupEgress": [
-                    {
-                        "Description": "no outbound traffic (a rule that matches nothing: loopback only)",
-                        "IpProtocol": "-1",
-                        "CidrIp": "127.0.0.1/32",
-                    }
-                ],
-                "Tags": _tags(),
-            },
-        },
     }
 
 
@@ -283,13 +195,7 @@ def _app_resources(app: AppConfig, pipeline: PipelineConfig, streams: Mapping[st
     base = logical_id(app.name)
     log_group, task_role, execution_role = f"{base}LogGroup", f"{base}TaskRole", f"{base}ExecutionRole"
     task_definition = f"{base}TaskDefinition"
-    domain_arn = {
-        "Fn::If": [
-            _CREATE_DOMAIN,
-            _sub("arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/${OpenSearchDomainName}"),
-            _ref("ExistingOpenSearchDomainArn"),
-        ]
-    }
+    kind = kind_of(app.sink.type)
     environment = {
         "CDC_APP": app.package,
         "CDC_TARGET": "aws",
@@ -299,12 +205,7 @@ def _app_resources(app: AppConfig, pipeline: PipelineConfig, streams: Mapping[st
         "CDC_METRICS_PATH": METRICS_PATH,
     }
     env_list: list[Json] = [{"Name": k, "Value": v} for k, v in environment.items()]
-    if app.sink.type == "opensearch":
-        endpoint = {"Fn::If": [_CREATE_DOMAIN, _arn(_DOMAIN, "DomainEndpoint"), _ref("ExistingOpenSearchEndpoint")]}
-        env_list += [
-            {"Name": "CDC_OPENSEARCH_URL", "Value": {"Fn::Join": ["", ["https://", endpoint]]}},
-            {"Name": "CDC_OPENSEARCH_AUTH", "Value": "sigv4"},
-        ]
+    env_list += kind.task_environment(app.sink, CFN)
     assume = {
         "Version": "2012-10-17",
         "Statement": [
@@ -337,9 +238,7 @@ def _app_resources(app: AppConfig, pipeline: PipelineConfig, streams: Mapping[st
                     {
                         "PolicyName": "app",
                         "PolicyDocument": iam.task_policy(
-                            app,
-                            _arn(streams[app.stream_name]),
-                            domain_arn if app.sink.type == "opensearch" else None,
+                            app, _arn(streams[app.stream_name]), kind.iam_statements(app.sink, pipeline, CFN)
                         ),
                     }
                 ],
@@ -444,11 +343,13 @@ def build_template(pipeline: PipelineConfig, apps: Sequence[AppConfig]) -> Json:
             spec = resources[logical_id("Table", table.name)]["Properties"]["KinesisStreamSpecification"]
             spec["ApproximateCreationDateTimePrecision"] = pipeline.creation_time_precision
     resources.update(_security_groups())
-    search_roles = [f"{logical_id(app.name)}TaskRole" for app in apps if app.sink.type == "opensearch"]
-    if search_roles:
-        resources[_DOMAIN] = _domain(pipeline, search_roles)
-    else:
-        del resources["OpenSearchSecurityGroup"]
+    # what each sink kind in use adds (its apps' task roles given): e.g. the OpenSearch domain
+    roles: dict[str, list[str]] = {}
+    for app in apps:
+        roles.setdefault(app.sink.type, []).append(f"{logical_id(app.name)}TaskRole")
+    parts = [kind_of(name).deployment(pipeline, kind_roles, CFN) for name, kind_roles in roles.items()]
+    for part in parts:
+        resources.update(part.resources)
     resources["Cluster"] = {
         "Type": "AWS::ECS::Cluster",
         "Properties": {
@@ -466,28 +367,25 @@ def build_template(pipeline: PipelineConfig, apps: Sequence[AppConfig]) -> Json:
         },
         "ClusterName": {"Value": _ref("Cluster")},
     }
-    if search_roles:
-        outputs["OpenSearchEndpoint"] = {
-            "Description": "CDC_OPENSEARCH_URL is https:// and this",
-            "Value": {"Fn::If": [_CREATE_DOMAIN, _arn(_DOMAIN, "DomainEndpoint"), _ref("ExistingOpenSearchEndpoint")]},
-        }
+    for part in parts:
+        outputs.update(part.outputs)
     for app in apps:
         outputs[f"{logical_id(app.name)}ServiceName"] = {
             "Value": {"Fn::GetAtt": [f"{logical_id(app.name)}Service", "Name"]}
         }
     parameters = dict(_PARAMETERS)
-    if not search_roles:
-        for name in ("OpenSearchDomainName", "OpenSearchInstanceType", "ExistingOpenSearchEndpoint"):
-            del parameters[name]
-        del parameters["ExistingOpenSearchDomainArn"]
+    conditions: Json = {}
+    for part in parts:
+        parameters.update(part.parameters)
+        conditions.update(part.conditions)
     template: Json = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "kinesis-cdc: DynamoDB change data capture over Kinesis to KCL consumer apps on ECS Fargate "
         "(generated by infra/deploy/aws/template.py from producer_config/ and consumers/*/app.toml; do not edit)",
         "Parameters": parameters,
     }
-    if search_roles:
-        template["Conditions"] = {_CREATE_DOMAIN: {"Fn::Equals": [_ref("ExistingOpenSearchEndpoint"), ""]}}
+    if conditions:
+        template["Conditions"] = conditions
     template["Resources"] = resources
     template["Outputs"] = outputs
     return template

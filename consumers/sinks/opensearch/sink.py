@@ -9,13 +9,13 @@ with the same version and ``version_type=external_gte`` (deletes win version tie
 ``index.gc_deletes`` (default 60 s); a replayed older upsert arriving later would resurrect the
 document. Set ``index.gc_deletes`` to at least the source stream's retention (e.g. ``"24h"``).
 
-Per-item outcomes: 2xx -> APPLIED (a delete answered 404 ``not_found`` too: the document is
-absent, as wanted); 409 -> STALE (counted, not an error); 429 and 5xx -> ``RetryableSinkError``;
-401, 403 (cluster blocks) and 404 ``index_not_found`` -> ``SinkError`` (the index is unusable:
-nothing is dead-lettered); other 4xx (mapping errors...) -> ``SinkRejectedWrite`` carrying the
-writes. The request as a whole: connection errors, timeouts, 429 and 5xx ->
-``RetryableSinkError``; other statuses (401, 403, 404 missing index...) -> ``SinkError``.
-Documents that cannot be serialised are rejected before the request is sent.
+Per-item results: 2xx -> APPLIED (a delete answered 404 ``not_found`` too: the document is
+absent, as wanted); 409 -> STALE (counted, not an error); 429, 5xx and a cluster block -> RETRY;
+401, 403 and 404 ``index_not_found`` -> ``SinkError`` (the index is unusable: nothing is
+dead-lettered); other 4xx (mapping errors...) -> REJECTED with the reason. The request as a
+whole: connection errors, timeouts, 429 and 5xx -> RETRY for every write sent; other statuses
+(401, 403, 404 missing index...) -> ``SinkError``. Documents that cannot be serialised are
+REJECTED before the request is sent.
 
 Documents are serialised with orjson: ``Decimal`` -> JSON number (int when integral, else
 float: beyond 15-17 significant digits precision is lost), ``set``/``frozenset`` -> sorted
@@ -33,9 +33,9 @@ from typing import Any
 
 import orjson
 
-from consumers.shared.errors import RetryableSinkError, SinkError, SinkRejectedWrite
-from consumers.shared.planning import Delete, Outcome, PlannedWrite, Skip, Upsert, WriteCounts
-from consumers.sinks import Disposition
+from consumers.shared.errors import SinkError
+from consumers.shared.planning import APPLIED, SKIPPED, STALE, Delete, Outcome, PlannedWrite, Skip, Upsert, WriteResult
+from consumers.sinks import SINK_FAILED, Classified
 
 __all__ = [
     "DELETE_VERSION_TYPE",
@@ -187,40 +187,40 @@ def build_bulk_body(
     return body, rejected
 
 
-def classify_bulk_item(item: Mapping[str, Any]) -> Disposition:
+def classify_bulk_item(item: Mapping[str, Any]) -> Classified:
     """Classify one entry of a ``_bulk`` response's ``items``."""
     ((action, result),) = item.items()
     status = result.get("status")
     if type(status) is not int:
-        return Disposition.FAIL
+        return SINK_FAILED
     if 200 <= status < 300:
-        return Disposition.APPLIED
+        return Outcome.APPLIED
     if status == 404 and action == "delete" and "error" not in result:
-        return Disposition.APPLIED  # not_found: already absent; the version is recorded
+        return Outcome.APPLIED  # not_found: already absent; the version is recorded
     if status == 409:
-        return Disposition.STALE
+        return Outcome.STALE
     error = result.get("error")
     if status == 429 or status >= 500 or (isinstance(error, Mapping) and error.get("type") in _TRANSIENT_ERRORS):
-        return Disposition.RETRY
+        return Outcome.RETRY
     if status in _UNUSABLE_STATUSES:
-        return Disposition.FAIL  # the index, not the document: stop, dead-letter nothing
+        return SINK_FAILED  # the index, not the document: stop, dead-letter nothing
     if 400 <= status < 500:
-        return Disposition.REJECT
-    return Disposition.FAIL
+        return Outcome.REJECTED
+    return SINK_FAILED
 
 
-def classify_transport_error(exc: BaseException) -> Disposition:
+def classify_transport_error(exc: BaseException) -> Classified:
     """Classify an exception raised by ``client.bulk`` for the request as a whole."""
     status = getattr(exc, "status_code", None)
     if type(status) is int:
-        return Disposition.RETRY if status == 429 or status >= 500 else Disposition.FAIL
+        return Outcome.RETRY if status == 429 or status >= 500 else SINK_FAILED
     from opensearchpy import exceptions as os_exceptions
 
     if isinstance(exc, os_exceptions.ConnectionError):
-        return Disposition.RETRY  # includes ConnectionTimeout (status 'N/A')
+        return Outcome.RETRY  # includes ConnectionTimeout (status 'N/A')
     if isinstance(exc, (ConnectionError, TimeoutError)):
-        return Disposition.RETRY
-    return Disposition.FAIL
+        return Outcome.RETRY
+    return SINK_FAILED
 
 
 def _reason(result: Mapping[str, Any]) -> str:
@@ -241,61 +241,53 @@ class OpenSearchSink:
     def config(self) -> OpenSearchSinkConfig:
         return self._config
 
-    def write(self, writes: Sequence[PlannedWrite]) -> WriteCounts:
-        """Apply a batch with one ``_bulk`` request; returns counts or raises."""
-        pending = [w for w in writes if not isinstance(w, Skip)]
-        skipped = WriteCounts(skipped=len(writes) - len(pending))
-        body, rejected = build_bulk_body(pending, self._config)
-        rejected_writes = {id(w) for w, _ in rejected}
-        sent = [w for w in pending if id(w) not in rejected_writes]
-        outcomes: list[Outcome] = []
-        retry: list[tuple[PlannedWrite, str]] = []
-        failed: list[tuple[PlannedWrite, str]] = []
+    def write(self, writes: Sequence[PlannedWrite]) -> list[WriteResult]:
+        """Apply a batch with one ``_bulk`` request: one result per write, in order."""
+        results: list[WriteResult | None] = [SKIPPED if isinstance(w, Skip) else None for w in writes]
+        pending = [(i, w) for i, w in enumerate(writes) if not isinstance(w, Skip)]
+        body, unserialisable = build_bulk_body([w for _, w in pending], self._config)
+        refused = {id(w): reason for w, reason in unserialisable}
+        sent = []
+        for i, write in pending:
+            if id(write) in refused:
+                results[i] = WriteResult.rejected(refused[id(write)])
+            else:
+                sent.append(i)
         if sent:
-            # POST /<index>/_bulk, the actions naming no index: a grant on the index path (IAM,
-            # fine-grained access control) covers it, and the domain may forbid explicit indexes
-            kwargs: dict[str, Any] = {"body": body, "index": self._config.index}
-            if self._config.refresh is not None:
-                kwargs["refresh"] = self._config.refresh
-            try:
-                response = self._client.bulk(**kwargs)
-            except Exception as exc:  # classified; nothing is swallowed
-                disposition = classify_transport_error(exc)
-                if disposition is Disposition.RETRY:
-                    raise RetryableSinkError(
-                        f"OpenSearch sink {self._config.index}: bulk request failed: {exc!r}",
-                        writes=tuple(sent),
-                    ) from exc
-                raise SinkError(f"OpenSearch sink {self._config.index}: bulk request failed: {exc!r}") from exc
-            items = response.get("items") if isinstance(response, Mapping) else None
-            if not isinstance(items, list) or len(items) != len(sent):
-                raise SinkError(
-                    f"OpenSearch sink {self._config.index}: bulk response has "
-                    f"{len(items) if isinstance(items, list) else 'no'} items for {len(sent)} actions"
-                )
-            for write, item in zip(sent, items, strict=True):
-                disposition = classify_bulk_item(item)
-                if disposition is Disposition.APPLIED:
-                    outcomes.append(Outcome.APPLIED)
-                elif disposition is Disposition.STALE:
-                    outcomes.append(Outcome.STALE)
-                else:
-                    ((_action, result),) = item.items()
-                    entry = (write, _reason(result))
-                    if disposition is Disposition.RETRY:
-                        retry.append(entry)
-                    elif disposition is Disposition.REJECT:
-                        rejected.append(entry)
-                    else:
-                        failed.append(entry)
-        counts = WriteCounts.of(outcomes) + skipped
-        if failed:
-            raise SinkError(f"OpenSearch sink {self._config.index}: unexpected bulk item result {failed[0][1]}")
-        if retry:
-            raise RetryableSinkError(
-                f"OpenSearch sink {self._config.index}: {len(retry)} item(s) failed transiently: {retry[0][1]}",
-                writes=tuple(w for w, _ in retry),
+            for i, result in zip(sent, self._bulk(body, len(sent)), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _bulk(self, body: bytes, actions: int) -> list[WriteResult]:
+        # POST /<index>/_bulk, the actions naming no index: a grant on the index path (IAM,
+        # fine-grained access control) covers it, and the domain may forbid explicit indexes
+        index = self._config.index
+        kwargs: dict[str, Any] = {"body": body, "index": index}
+        if self._config.refresh is not None:
+            kwargs["refresh"] = self._config.refresh
+        try:
+            response = self._client.bulk(**kwargs)
+        except Exception as exc:  # classified; nothing is swallowed
+            if classify_transport_error(exc) is Outcome.RETRY:
+                return [WriteResult.retry(f"bulk request failed: {exc!r}")] * actions
+            raise SinkError(f"OpenSearch sink {index}: bulk request failed: {exc!r}") from exc
+        items = response.get("items") if isinstance(response, Mapping) else None
+        if not isinstance(items, list) or len(items) != actions:
+            raise SinkError(
+                f"OpenSearch sink {index}: bulk response has "
+                f"{len(items) if isinstance(items, list) else 'no'} items for {actions} actions"
             )
-        if rejected:
-            raise SinkRejectedWrite(tuple(rejected), counts=counts)
-        return counts
+        results = []
+        for item in items:
+            outcome = classify_bulk_item(item)
+            if outcome is SINK_FAILED:
+                ((_action, result),) = item.items()
+                raise SinkError(f"OpenSearch sink {index}: unexpected bulk item result {_reason(result)}")
+            if outcome is Outcome.APPLIED:
+                results.append(APPLIED)
+            elif outcome is Outcome.STALE:
+                results.append(STALE)
+            else:
+                ((_action, result),) = item.items()
+                results.append(WriteResult(outcome, _reason(result)))
+        return results
