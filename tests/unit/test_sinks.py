@@ -4,19 +4,17 @@ Every DynamoDB sink test runs with both write strategies (the ``strategy`` fixtu
 
 from __future__ import annotations
 
-import itertools
-import random
 from datetime import timedelta
 from decimal import Decimal
 
 import orjson
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from opensearchpy.exceptions import ConnectionError as OsConnectionError
 from opensearchpy.exceptions import TransportError
 
 from consumers.shared.errors import SinkError
-from consumers.shared.planning import APPLIED, STALE, Delete, Outcome, Skip, Upsert, WriteCounts, WriteResult
+from consumers.shared.planning import APPLIED, STALE, Delete, Outcome, Skip, Upsert, WriteResult
 from consumers.shared.records import decode_image
 from consumers.sinks import SINK_FAILED
 from consumers.sinks import dynamodb as ddb
@@ -24,6 +22,7 @@ from consumers.sinks import opensearch as osink
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, TOMBSTONE_TTL_ATTRIBUTE
 from producer_config import ConfigError, load_pipeline
 from services.config import StackConfig
+from tests.fake_dynamodb import FakeDynamoDb, client_error
 from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 
 # --- DynamoDB ----------------------------------------------------------------------------------
@@ -31,12 +30,6 @@ from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 CONFIG = ddb.DynamoDbSinkConfig(table_name="Memberships", tombstone_retention=timedelta(hours=48))
 NOW = 1_800_000_000.5
 PIPELINE = load_pipeline()
-
-
-def client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem"
-    )
 
 
 def test_put_request_is_guarded_by_the_version():
@@ -95,97 +88,6 @@ def test_classify_dynamodb_errors(exc, disposition):
     assert ddb.classify_error(exc) is disposition
 
 
-class FakeDynamoDb:
-    """A table in a dict behind ``put_item`` and ``transact_write_items`` that evaluates our two
-    conditions as DynamoDB does: a transaction applies all its puts or none, and names each
-    action's reason when cancelled (the answers of DynamoDB Local 3.3, checked by hand).
-
-    ``answers`` forces an error for an item key (attribute ``k``), or for one version of it
-    (``"k@3"``), given as the ClientError ``put_item`` raises. In a transaction it becomes that
-    action's cancellation reason; an error about the request itself (missing table...) is
-    raised by the whole call. ``refuse_transactions_with``: keys whose presence makes DynamoDB
-    refuse the whole transaction (e.g. an item over 400 KB), as a ValidationException."""
-
-    def __init__(self, answers=None, *, refuse_transactions_with=(), reasons=True):
-        self.items = {}
-        self.puts = []  # every PutItem request
-        self.transactions = []  # the Puts of every TransactWriteItems call
-        self.answers = dict(answers or {})
-        self.refuse = set(refuse_transactions_with)
-        self.reasons = reasons  # False: a cancellation without CancellationReasons
-
-    @property
-    def calls(self):
-        return self.puts
-
-    def sent(self):
-        """Every (key, version) sent, in any call."""
-        puts = self.puts + [p for t in self.transactions for p in t]
-        return [(p["Item"]["k"].get("S") or p["Item"]["k"].get("N"), int(p["Item"]["Version"]["N"])) for p in puts]
-
-    @staticmethod
-    def _key(put):
-        ((kind, value),) = put["Item"][put["ExpressionAttributeNames"]["#pk"]].items()
-        return Decimal(value).normalize() if kind == "N" else value
-
-    def _refusal(self, put):
-        key, version = self._key(put), int(put["ExpressionAttributeValues"][":version"]["N"])
-        forced = self.answers.get(f"{key}@{version}") or self.answers.get(str(key))
-        if forced is not None:
-            return forced
-        stored = self.items.get(key)
-        if stored is None:
-            return None
-        held = stored.get(put["ExpressionAttributeNames"]["#version"])
-        if held is not None:
-            held = int(held["N"])
-            if put["ConditionExpression"] == ddb.UPSERT_CONDITION and held < version:
-                return None
-            if put["ConditionExpression"] == ddb.DELETE_CONDITION and held <= version:
-                return None
-        return client_error("ConditionalCheckFailedException")
-
-    def put_item(self, **request):
-        self.puts.append(request)
-        refusal = self._refusal(request)
-        if refusal is not None:
-            raise refusal
-        self.items[self._key(request)] = request["Item"]
-        return {}
-
-    def transact_write_items(self, TransactItems):
-        puts = [action["Put"] for action in TransactItems]
-        self.transactions.append(puts)
-        keys = [self._key(p) for p in puts]
-        if len(puts) > 100 or len(set(keys)) < len(keys) or self.refuse & set(map(str, keys)):
-            raise client_error("ValidationException")
-        reasons = []
-        for put in puts:
-            refusal = self._refusal(put)
-            if refusal is None:
-                reasons.append({"Code": "None"})
-                continue
-            code = refusal.response["Error"]["Code"]
-            if code not in REASON_CODES:
-                raise refusal
-            reasons.append({"Code": REASON_CODES[code], "Message": code})
-        if any(r["Code"] != "None" for r in reasons):
-            response = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}}
-            response["ResponseMetadata"] = {"HTTPStatusCode": 400}
-            if self.reasons:
-                response["CancellationReasons"] = reasons
-            raise ClientError(response, "TransactWriteItems")
-        for key, put in zip(keys, puts, strict=True):
-            self.items[key] = put["Item"]
-        return {}
-
-
-REASON_CODES = {
-    "ConditionalCheckFailedException": "ConditionalCheckFailed",
-    "ValidationException": "ValidationError",
-    "ThrottlingException": "ThrottlingError",
-    "TransactionConflictException": "TransactionConflict",
-}
 STRATEGIES = list(ddb.WriteStrategy)
 
 
@@ -242,48 +144,6 @@ def test_dynamodb_sink_fails_on_configuration_errors(strategy):
         sink.write([Upsert({"k": "a"}, {}, 1)])
 
 
-# One item's history: created at 1, updated at 2 and 3, deleted (REMOVE carries version 3).
-HISTORY = {
-    "upsert1": Upsert({"k": "h"}, {"Name": "one"}, 1),
-    "upsert2": Upsert({"k": "h"}, {"Name": "two"}, 2),
-    "upsert3": Upsert({"k": "h"}, {"Name": "three"}, 3),
-    "delete3": Delete({"k": "h"}, 3),
-}
-ORDERS = sorted(itertools.permutations(HISTORY))
-
-
-def assert_tombstone_at_3(client):
-    item = decode_image(client.items["h"])
-    assert item[TOMBSTONE_ATTRIBUTE] is True and item["Version"] == 3 and "Name" not in item
-
-
-@pytest.mark.parametrize("order", ORDERS, ids="-".join)
-def test_every_order_of_a_history_converges_to_the_tombstone_write_by_write(order):
-    counts = {}
-    for strategy in STRATEGIES:
-        client = FakeDynamoDb()
-        sink = make_sink(client, strategy)
-        counts[strategy] = [sink.write([HISTORY[name]]) for name in order]
-        assert_tombstone_at_3(client)
-        replay = [sink.write([HISTORY[name]]) for name in order]  # a full replay changes nothing
-        assert replay == [
-            [APPLIED] if name == "delete3" else [STALE] for name in order
-        ]  # (the delete re-writes its identical tombstone on the version tie)
-        assert_tombstone_at_3(client)
-    assert counts[ddb.WriteStrategy.TRANSACTIONS] == counts[ddb.WriteStrategy.CONDITIONAL_PUTS]
-
-
-@pytest.mark.parametrize("order", ORDERS, ids="-".join)
-def test_every_order_of_a_history_in_one_batch_converges_to_the_tombstone(order, strategy):
-    client = FakeDynamoDb()
-    counts = WriteCounts.of(make_sink(client, strategy, workers=1).write([HISTORY[name] for name in order]))
-    assert_tombstone_at_3(client)
-    assert counts.applied + counts.stale == 4 and counts.applied >= 1
-    if strategy is ddb.WriteStrategy.TRANSACTIONS:
-        assert counts == WriteCounts(applied=1, stale=3)  # the newest (the delete) only
-        assert client.sent() == [("h", 3)] and len(client.transactions) == 1
-
-
 @pytest.mark.parametrize(
     ("stored", "write", "outcome"),
     [
@@ -305,30 +165,10 @@ def test_the_version_guard(stored, write, outcome, strategy):
     assert make_sink(client, strategy).write([write]) == [WriteResult(Outcome(outcome))]
 
 
-def test_both_strategies_count_a_batch_with_one_write_per_key_alike():
-    rng = random.Random(7)
-    stored = {f"k{i}": rng.choice([None, 1, 2, 3]) for i in range(300)}
-    batch = [
-        Delete({"k": k}, rng.randint(1, 4)) if rng.random() < 0.3 else Upsert({"k": k}, {}, rng.randint(1, 4))
-        for k in stored
-    ]
-    counts, items = {}, {}
-    for strategy in STRATEGIES:
-        client = FakeDynamoDb()
-        for k, version in stored.items():
-            if version is not None:
-                client.items[k] = {"k": {"S": k}, "Version": {"N": str(version)}}
-        counts[strategy] = WriteCounts.of(make_sink(client, strategy, workers=4).write(batch))
-        items[strategy] = {k: decode_image(item)["Version"] for k, item in client.items.items()}
-    assert counts[ddb.WriteStrategy.TRANSACTIONS] == counts[ddb.WriteStrategy.CONDITIONAL_PUTS]
-    assert items[ddb.WriteStrategy.TRANSACTIONS] == items[ddb.WriteStrategy.CONDITIONAL_PUTS]
-    assert 0 < counts[ddb.WriteStrategy.TRANSACTIONS].stale < counts[ddb.WriteStrategy.TRANSACTIONS].applied
-
-
 # --- DynamoDB transactions -------------------------------------------------------------------
 
 
-def test_a_transaction_holds_the_newest_write_of_each_key():
+def test_a_transaction_collapses_each_key_to_its_newest_write_comparing_numbers_by_value():
     client = FakeDynamoDb()
     writes = [
         Upsert({"k": "a"}, {"Name": "a1"}, 1),
@@ -346,26 +186,6 @@ def test_a_transaction_holds_the_newest_write_of_each_key():
     assert len(client.transactions) == 1
     assert sorted(client.sent(), key=str) == [("5.0", 2), ("a", 3), ("b", 7)]
     assert decode_image(client.items["a"])[TOMBSTONE_ATTRIBUTE] is True
-
-
-def test_a_cancelled_transaction_counts_the_stale_write_and_applies_the_rest():
-    client = FakeDynamoDb()
-    client.items["old"] = {"k": {"S": "old"}, "Version": {"N": "5"}}
-    results = make_sink(client, ddb.WriteStrategy.TRANSACTIONS).write(
-        [Upsert({"k": "a"}, {}, 1), Upsert({"k": "old"}, {}, 2), Upsert({"k": "b"}, {}, 1)]
-    )
-    assert results == [APPLIED, STALE, APPLIED]
-    assert [len(t) for t in client.transactions] == [3, 2]  # the rest again, without the stale one
-    assert decode_image(client.items["old"])["Version"] == 5 and {"a", "b"} <= set(client.items)
-
-
-@pytest.mark.parametrize("workers", [1, 4])
-def test_more_than_100_writes_go_in_several_transactions(workers):
-    client = FakeDynamoDb()
-    writes = [Upsert({"k": f"k{i}"}, {}, 1) for i in range(250)]
-    assert make_sink(client, ddb.WriteStrategy.TRANSACTIONS, workers).write(writes) == [APPLIED] * 250
-    assert sorted(len(t) for t in client.transactions) == [50, 100, 100]
-    assert len(client.items) == 250 and client.puts == []
 
 
 def test_transactions_stay_under_4_mb_of_items():
