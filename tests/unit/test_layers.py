@@ -161,3 +161,36 @@ def test_every_top_level_package_is_layered_or_a_tool():
 )
 def test_the_contract_catches_an_import_across_layers(module, source):
     assert violations(module, imports_of(source, module)) != []
+
+
+def kind_branches(source: str) -> list[str]:
+    """Comparisons with a sink kind's name (``app.sink.type == "opensearch"``): the branches the
+    registry replaces."""
+    from consumers.sinks.registry import KINDS
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            for operand in (node.left, *node.comparators):
+                names = [operand] if not isinstance(operand, (ast.Tuple, ast.List, ast.Set)) else operand.elts
+                for name in names:
+                    if isinstance(name, ast.Constant) and name.value in KINDS:
+                        found.append(f"line {node.lineno}: compares with the sink kind {name.value!r}")
+    return found
+
+
+def _outside_the_sink_kinds():
+    for top in (*LAYERED, "scripts", "bench"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "node_modules" not in path.parts and not path.is_relative_to(ROOT / "consumers" / "sinks"):
+                yield path
+
+
+@pytest.mark.parametrize("path", list(_outside_the_sink_kinds()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_branches_on_a_sink_kind_outside_the_kind_and_the_registry(path):
+    assert kind_branches(path.read_text()) == []
+
+
+def test_the_kind_branch_check_catches_a_branch():
+    assert kind_branches('if app.sink.type == "opensearch":\n    pass') != []
+    assert kind_branches('if app.sink.type in ("dynamodb", "x"):\n    pass') != []
