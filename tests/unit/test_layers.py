@@ -194,3 +194,25 @@ def test_no_module_branches_on_a_sink_kind_outside_the_kind_and_the_registry(pat
 def test_the_kind_branch_check_catches_a_branch():
     assert kind_branches('if app.sink.type == "opensearch":\n    pass') != []
     assert kind_branches('if app.sink.type in ("dynamodb", "x"):\n    pass') != []
+
+
+def package_graph(depth: int = 2) -> dict[str, set[str]]:
+    """Package -> the project packages it imports (names cut to ``depth`` parts)."""
+    tops = (*LAYERED, "scripts", "bench")
+    graph: dict[str, set[str]] = {}
+    for top in tops:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "node_modules" in path.parts:
+                continue
+            module = _module_name(path)
+            source = ".".join(module.split(".")[:depth])
+            for name in imports_of(path.read_text(), module, path.name == "__init__.py"):
+                target = ".".join(name.split(".")[:depth])
+                if name.split(".")[0] in tops and target != source:
+                    graph.setdefault(source, set()).add(target)
+    return graph
+
+
+if __name__ == "__main__":  # python -m tests.unit.test_layers [DEPTH]: the package import graph
+    for package, imported in sorted(package_graph(int(sys.argv[1]) if len(sys.argv) > 1 else 2).items()):
+        print(f"{package:<28} -> {', '.join(sorted(imported))}")
