@@ -36,6 +36,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from bench.figures import Figure, Section
 from bench.report import print_section
+from consumers.shared import envelope
 from consumers.shared.filtering import compile_filter_criteria
 from consumers.shared.planning import delete, plan_writes, upsert
 from consumers.shared.records import ChangeRecord, parse_payload
@@ -95,26 +96,18 @@ def build_payloads(count: int, seed: int = 20261126) -> list[bytes]:
         user_id = f"u-{rng.randint(1, count // 4 + 1):06d}"
         version = rng.randint(2, 1000)
         event = rng.choices(("INSERT", "MODIFY", "REMOVE"), weights=(1, 8, 1))[0]
-        body: dict[str, Any] = {
-            "ApproximateCreationDateTime": 1_795_731_005_123_456 + index,
-            "Keys": {"UserId": {"S": user_id}},
-            "SizeBytes": 0,
-        }
-        if event != "REMOVE":
-            body["NewImage"] = _image(rng, user_id, version)
-        if event != "INSERT":
-            body["OldImage"] = _image(rng, user_id, version - 1)
-        record = {
-            "awsRegion": "us-east-1",
-            "eventID": f"{rng.getrandbits(128):032x}",
-            "eventName": event,
-            "userIdentity": None,
-            "recordFormat": "application/json",
-            "tableName": "Users",
-            "dynamodb": body,
-            "eventSource": "aws:dynamodb",
-        }
-        payloads.append(orjson.dumps(record))
+        new_image = _image(rng, user_id, version) if event != "REMOVE" else None
+        old_image = _image(rng, user_id, version - 1) if event != "INSERT" else None
+        record = envelope.build(
+            event,
+            "Users",
+            {"UserId": {"S": user_id}},
+            new_image=new_image,
+            old_image=old_image,
+            created_at=1_795_731_005_123_456 + index,
+            event_id=f"{rng.getrandbits(128):032x}",
+        )
+        payloads.append(envelope.to_bytes(record))
     return payloads
 
 
@@ -137,8 +130,8 @@ def _baseline(payloads: Sequence[bytes]) -> int:
     done = 0
     for payload in payloads:
         record = json.loads(payload)
-        body = record["dynamodb"]
-        for name in ("NewImage", "OldImage"):
+        body = record[envelope.BODY]
+        for name in (envelope.NEW_IMAGE, envelope.OLD_IMAGE):
             image = body.get(name)
             if image is not None:
                 {key: deserialize(value) for key, value in image.items()}

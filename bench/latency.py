@@ -33,6 +33,7 @@ import orjson
 
 from bench.figures import Figure, Section, Series
 from consumers.runtime.config import discover_apps
+from consumers.shared import envelope
 from infra.local import stack as local_stack
 from infra.relay.pump import POLL_IDLE_S
 from producer_config import load_pipeline
@@ -254,8 +255,9 @@ def measure(quick: bool, changes: int | None = None, rate: float = 100.0, users:
         thread.join()
 
     def users_key(change):
-        image = change["dynamodb"].get("NewImage") or {}
-        return (change["dynamodb"]["Keys"]["UserId"]["S"], int(image["Version"]["N"])) if "Version" in image else None
+        body = change[envelope.BODY]
+        image = body.get(envelope.NEW_IMAGE) or {}
+        return (body[envelope.KEYS]["UserId"]["S"], int(image["Version"]["N"])) if "Version" in image else None
 
     users_arrival = _arrivals(kinesis, "users-changes", since, users_key)
     wp_arrival = _arrivals(kinesis, "workplace-users-v2-changes", since, users_key)

@@ -24,6 +24,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from consumers.runtime.config import AppConfig, discover_apps
 from consumers.runtime.wiring import TargetClients
+from consumers.shared import envelope
 from consumers.shared.planning import Upsert, plan_writes
 from consumers.shared.records import ChangeRecord
 from consumers.sinks.registry import kind_of
@@ -82,19 +83,13 @@ def _scan(ddb, table: str) -> Iterator[dict[str, Any]]:
 
 def _as_inserted(table: TableSpec, item: Mapping[str, Any], now_ms: int) -> ChangeRecord:
     """The change record of ``item`` (DynamoDB JSON) had it just been inserted."""
-    raw = {
-        "eventName": "INSERT",
-        "tableName": table.name,
-        "userIdentity": None,
-        "eventSource": "aws:dynamodb",
-        "recordFormat": "application/json",
-        "dynamodb": {
-            "ApproximateCreationDateTime": now_ms,
-            "Keys": {k: item[k] for k in table.key_names},
-            "NewImage": dict(item),
-            "SizeBytes": 0,
-        },
-    }
+    raw = envelope.build(
+        envelope.EventName.INSERT,
+        table.name,
+        {k: item[k] for k in table.key_names},
+        new_image=dict(item),
+        created_at=now_ms,
+    )
     return ChangeRecord.from_parsed(
         raw, b"", sequence_number=None, partition_key=None, version_attribute=table.version_attribute or "Version"
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import orjson
-
+from consumers.shared import envelope
+from consumers.shared.errors import InvalidChangeRecord
 from producer_config import load_pipeline
 from services.clients import aws_client
 from services.config import StackConfig
@@ -16,17 +16,17 @@ from services.kinesis import StreamRecord, read_stream
 def _describe(record: StreamRecord, version_attribute: str) -> tuple[int, str]:
     """(creation time, one line) of a record; anything that is not a change record says so."""
     try:
-        change = orjson.loads(record.data)
-        body = change["dynamodb"]
-        image = body.get("NewImage") or body.get("OldImage") or {}
+        change = envelope.parse_payload(record.data)
+        body = change[envelope.BODY]
+        image = body.get(envelope.NEW_IMAGE) or body.get(envelope.OLD_IMAGE) or {}
         version = next(iter(image.get(version_attribute, {"-": "-"}).values()))
-        keys = ",".join(f"{k}={next(iter(v.values()))}" for k, v in body["Keys"].items())
-        created = int(body["ApproximateCreationDateTime"])
+        keys = ",".join(f"{k}={next(iter(v.values()))}" for k, v in body[envelope.KEYS].items())
+        created = int(body[envelope.CREATED])
         return created, (
-            f"{change['eventName']:<6}  {keys:<16}  {version_attribute}={version:<14}  "
-            f"t={created}  id={change['eventID'][:8]}"
+            f"{change[envelope.EVENT_NAME]:<6}  {keys:<16}  {version_attribute}={version:<14}  "
+            f"t={created}  id={change[envelope.EVENT_ID][:8]}"
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, StopIteration):
+    except (InvalidChangeRecord, KeyError, TypeError, ValueError, AttributeError, StopIteration):
         return 0, f"(not a change record: {record.data[:60]!r})"
 
 

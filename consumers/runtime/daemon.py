@@ -29,6 +29,7 @@ from pathlib import Path
 
 import amazon_kclpy
 
+from base.retry import Backoff
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.overrides import load_overrides
 from producer_config import PipelineConfig, load_pipeline
@@ -55,7 +56,9 @@ def daemon_command(properties: Path) -> list[str]:
     ]
 
 
-_RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+#: the JVM starts again after it exited (n = exits in a row, 1 after a run of over a minute):
+#: 1, 2, 4, 8, 16, then 30 s
+_RESTART_BACKOFF = Backoff(first_s=1.0, cap_s=30.0)
 _GRACE_S = 30
 #: how long a stopping JVM must have had no record processor left before it is ended
 _NO_PROCESSOR_FOR_S = 1.0
@@ -237,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         if stopping.is_set():
             break
         restarts = 0 if time.monotonic() - started > 60 else restarts + 1
-        delay = _RESTART_BACKOFF_S[min(restarts, len(_RESTART_BACKOFF_S) - 1)]
-        log.error("MultiLangDaemon for %s exited with %s; restarting in %ss", app.name, code, delay)
+        delay = _RESTART_BACKOFF.delay(restarts + 1)
+        log.error("MultiLangDaemon for %s exited with %s; restarting in %gs", app.name, code, delay)
         stopping.wait(delay)
     log.info("worker %s-%d stopped", app.name, args.worker)
     return 0

@@ -1,4 +1,4 @@
-"""Shared, pure core of the CDC consumers: codec, change records, filtering, write planning, errors.
+"""Shared, pure core of the CDC consumers: codec, change envelope and records, filtering, write planning, errors.
 
 No I/O and no client library (boto3, opensearch-py): sinks, dead letters and the KCL runtime
 are adapters built on this core (``consumers.sinks``, ``consumers.runtime``); a contract in

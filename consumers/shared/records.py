@@ -1,6 +1,8 @@
 """DynamoDB change records as they arrive through Kinesis (the record view).
 
-``ChangeRecord`` is one change built from one Kinesis record. The hot path is::
+``ChangeRecord`` is one change built from one Kinesis record, typed and checked; the record's
+JSON format (the change envelope: field names, building, parsing) is defined in
+``consumers.shared.envelope``, and ``from_parsed`` reads it by those names. The hot path is::
 
     raw = parse_payload(data, sequence_number=seq)          # orjson, once
     if compiled_filter.matches(raw):                        # filters work on the raw dict
@@ -12,8 +14,9 @@ inside an image therefore raises ``InvalidChangeRecord`` (naming the attribute p
 attribute is first read, or at once with ``ChangeRecord.validate()``. Keys, the version
 attribute and the envelope are checked when the record is built.
 
-The codec's public names (``decode_image``, ``encode_image``, ``BinaryFormat`` ...) stay
-importable from here. (A little over 400 lines: ``from_parsed`` checks the whole envelope in
+The codec's public names (``decode_image``, ``encode_image``, ``BinaryFormat`` ...) and the
+envelope's reading ones (``parse_payload``, ``EventName``, ``normalise_creation_time``) stay
+importable from here. (About 360 lines: ``from_parsed`` checks the whole envelope in
 one function on purpose, it is the hot path.)
 """
 
@@ -21,10 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from enum import Enum
 from typing import Any, NamedTuple
-
-import orjson
 
 from consumers.shared.codec import (
     BinaryFormat,
@@ -33,6 +33,22 @@ from consumers.shared.codec import (
     decode_value,
     encode_image,
     encode_value,
+)
+from consumers.shared.envelope import (
+    _MICROS_BELOW,
+    _MILLIS_BELOW,
+    BODY,
+    CREATED,
+    EVENT_NAME,
+    EVENT_SOURCE_ARN,
+    KEYS,
+    NEW_IMAGE,
+    OLD_IMAGE,
+    TABLE_NAME,
+    EventName,
+    normalise_creation_time,
+    parse_payload,
+    table_name,
 )
 from consumers.shared.errors import DynamoJsonError, InvalidChangeRecord
 
@@ -48,20 +64,6 @@ __all__ = [
     "normalise_creation_time",
     "parse_payload",
 ]
-
-# ApproximateCreationDateTime magnitude bands (see normalise_creation_time).
-_SECONDS_BELOW = 100_000_000_000  # 1e11 s is year 5138; 1e11 ms is 1973
-_MILLIS_BELOW = 100_000_000_000_000  # 1e14 ms is year 5138; 1e14 us is 1973
-_MICROS_BELOW = 100_000_000_000_000_000  # 1e17 us is year 5138
-
-
-class EventName(str, Enum):
-    """The kind of item change."""
-
-    INSERT = "INSERT"
-    MODIFY = "MODIFY"
-    REMOVE = "REMOVE"
-
 
 _EVENT_NAMES = {member.value: member for member in EventName}
 
@@ -149,66 +151,6 @@ _ABSENT = object()
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_payload(data: bytes | bytearray | memoryview | str, *, sequence_number: str | None = None) -> dict[str, Any]:
-    """Parse a Kinesis record's payload (orjson) and check it is a JSON object.
-
-    Raises ``InvalidChangeRecord`` (field ``<payload>``) when it is not JSON or not an object.
-    """
-    try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidChangeRecord("<payload>", f"not JSON ({exc})", sequence_number=sequence_number) from exc
-    if type(raw) is not dict:
-        raise InvalidChangeRecord(
-            "<payload>",
-            f"not a JSON object (got {type(raw).__name__})",
-            sequence_number=sequence_number,
-        )
-    return raw
-
-
-def normalise_creation_time(value: Any) -> int:
-    """ApproximateCreationDateTime (epoch) -> microseconds, deciding the unit by magnitude.
-
-    AWS writes milliseconds, or microseconds when the destination's precision is MICROSECOND;
-    DynamoDB Streams-shaped emulators write (possibly fractional, possibly string) seconds.
-    Below 1e11 the value is seconds, below 1e14 milliseconds, below 1e17 microseconds (each
-    band's upper edge is year 5138 in its unit and year 1973 in the next finer unit, so every
-    real timestamp since 1973 is unambiguous). Numeric strings are accepted. Raises
-    ``ValueError`` for anything else, for values <= 0 and for values >= 1e17.
-    """
-    kind = type(value)
-    if kind is str:
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            raise ValueError(f"not a number: {value[:40]!r}") from None
-        kind = type(value)
-    if kind is int:
-        whole: int = value
-        if whole <= 0:
-            raise ValueError(f"must be positive, got {whole}")
-        if whole < _SECONDS_BELOW:
-            return whole * 1_000_000
-        if whole < _MILLIS_BELOW:
-            return whole * 1_000
-        if whole < _MICROS_BELOW:
-            return whole
-        raise ValueError(f"too large for an epoch in s, ms or us: {whole}")
-    if kind is float:
-        real: float = value
-        if not real > 0 or real != real or real == float("inf"):
-            raise ValueError(f"must be a positive finite number, got {real}")
-        if real < _SECONDS_BELOW:
-            return round(real * 1_000_000)
-        if real < _MILLIS_BELOW:
-            return round(real * 1_000)
-        if real < _MICROS_BELOW:
-            return round(real)
-        raise ValueError(f"too large for an epoch in s, ms or us: {real}")
-    raise ValueError(f"must be a number, got {type(value).__name__}")
-
-
 def _integral_version(raw_value: Any) -> int:
     """``{"N": "8"}`` -> 8; ValueError for anything but a non-negative integral N."""
     if type(raw_value) is not dict or len(raw_value) != 1 or "N" not in raw_value:
@@ -228,19 +170,16 @@ def _integral_version(raw_value: Any) -> int:
 
 
 _EMPTY: dict[str, Any] = {}
+# the fields InvalidChangeRecord names
+_KEYS_FIELD = f"{BODY}.{KEYS}"
+_CREATED_FIELD = f"{BODY}.{CREATED}"
+_NEW_FIELD = f"{BODY}.{NEW_IMAGE}"
+_OLD_FIELD = f"{BODY}.{OLD_IMAGE}"
 _tuple_new = tuple.__new__
 
 
 def _invalid(sequence_number: str | None, field_name: str, reason: str) -> InvalidChangeRecord:
     return InvalidChangeRecord(field_name, reason, sequence_number=sequence_number)
-
-
-def _table_from_arn(arn: Any) -> str | None:
-    # arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>
-    if type(arn) is str and ":table/" in arn:
-        name = arn.split(":table/", 1)[1].split("/", 1)[0]
-        return name or None
-    return None
 
 
 class _ChangeRecordFields(NamedTuple):
@@ -320,30 +259,30 @@ class ChangeRecord(_ChangeRecordFields):
         seq = sequence_number
         if type(raw) is not dict:
             raise _invalid(seq, "<payload>", f"not a JSON object (got {type(raw).__name__})")
-        name = raw.get("eventName")
+        name = raw.get(EVENT_NAME)
         event_name = _EVENT_NAMES.get(name) if type(name) is str else None
         if event_name is None:
             reason = "missing" if name is None else f"unknown event name {name!r:.40}"
-            raise _invalid(seq, "eventName", reason)
-        table = raw.get("tableName")
+            raise _invalid(seq, EVENT_NAME, reason)
+        table = raw.get(TABLE_NAME)
         if type(table) is not str or not table:
-            table = _table_from_arn(raw.get("eventSourceARN"))
+            table = table_name(raw)
             if table is None:
-                raise _invalid(seq, "tableName", "missing (and no eventSourceARN names a table)")
-        body = raw.get("dynamodb")
+                raise _invalid(seq, TABLE_NAME, f"missing (and no {EVENT_SOURCE_ARN} names a table)")
+        body = raw.get(BODY)
         if type(body) is not dict:
-            raise _invalid(seq, "dynamodb", "missing" if body is None else "not an object")
-        raw_keys = body.get("Keys")
+            raise _invalid(seq, BODY, "missing" if body is None else "not an object")
+        raw_keys = body.get(KEYS)
         if type(raw_keys) is not dict or not raw_keys:
             reason = "missing" if raw_keys is None else "not a non-empty object"
-            raise _invalid(seq, "dynamodb.Keys", reason)
+            raise _invalid(seq, _KEYS_FIELD, reason)
         keys = {}
         for key_name, key_value in raw_keys.items():
             try:
                 keys[key_name] = decode_value(key_value, path=key_name)
             except DynamoJsonError as exc:
-                raise _invalid(seq, f"dynamodb.Keys.{exc.path}", exc.reason) from exc
-        stamp = body.get("ApproximateCreationDateTime")
+                raise _invalid(seq, f"{_KEYS_FIELD}.{exc.path}", exc.reason) from exc
+        stamp = body.get(CREATED)
         if type(stamp) is int and _MILLIS_BELOW <= stamp < _MICROS_BELOW:
             created_at_us = stamp  # the common case: microsecond precision
         else:
@@ -351,23 +290,23 @@ class ChangeRecord(_ChangeRecordFields):
                 created_at_us = normalise_creation_time(stamp)
             except ValueError as exc:
                 reason = "missing" if stamp is None else str(exc)
-                raise _invalid(seq, "dynamodb.ApproximateCreationDateTime", reason) from exc
-        raw_new = body.get("NewImage")
-        raw_old = body.get("OldImage")
+                raise _invalid(seq, _CREATED_FIELD, reason) from exc
+        raw_new = body.get(NEW_IMAGE)
+        raw_old = body.get(OLD_IMAGE)
         if raw_new is None:
             if event_name is not EventName.REMOVE:
-                raise _invalid(seq, "dynamodb.NewImage", f"missing on {event_name.value}")
+                raise _invalid(seq, _NEW_FIELD, f"missing on {event_name.value}")
             new_image = None
         elif type(raw_new) is not dict:
-            raise _invalid(seq, "dynamodb.NewImage", "not an object")
+            raise _invalid(seq, _NEW_FIELD, "not an object")
         else:
-            new_image = LazyImage(raw_new, "dynamodb.NewImage", seq)
+            new_image = LazyImage(raw_new, _NEW_FIELD, seq)
         if raw_old is None:
             old_image = None
         elif type(raw_old) is not dict:
-            raise _invalid(seq, "dynamodb.OldImage", "not an object")
+            raise _invalid(seq, _OLD_FIELD, "not an object")
         else:
-            old_image = LazyImage(raw_old, "dynamodb.OldImage", seq)
+            old_image = LazyImage(raw_old, _OLD_FIELD, seq)
         version_value = (raw_new if raw_new is not None else raw_old or _EMPTY).get(version_attribute)
         if version_value is None:
             version = created_at_us
@@ -379,8 +318,8 @@ class ChangeRecord(_ChangeRecordFields):
                 try:
                     version = _integral_version(version_value)
                 except ValueError as exc:
-                    image_name = "NewImage" if new_image is not None else "OldImage"
-                    field_name = f"dynamodb.{image_name}.{version_attribute}"
+                    image_field = _NEW_FIELD if new_image is not None else _OLD_FIELD
+                    field_name = f"{image_field}.{version_attribute}"
                     raise _invalid(seq, field_name, f"bad version: {exc}") from exc
         if not isinstance(data, bytes):
             data = data.encode() if isinstance(data, str) else bytes(data)

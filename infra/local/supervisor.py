@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from base import retry
 from infra.local.components import Component, components
 from infra.local.stack import held, workers
 from producer_config import load_pipeline
@@ -40,8 +41,9 @@ __all__ = ["Backoff", "main", "run", "wanted"]
 
 log = logging.getLogger("cdc.supervisor")
 
-#: back-off before restart n (n = 1, 2, ...): 0, 2, 4, 8, 16, 30, 30, ... seconds
-_BACKOFF_S = (0.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+#: the wait before a restart after ``restarts`` in a row (0, 1, 2, ...): 0, 2, 4, 8, 16, then 30 s
+#: (before the supervisor's own jitter of +-20 %)
+_RESTART_BACKOFF = retry.Backoff(first_s=2.0, cap_s=30.0)
 #: a process that stayed up this long starts its back-off over
 _STABLE_S = 60.0
 
@@ -68,7 +70,7 @@ class Backoff:
     def due(self, now: float, rng: random.Random) -> bool:
         if self.restarts and now - self.started >= _STABLE_S:
             self.restarts = 0  # it ran long enough since the last restart: begin again
-        delay = _BACKOFF_S[min(self.restarts, len(_BACKOFF_S) - 1)]
+        delay = _RESTART_BACKOFF.ceiling(self.restarts)
         return now - self.started >= delay * rng.uniform(0.8, 1.2)
 
 

@@ -30,7 +30,8 @@ from typing import Any
 
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord
 from consumers.runtime.config import AppConfig
-from infra.relay.format import partition_key, to_kinesis_record
+from consumers.shared import envelope
+from infra.relay.format import event_id, partition_key, repair_image
 from producer_config import PipelineConfig
 from services.config import StackError
 
@@ -72,11 +73,16 @@ def synthetic_insert(
     """``item`` (DynamoDB JSON, as a Scan returns it) as the INSERT record the relay would write."""
     keys = {name: item[name] for name in key_names}
     key = partition_key(table, keys)
-    change = {"eventName": "INSERT", "dynamodb": {"Keys": keys, "NewImage": item, "SequenceNumber": key}}
-    data, _ = to_kinesis_record(
-        change, table=table, region=region, stream_arn=f"backfill/{run}", precision=precision, now_ns=time.time_ns()
+    change = envelope.build(
+        envelope.EventName.INSERT,
+        table,
+        keys,
+        new_image=repair_image(item),
+        created_at=envelope.creation_stamp(time.time_ns(), precision),
+        region=region,
+        event_id=event_id(f"backfill/{run}", key),  # the same item of the same run: the same eventID
     )
-    return InputRecord(data, key, None, key, datetime.now(UTC))
+    return InputRecord(envelope.to_bytes(change), key, None, key, datetime.now(UTC))
 
 
 def backfill(

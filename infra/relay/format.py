@@ -1,7 +1,7 @@
 """What the relay writes to Kinesis: DynamoDB Streams records in the format of DynamoDB's
-Kinesis streaming destination (`tests/fixtures/ddb-kinesis-change-record.json`), their
-partition keys and creation stamps, and how a page of them is cut into PutRecords calls.
-Pure functions, no client."""
+Kinesis streaming destination (`tests/fixtures/ddb-kinesis-change-record.json`; the envelope
+itself is built by ``consumers.shared.envelope``), their partition keys and creation stamps,
+and how a page of them is cut into PutRecords calls. Pure functions, no client."""
 
 from __future__ import annotations
 
@@ -11,7 +11,18 @@ import uuid
 
 import orjson
 
-__all__ = ["MAX_PUT_BYTES", "MAX_PUT_RECORDS", "creation_stamps", "partition_key", "put_rounds", "to_kinesis_record"]
+from consumers.shared import envelope
+
+__all__ = [
+    "MAX_PUT_BYTES",
+    "MAX_PUT_RECORDS",
+    "creation_stamps",
+    "event_id",
+    "partition_key",
+    "put_rounds",
+    "repair_image",
+    "to_kinesis_record",
+]
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a7e-3b7d-4c55-9a0e-6a1f0d2b9c41")
 MAX_PUT_RECORDS = 500
@@ -47,42 +58,42 @@ def creation_stamps(count: int, *, now_ns: int, after_ns: int, precision: str) -
     now, or just after the previous page's last one, one unit of ``precision`` apart. Distinct
     stamps keep the changes of one item ordered where an item has no version attribute (the
     version then falls back to this time); one stamp per page made them tie."""
-    unit = 1_000 if precision == "MICROSECOND" else 1_000_000
+    unit = 1_000 if precision == envelope.MICROSECOND else 1_000_000
     start = max(now_ns, after_ns + unit)
     return [start + index * unit for index in range(count)]
+
+
+def event_id(stream_arn: str, sequence_number: str) -> str:
+    """Deterministic: a change relayed twice (after a crash) carries the same eventID."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{stream_arn}/{sequence_number}"))
+
+
+def repair_image(image: dict) -> dict:
+    """An image with DynamoDB Local's empty maps written as AWS writes them (see ``_repair``)."""
+    return {attr: _repair(value) for attr, value in image.items()}
 
 
 def to_kinesis_record(
     change: dict, *, table: str, region: str, stream_arn: str, precision: str, now_ns: int
 ) -> tuple[bytes, str]:
     """One DynamoDB Streams record (as boto3 returns it) -> (Kinesis data, partition key)."""
-    ddb = change["dynamodb"]
-    image = {
-        "ApproximateCreationDateTime": now_ns // (1_000 if precision == "MICROSECOND" else 1_000_000),
-        "Keys": ddb["Keys"],
-    }
-    for name in ("NewImage", "OldImage"):
-        if name in ddb:
-            image[name] = {attr: _repair(value) for attr, value in ddb[name].items()}
-    image["SizeBytes"] = ddb.get("SizeBytes", 0)
-    identity = change.get("userIdentity")
-    record = {
-        "awsRegion": region,
-        # Deterministic: a change relayed twice (after a crash) carries the same eventID.
-        "eventID": str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{stream_arn}/{ddb['SequenceNumber']}")),
-        "eventName": change["eventName"],
-        "userIdentity": None
-        if not identity
-        else {
-            "principalId": identity.get("PrincipalId"),
-            "type": identity.get("Type"),
-        },
-        "recordFormat": "application/json",
-        "tableName": table,
-        "dynamodb": image,
-        "eventSource": "aws:dynamodb",
-    }
-    return orjson.dumps(record, default=_bytes_to_base64), partition_key(table, ddb["Keys"])
+    ddb = change[envelope.BODY]
+    keys = ddb[envelope.KEYS]
+    new_image, old_image = ddb.get(envelope.NEW_IMAGE), ddb.get(envelope.OLD_IMAGE)
+    identity = change.get("userIdentity")  # Streams' casing: PrincipalId, Type
+    record = envelope.build(
+        change[envelope.EVENT_NAME],
+        table,
+        keys,
+        new_image=None if new_image is None else repair_image(new_image),
+        old_image=None if old_image is None else repair_image(old_image),
+        created_at=envelope.creation_stamp(now_ns, precision),
+        region=region,
+        event_id=event_id(stream_arn, ddb[envelope.SEQUENCE_NUMBER]),
+        user_identity=envelope.identity(identity.get("PrincipalId"), identity.get("Type")) if identity else None,
+        size_bytes=ddb.get(envelope.SIZE_BYTES, 0),
+    )
+    return envelope.to_bytes(record), partition_key(table, keys)
 
 
 def put_rounds(entries: list[tuple[bytes, str]]) -> list[list[tuple[bytes, str]]]:

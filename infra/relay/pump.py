@@ -44,6 +44,7 @@ from pathlib import Path
 import orjson
 from botocore.exceptions import ClientError
 
+from base.retry import Backoff
 from infra.relay.format import creation_stamps, put_rounds, to_kinesis_record
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 from services.clients import aws_client, error_code
@@ -60,7 +61,10 @@ log = logging.getLogger("cdc.relay")
 #: each shard 20 times a second; the cap bounds what an idle relay adds to a change's latency.
 POLL_IDLE_S = (0.05, 0.25)
 _SHARD_REFRESH_S = 5.0
-_RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+#: a table's relay starts again after failure n (n = 1, 2, ...): 1, 2, 4, 8, 16, then 30 s
+_RESTART_BACKOFF = Backoff(first_s=1.0, cap_s=30.0)
+#: PutRecords again after a partial failure n: 0.05, 0.1, 0.2, ... up to 2 s
+_PUT_BACKOFF = Backoff(first_s=0.05, cap_s=2.0)
 _HEALTHY_LOOP_AGE_S = 10.0
 
 
@@ -310,7 +314,7 @@ class Relay:
     def _put_all(self, entries: list[tuple[bytes, str]]) -> tuple[str, str, bytes]:
         """PutRecords with retries of the failed entries only (one entry per item per call).
         Returns the record acknowledged last: (shard id, sequence number, data)."""
-        delay = 0.05
+        attempt = 0
         pending = entries
         while True:
             response = self.kinesis.put_records(
@@ -322,6 +326,8 @@ class Relay:
                 # the newest acknowledgement: this call holds what failed before, nothing else
                 return results[-1]["ShardId"], results[-1]["SequenceNumber"], pending[-1][0]
             failed = [entry for entry, result in zip(pending, results, strict=True) if "ErrorCode" in result]
+            attempt += 1
+            delay = _PUT_BACKOFF.delay(attempt)
             log.warning(
                 "table %s: %d of %d records not accepted (%s); retrying in %.2fs",
                 self.table.name,
@@ -333,7 +339,6 @@ class Relay:
             pending = failed
             if self.stop.wait(delay):
                 raise StackError("relay stopping with a batch not fully written; it will be repeated")
-            delay = min(delay * 2, 2.0)
 
 
 # -------------------------------------------------------------------------------- main
@@ -392,13 +397,9 @@ def supervise(
             if stop.is_set():
                 return
             failures = 1 if relay is not None and relay.loop_at else failures + 1
-            delay = (
-                0
-                if isinstance(exc, KinesisLostRecords)
-                else _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S)) - 1]
-            )
+            delay = 0.0 if isinstance(exc, KinesisLostRecords) else _RESTART_BACKOFF.delay(failures)
             log.error(
-                "relay of table %s failed: %s: %s; starting again from its saved position in %ss",
+                "relay of table %s failed: %s: %s; starting again from its saved position in %gs",
                 table.name,
                 type(exc).__name__,
                 exc,

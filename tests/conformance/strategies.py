@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from consumers.shared import envelope
+from tests.records import change
+
 __all__ = ["events", "patterns"]
 
 KEYS = ("a", "b", "c", "z")
@@ -218,22 +221,19 @@ _attributes = st.fixed_dictionaries(
 def change_records(draw) -> dict:
     """A change record in the DynamoDB -> Kinesis format (the images are optional by event)."""
     event = draw(st.sampled_from(("INSERT", "MODIFY", "REMOVE")))
-    body: dict = {"ApproximateCreationDateTime": 1795731005123456, "Keys": {"UserId": {"S": "u-1"}}, "SizeBytes": 100}
-    if event != "REMOVE":
-        body["NewImage"] = draw(_attributes)
-    if event != "INSERT":
-        body["OldImage"] = draw(_attributes)
-    identity = draw(st.sampled_from((None, {"principalId": "dynamodb.amazonaws.com", "type": "Service"})))
-    return {
-        "awsRegion": "us-east-1",
-        "eventID": "e-1",
-        "eventName": event,
-        "userIdentity": identity,
-        "recordFormat": "application/json",
-        "tableName": draw(st.sampled_from(_TABLES)),
-        "dynamodb": body,
-        "eventSource": "aws:dynamodb",
-    }
+    new_image = draw(_attributes) if event != "REMOVE" else None
+    old_image = draw(_attributes) if event != "INSERT" else None
+    identity = draw(st.sampled_from((None, envelope.identity("dynamodb.amazonaws.com", "Service"))))
+    return change(
+        event,
+        draw(st.sampled_from(_TABLES)),
+        {"UserId": {"S": "u-1"}},
+        new_image=new_image,
+        old_image=old_image,
+        event_id="e-1",
+        user_identity=identity,
+        size_bytes=100,
+    )
 
 
 _image_rule = st.one_of(

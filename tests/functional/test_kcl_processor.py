@@ -28,10 +28,12 @@ from consumers.runtime.worker import (
     EXIT_UNEXPECTED,
     KclRecordProcessor,
 )
+from consumers.shared import envelope
 from consumers.shared.errors import SinkError
 from consumers.shared.planning import WriteResult
 from consumers.sinks.memory import InMemorySink
 from producer_config import load_pipeline
+from tests.records import payload
 
 SHARD = "shardId-000000000001"
 
@@ -68,22 +70,16 @@ def change(user_id: str, version: int, event: str = "MODIFY", **attributes) -> b
         "Email": {"S": f"{user_id}@Example.com"},
         **{k: {"S": v} for k, v in attributes.items()},
     }
-    body = {"ApproximateCreationDateTime": 1795731005123456, "Keys": {"UserId": {"S": user_id}}, "SizeBytes": 100}
-    if event != "REMOVE":
-        body["NewImage"] = image
-    if event != "INSERT":
-        body["OldImage"] = {**image, "Version": {"N": str(version - 1)}, "Email": {"S": "old@example.com"}}
-    return orjson.dumps(
-        {
-            "awsRegion": "us-east-1",
-            "eventID": f"e-{user_id}-{version}",
-            "eventName": event,
-            "userIdentity": None,
-            "recordFormat": "application/json",
-            "tableName": "Users",
-            "dynamodb": body,
-            "eventSource": "aws:dynamodb",
-        }
+    return payload(
+        event,
+        "Users",
+        {"UserId": {"S": user_id}},
+        new_image=image if event != "REMOVE" else None,
+        old_image=None
+        if event == "INSERT"
+        else {**image, "Version": {"N": str(version - 1)}, "Email": {"S": "old@example.com"}},
+        event_id=f"e-{user_id}-{version}",
+        size_bytes=100,
     )
 
 
@@ -320,8 +316,9 @@ def test_an_unexpected_error_stops_the_processor_without_a_checkpoint():
 def test_filtered_records_are_checkpointed_without_writes():
     sink = InMemorySink()
     touch = orjson.loads(change("u1", 2))  # made a LastSeenAt-only change: no projected attribute differs
-    touch["dynamodb"]["OldImage"]["Email"] = touch["dynamodb"]["NewImage"]["Email"]
-    touch["dynamodb"]["NewImage"]["LastSeenAt"] = {"N": "123"}
+    body = touch[envelope.BODY]
+    body[envelope.OLD_IMAGE]["Email"] = body[envelope.NEW_IMAGE]["Email"]
+    body[envelope.NEW_IMAGE]["LastSeenAt"] = {"N": "123"}
     output = (
         Daemon(sink, ListDeadLetters())
         .send(
@@ -469,24 +466,18 @@ def test_every_app_config_loads_and_its_transform_runs(app):
     data = (
         change("u9", 3, "INSERT")
         if app != "workplace_user_search"
-        else orjson.dumps(
-            {
-                "eventName": "INSERT",
-                "tableName": "WorkplaceUsers_V2",
-                "eventID": "x",
-                "awsRegion": "us-east-1",
-                "dynamodb": {
-                    "ApproximateCreationDateTime": 1795731005123456,
-                    "Keys": {"WorkplaceId": {"S": "w-1"}, "UserId": {"S": "u9"}},
-                    "NewImage": {
-                        "WorkplaceId": {"S": "w-1"},
-                        "UserId": {"S": "u9"},
-                        "Role": {"S": "staff"},
-                        "Version": {"N": "3"},
-                    },
-                    "SizeBytes": 10,
-                },
-            }
+        else payload(
+            "INSERT",
+            "WorkplaceUsers_V2",
+            {"WorkplaceId": {"S": "w-1"}, "UserId": {"S": "u9"}},
+            new_image={
+                "WorkplaceId": {"S": "w-1"},
+                "UserId": {"S": "u9"},
+                "Role": {"S": "staff"},
+                "Version": {"N": "3"},
+            },
+            event_id="x",
+            size_bytes=10,
         )
     )
     output = (

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from consumers.shared.codec import decode_image
-from consumers.shared.planning import APPLIED, Outcome, Upsert
+from consumers.shared.planning import APPLIED, Outcome, Skip, Upsert
 from consumers.sinks.dynamodb import TOMBSTONE_ATTRIBUTE, DynamoDbSink, DynamoDbSinkConfig, WriteStrategy
 from consumers.sinks.opensearch import OpenSearchSink, OpenSearchSinkConfig
 from services.clients import aws_client, opensearch_client
@@ -96,7 +96,12 @@ def _make_ddb_sink(ddb, pipeline, made):
 
 @pytest.fixture(scope="module")
 def search(stack):
-    return opensearch_client(stack)
+    client = opensearch_client(stack)
+    yield client
+    # leave no test document behind (verify would count them as extra)
+    for doc_id in sorted(_TitledSearchSink.written):
+        client.delete(index=INDEX, id=doc_id, ignore=[404])
+    client.indices.refresh(index=INDEX)
 
 
 def _stored_in_index(search):
@@ -115,10 +120,13 @@ class _TitledSearchSink:
     """The OpenSearch sink, the contract's ``Name`` written as the index's ``Title`` (the strict
     mapping of workplace-users-v2 has no Name field)."""
 
+    written: set[str] = set()
+
     def __init__(self, sink: OpenSearchSink) -> None:
         self._sink = sink
 
     def write(self, writes):
+        self.written.update(w.key["UserId"] for w in writes if not isinstance(w, Skip))
         return self._sink.write(
             [Upsert(w.key, {"Title": w.document["Name"]}, w.version) if isinstance(w, Upsert) else w for w in writes]
         )

@@ -15,6 +15,7 @@ from consumers.workplace_user_search import transform as search
 from consumers.workplace_user_v2 import transform as workplace
 from producer_config import ConfigError, load_pipeline
 from services.config import StackConfig
+from tests.records import payload
 from tests.unit.conftest import APP_DEAD_LETTER, APP_HEAD, APP_SINK
 
 PIPELINE = load_pipeline()
@@ -22,16 +23,14 @@ PIPELINE = load_pipeline()
 
 def record(event: str, new: dict | None, old: dict | None, table: str = "Users", keys=("UserId",)) -> ChangeRecord:
     image = new or old
-    body = {
-        "ApproximateCreationDateTime": 1795731005123456,
-        "SizeBytes": 1,
-        "Keys": encode_image({k: image[k] for k in keys}),
-    }
-    if new is not None:
-        body["NewImage"] = encode_image(new)
-    if old is not None:
-        body["OldImage"] = encode_image(old)
-    data = orjson.dumps({"eventName": event, "tableName": table, "dynamodb": body})
+    data = payload(
+        event,
+        table,
+        encode_image({k: image[k] for k in keys}),
+        new_image=None if new is None else encode_image(new),
+        old_image=None if old is None else encode_image(old),
+        size_bytes=1,
+    )
     return ChangeRecord.from_kinesis(data, sequence_number="1", partition_key="p")
 
 

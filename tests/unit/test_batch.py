@@ -16,10 +16,12 @@ import pytest
 
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, RetryPolicy
 from consumers.runtime.config import RetryPolicy as ConfigRetryPolicy
+from consumers.shared import envelope
 from consumers.shared.errors import SinkError
 from consumers.shared.filtering import compile_filter_criteria
 from consumers.shared.planning import APPLIED, Upsert, WriteResult, delete, upsert
 from consumers.sinks.memory import InMemorySink
+from tests.records import payload
 
 APP, SHARD = "test-app", "shardId-000000000007"
 RETRY = RetryPolicy(max_attempts=3, base_delay_ms=100, max_delay_ms=1_000, maximum_record_age_s=-1)
@@ -92,20 +94,14 @@ def change(user_id: str, version: int, event: str = "INSERT", **attributes) -> b
         "Email": {"S": f"{user_id}@example.com"},
         **{name: {"N": str(value)} for name, value in attributes.items()},
     }
-    body = {"ApproximateCreationDateTime": 1795731005123456, "Keys": {"UserId": {"S": user_id}}, "SizeBytes": 100}
-    if event != "REMOVE":
-        body["NewImage"] = image
-    if event != "INSERT":
-        body["OldImage"] = image
-    return orjson.dumps(
-        {
-            "awsRegion": "us-east-1",
-            "eventID": f"e-{user_id}-{version}",
-            "eventName": event,
-            "tableName": "Users",
-            "dynamodb": body,
-            "eventSource": "aws:dynamodb",
-        }
+    return payload(
+        event,
+        "Users",
+        {"UserId": {"S": user_id}},
+        new_image=image if event != "REMOVE" else None,
+        old_image=image if event != "INSERT" else None,
+        event_id=f"e-{user_id}-{version}",
+        size_bytes=100,
     )
 
 
@@ -288,7 +284,7 @@ def test_records_that_fail_to_decode_or_to_transform_are_dead_lettered_and_the_o
 
 def _with_image_attribute(data: bytes, name: str, raw: dict) -> bytes:
     document = orjson.loads(data)
-    document["dynamodb"]["NewImage"][name] = raw
+    document[envelope.BODY][envelope.NEW_IMAGE][name] = raw
     return orjson.dumps(document)
 
 

@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumers.shared.filtering import InvalidFilterPattern, compile_filter_criteria
+from tests.records import change
 
 ABSENT = object()  # the event has no such field
 
@@ -634,7 +635,7 @@ def test_number_literals_outside_numeric_operands(pattern, event, expected):
 
 
 def _modify(old: dict, new: dict) -> dict:
-    return {"eventName": "MODIFY", "dynamodb": {"OldImage": old, "NewImage": new}}
+    return change("MODIFY", "Users", {"UserId": {"S": "u1"}}, new_image=new, old_image=old)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from consumers.shared.planning import (
 )
 from consumers.shared.records import ChangeRecord, decode_image
 from consumers.sinks.memory import InMemorySink, key_of
+from tests.records import payload as envelope_payload
 
 
 def record_from(raw: dict, sequence_number: str = "1") -> ChangeRecord:
@@ -146,20 +147,23 @@ def _changes(histories: dict) -> tuple[list[bytes], dict]:
         version, current = 0, None
         for operation in operations:
             clock += 1
-            body = {"ApproximateCreationDateTime": clock, "Keys": {"UserId": {"S": user}}}
+            new_image = old_image = None
             if operation[0] == "put":
                 version += 1
-                body["NewImage"] = _image(user, operation[1], version)
+                new_image = _image(user, operation[1], version)
                 if current is not None:
-                    body["OldImage"] = _image(user, current, version - 1)
+                    old_image = _image(user, current, version - 1)
                 event = "MODIFY" if current is not None else "INSERT"
                 current = operation[1]
             elif current is not None:
-                body["OldImage"] = _image(user, current, version)
+                old_image = _image(user, current, version)
                 event, current = "REMOVE", None
             else:
                 continue  # deleting an absent item produces no change record
-            payloads.append(orjson.dumps({"eventName": event, "tableName": "Users", "dynamodb": body}))
+            keys = {"UserId": {"S": user}}
+            payloads.append(
+                envelope_payload(event, "Users", keys, new_image=new_image, old_image=old_image, created_at=clock)
+            )
         final[user] = (version, current)
     return payloads, final
 

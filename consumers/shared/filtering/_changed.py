@@ -6,6 +6,7 @@ import base64
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from consumers.shared.envelope import BODY, EVENT_NAME, NEW_IMAGE, OLD_IMAGE
 from consumers.shared.filtering._common import Matcher
 
 __all__ = ["changed_test"]
@@ -66,13 +67,13 @@ def _same_value(a: Any, b: Any) -> bool:
 
 def changed_test(names: tuple[str, ...]) -> Matcher:
     def changed(record: Any) -> bool:
-        if type(record) is not dict or record.get("eventName") != "MODIFY":
+        if type(record) is not dict or record.get(EVENT_NAME) != "MODIFY":
             return True
-        body = record.get("dynamodb")
+        body = record.get(BODY)
         if type(body) is not dict:
             return True
-        old = body.get("OldImage")
-        new = body.get("NewImage")
+        old = body.get(OLD_IMAGE)
+        new = body.get(NEW_IMAGE)
         if type(old) is not dict or type(new) is not dict:
             return True
         for name in names:
