@@ -8,7 +8,10 @@ never reported as skipped.
 `stack` is session-scoped: a private local stack (own state folder, free ports), started for the
 session and stopped after it. It runs without the stack supervisor (CDC_SUPERVISE=0, for every
 `cdc` and `up` of the session too): its tests kill and start components themselves. The chaos
-tests start the supervisor for their own duration.
+tests start the supervisor for their own duration. It is defined here because the integration
+and e2e packages share it in one session (`make test`: one stack for both); it imports nothing of
+the stack (infra) until a test asks for it (`tests.environment`), so the sessions without a
+stack never load the local-stack layer (tests/unit/test_conftest_imports.py checks).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 
 from producer_config import PipelineConfig, load_pipeline
 from services.config import StackConfig
-from tests.environment import session_stack
+from tests.environment import local_stack_env, session_stack
 
 TIERS = ("ci", "all")
 
@@ -56,23 +59,5 @@ def stack(pipeline: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) ->
     started is never touched (on a 2-core machine, `make down` it first: two stacks starve each
     other). The environment is set for the whole session, so every `cdc` command and worker a
     test starts reaches this stack. Started here, stopped at the end of the session."""
-    from infra.local.preflight import free_opensearch_port, free_port
-
-    env = {
-        "CDC_TARGET": "local",
-        "CDC_STATE_DIR": str(tmp_path_factory.mktemp("local-stack")),
-        "CDC_SUPERVISE": "0",  # its tests kill and start components themselves
-        "CDC_OPENSEARCH_PORT": str(free_opensearch_port()),
-        **{
-            name: str(free_port())
-            for name in (
-                "CDC_DYNAMODB_PORT",
-                "CDC_LEASES_PORT",
-                "CDC_KINESIS_PORT",
-                "CDC_KINESIS_TLS_PORT",
-                "CDC_OPENSEARCH_TRANSPORT_PORT",
-            )
-        },
-    }
-    with session_stack(env, pipeline) as config:
+    with session_stack(local_stack_env(tmp_path_factory.mktemp("local-stack")), pipeline) as config:
         yield config

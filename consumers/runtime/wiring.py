@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.runtime import stats as worker_stats
 from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.deadletter import DeadLetterTable
@@ -66,7 +67,7 @@ def build_batch_processor(
 
 
 def stats_dir(app: AppConfig, stack: StackConfig | None = None):
-    return (stack or StackConfig.from_env()).state_dir / "apps" / app.package / "stats"
+    return worker_stats.stats_dir((stack or StackConfig.from_env()).state_dir, app.package)
 
 
 def durability(app: AppConfig, stack: StackConfig | None = None) -> Durability:

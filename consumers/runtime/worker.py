@@ -32,6 +32,7 @@ from consumers.runtime import metrics
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, utc_from_millis
 from consumers.runtime.checkpoint import Checkpointer
 from consumers.runtime.deadletter import DeadLetterUnavailable
+from consumers.runtime.stats import WorkerStats, write_stats
 from consumers.shared.errors import SinkError
 from services.durability import Durability
 
@@ -140,15 +141,15 @@ class KclRecordProcessor(processor.RecordProcessorBase):
 
     def _save_stats(self) -> None:
         """Running totals of this process and the shard's lag now, for operators (`cdc status`)
-        and the tests: one small file, `<shard>-<pid>.json`."""
+        and the tests: one small file (`consumers.runtime.stats`)."""
         self._stats_saved = time.monotonic()
         if self._stats_dir is None:
             return
-        path = self._stats_dir / f"{self.shard_id}-{os.getpid()}.json"
-        tmp = path.with_suffix(".tmp")
-        now = {"at": round(time.time(), 3), "behind_ms": self.behind_ms, "started": self._started}
-        tmp.write_text(json.dumps({"app": self.app_name, "shard": self.shard_id, **_fields(self.total), "now": now}))
-        os.replace(tmp, path)
+        now = round(time.time(), 3)
+        write_stats(
+            self._stats_dir,
+            WorkerStats(self.app_name, self.shard_id, _fields(self.total), now, self.behind_ms, self._started),
+        )
 
 
 def _fields(stats: BatchStats) -> dict[str, int]:

@@ -17,7 +17,6 @@ rounded down to the second, and the report says so.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import Any
 
 from consumers.runtime.config import AppConfig
 from consumers.runtime.overrides import load_overrides, save_overrides
+from consumers.runtime.stats import WorkerStats, read_stats, stats_dir
 from infra.ops.apps import AppWorkers
 from infra.ops.leases import delete_all, release_leader_lock, save_backup
 from services.config import StackConfig, StackError
@@ -75,17 +75,9 @@ def replay_start(kinesis: Any, stream: str, *, at: datetime | None = None, since
     return datetime.fromtimestamp(math.floor(max(wanted, oldest).timestamp()), UTC)
 
 
-def _stats(stats_dir: Path, since: float) -> list[dict[str, Any]]:
+def _stats(directory: Path, since: float) -> list[WorkerStats]:
     """The stats of every record processor started at or after ``since``."""
-    found = []
-    for path in stats_dir.glob("*.json"):
-        try:
-            stats = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if stats.get("now", {}).get("started", 0) >= since:
-            found.append(stats)
-    return found
+    return [stats for stats in read_stats(directory) if stats.started >= since]
 
 
 def replay(
@@ -121,14 +113,14 @@ def replay(
     save_overrides(stack.state_dir, app.package, replace(overrides, start_at=start.timestamp()))
     started = time.time()
     workers.start()
-    stats_dir = stack.state_dir / "apps" / app.package / "stats"
+    directory = stats_dir(stack.state_dir, app.package)
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else 120 + total / 50)
     while True:
-        current = _stats(stats_dir, started)
-        received = sum(s["received"] for s in current)
+        current = _stats(directory, started)
+        received = sum(s.count("received") for s in current)
         # the lag of the shards being read now (an ended shard's processor reports no more)
-        recent = [s for s in current if s["now"]["at"] > time.time() - _RECENT_S]
-        lag = {s["shard"]: s["now"].get("behind_ms") for s in sorted(recent, key=lambda s: s["now"]["at"])}
+        recent = [s for s in current if s.at > time.time() - _RECENT_S]
+        lag = {s.shard: s.behind_ms for s in sorted(recent, key=lambda s: s.at)}
         progress(received, total, lag)
         if received >= total and lag and all(behind == 0 for behind in lag.values()):
             break
@@ -138,7 +130,7 @@ def replay(
                 f"its workers keep going (see {stack.log_dir}); the lease backup is {backup}"
             )
         time.sleep(1.0)
-    final = _stats(stats_dir, started)
-    counts = {name: sum(s[name] for s in final) for name in _COUNTED}
-    processing_s = max(s["now"]["at"] for s in final) - min(s["now"]["started"] for s in final) if final else 0.0
+    final = _stats(directory, started)
+    counts = {name: sum(s.count(name) for s in final) for name in _COUNTED}
+    processing_s = max(s.at for s in final) - min(s.started for s in final) if final else 0.0
     return ReplayReport(app.name, start, expected, counts, backup, time.monotonic() - began, processing_s)

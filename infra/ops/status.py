@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from consumers.runtime.config import AppConfig
+from consumers.runtime.stats import latest_per_shard, stats_dir
 from infra.ops.apps import AppWorkers
 from infra.ops.leases import leader
 from services.config import StackConfig
@@ -33,37 +32,25 @@ def app_row(workers: AppWorkers, dead_letters: int | None) -> dict[str, Any]:
     }
 
 
-def _latest_stats(stack: StackConfig, app: AppConfig) -> dict[str, dict[str, Any]]:
-    """Per shard, the stats of the record processor that reported last."""
-    latest: dict[str, dict[str, Any]] = {}
-    for path in (stack.state_dir / "apps" / app.package / "stats").glob("*.json"):
-        try:
-            stats = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if "now" in stats and stats["now"]["at"] >= latest.get(stats["shard"], {}).get("now", {}).get("at", 0):
-            latest[stats["shard"]] = stats
-    return latest
-
-
 def shard_rows(
     stack: StackConfig, workers: AppWorkers, shards: list[dict[str, Any]], window_s: float = 1.0
 ) -> list[dict[str, Any]]:
     """One row per shard of the app's stream (and per lease of a shard gone from it): whether
-    it is open, its lease owner and checkpoint, the lag and the rate its processor reports
-    (records/s over ``window_s``)."""
-    before = _latest_stats(stack, workers.app)
+    it is open, its lease owner and checkpoint, the lag and the rate its processor reports in
+    its stats file (`consumers.runtime.stats`; records/s over ``window_s``)."""
+    directory = stats_dir(stack.state_dir, workers.app.package)
+    before = latest_per_shard(directory)
     time.sleep(window_s)
-    after = _latest_stats(stack, workers.app)
+    after = latest_per_shard(directory)
     leases = {lease.shard_id: lease for lease in workers.leases()}
     states = {s["ShardId"]: "closed" if "EndingSequenceNumber" in s["SequenceNumberRange"] else "open" for s in shards}
     rows = []
     for shard_id in sorted(states.keys() | leases.keys()):
-        lease, stats = leases.get(shard_id), after.get(shard_id, {})
-        fresh = bool(stats) and time.time() - stats["now"]["at"] < 10
+        lease, stats = leases.get(shard_id), after.get(shard_id)
+        fresh = stats if stats is not None and time.time() - stats.at < 10 else None
         rate = None
-        if fresh and shard_id in before and before[shard_id]["now"]["started"] == stats["now"]["started"]:
-            rate = (stats["received"] - before[shard_id]["received"]) / window_s
+        if fresh is not None and shard_id in before and before[shard_id].started == fresh.started:
+            rate = (fresh.count("received") - before[shard_id].count("received")) / window_s
         rows.append(
             {
                 "app": workers.app.name,
@@ -71,7 +58,7 @@ def shard_rows(
                 "shard_state": states.get(shard_id, "gone"),
                 "owner": lease.owner if lease else None,
                 "checkpoint": lease.checkpoint if lease else None,
-                "behind_ms": stats["now"]["behind_ms"] if fresh else None,
+                "behind_ms": fresh.behind_ms if fresh is not None else None,
                 "records_per_s": rate,
             }
         )

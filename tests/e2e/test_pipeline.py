@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 import orjson
 import pytest
 
+from consumers.runtime.stats import read_stats, stats_dir
 from consumers.verify import verify
 from scripts.generate_changes import UserChangeGenerator, apply_changes
 from services.clients import aws_client, aws_resource, lease_client
@@ -29,9 +30,9 @@ CONVERGE_TIMEOUT_S = 420
 def _totals(stack) -> dict[str, Counter]:
     """Each app's counters, summed over its record processors' stats files."""
     totals: dict[str, Counter] = defaultdict(Counter)
-    for path in (stack.state_dir / "apps").glob("*/stats/*.json"):
-        stats = json.loads(path.read_text())
-        totals[stats["app"]].update({k: v for k, v in stats.items() if isinstance(v, int)})
+    for folder in (stack.state_dir / "apps").glob("*"):
+        for stats in read_stats(stats_dir(stack.state_dir, folder.name)):
+            totals[stats.app].update(stats.counts)
     return totals
 
 

@@ -1,0 +1,58 @@
+"""What every `cdc` command works with: the stack's target, the pipeline, the apps, and clients
+made once per command. `main` builds it after the arguments parsed, so a usage error reads no
+configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from consumers.runtime.config import AppConfig, discover_apps
+from infra.ops.apps import AppWorkers
+from infra.ops.cli.output import say
+from producer_config import PipelineConfig, load_pipeline
+from services.clients import aws_client, lease_client
+from services.config import StackConfig, StackError
+
+__all__ = ["Context"]
+
+
+class Context:
+    """What every command works with: the stack's target, the pipeline, the apps, clients."""
+
+    def __init__(self) -> None:
+        self.stack = StackConfig.from_env()
+        self.pipeline: PipelineConfig = load_pipeline()
+        self.apps = discover_apps(self.pipeline)
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        """A client of ``service`` (dynamodb, kinesis...), or of the KCL's lease tables (``leases``)."""
+        if service not in self._clients:
+            region = self.pipeline.region
+            made = lease_client(self.stack, region) if service == "leases" else aws_client(service, self.stack, region)
+            self._clients[service] = made
+        return self._clients[service]
+
+    def app(self, name: str) -> AppConfig:
+        for app in self.apps:
+            if name in (app.package, app.name):
+                return app
+        known = ", ".join(f"{a.package} ({a.name})" for a in self.apps)
+        raise StackError(f"unknown app {name!r}: the apps are {known}")
+
+    def workers(self, app: AppConfig) -> AppWorkers:
+        return AppWorkers(self.stack, app, self.client("leases"), say=say)
+
+    def processors(self, app: AppConfig):
+        """The app's own per-shard processor factory (its sink, filter, transform, dead letters)."""
+        from consumers.runtime.wiring import build_batch_processor  # opensearch-py: only when needed
+
+        return build_batch_processor(app.package, self.stack)[0]
+
+    def dead_letters(self, app: AppConfig) -> int | None:
+        try:
+            return int(self.client("dynamodb").scan(TableName=app.dead_letter_table, Select="COUNT")["Count"])
+        except ClientError:
+            return None

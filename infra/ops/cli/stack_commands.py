@@ -1,0 +1,126 @@
+"""The `cdc` commands that work on the whole stack and its streams: up, down, clean, provision,
+status (components, every app's shards, the streams) and reshard (a stream's shard count, then
+the wait until every running app drained the parents)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from infra.local import stack
+from infra.local.provision import provision
+from infra.ops.cli.context import Context
+from infra.ops.cli.output import say, table
+from infra.ops.reshard import reshard, wait_drained, write_shard_count
+from infra.ops.status import app_row, shard_rows, stream_row
+from producer_config import DEFAULT_PIPELINE_FILE
+from services.kinesis import list_shards
+
+__all__ = ["cmd_clean", "cmd_down", "cmd_provision", "cmd_reshard", "cmd_status", "cmd_up"]
+
+
+def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
+    stack.up(ctx.stack, ctx.pipeline)
+    return 0
+
+
+def cmd_down(ctx: Context, args: argparse.Namespace) -> int:
+    stack.down(ctx.stack)
+    return 0
+
+
+def cmd_clean(ctx: Context, args: argparse.Namespace) -> int:
+    stack.clean(ctx.stack)
+    return 0
+
+
+def cmd_provision(ctx: Context, args: argparse.Namespace) -> int:
+    provision(ctx.pipeline, ctx.stack, ctx.apps, say=say)
+    return 0
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    apps = [ctx.app(args.app)] if args.app else list(ctx.apps)
+    healthy = True
+    while True:
+        if not args.json and not args.app:
+            healthy = stack.status(ctx.stack)
+            if not healthy and not args.watch:
+                say("cdc status: not every component is up: `make up` starts what is missing")
+                return 1
+        kinesis = ctx.client("kinesis")
+        streams = sorted({app.stream_name for app in apps})
+        report = {
+            "apps": [app_row(ctx.workers(app), ctx.dead_letters(app)) for app in apps],
+            "shards": [
+                row
+                for app in apps
+                for row in shard_rows(ctx.stack, ctx.workers(app), list_shards(kinesis, app.stream_name))
+            ],
+            "streams": [stream_row(kinesis, stream) for stream in streams],
+        }
+        if args.json:
+            print(json.dumps(report, indent=1, default=str))
+        else:
+            print("\napps:\n" + table(report["apps"], ("app", "workers", "desired", "state", "leader", "dead_letters")))
+            print(
+                "\nshards:\n"
+                + table(
+                    report["shards"],
+                    ("app", "shard", "shard_state", "owner", "checkpoint", "behind_ms", "records_per_s"),
+                )
+            )
+            print(
+                "\nstreams:\n"
+                + table(report["streams"], ("stream", "status", "open_shards", "closed_shards", "retention_hours"))
+            )
+        if not args.watch:
+            return 0 if healthy else 1
+        time.sleep(2)
+        print("\033[2J\033[H", end="")  # clear the terminal between refreshes
+
+
+def cmd_reshard(ctx: Context, args: argparse.Namespace) -> int:
+    kinesis = ctx.client("kinesis")
+    readers = [ctx.workers(app) for app in ctx.apps if app.stream_name == args.stream]
+    result = reshard(kinesis, args.stream, shards=args.shards, split=args.split, merge=args.merge)
+    say(
+        f"{args.stream}: ACTIVE after {result.seconds:.1f}s, {result.before} -> {result.after} open shards; "
+        f"closed {', '.join(result.parents)}; opened {', '.join(result.children)}"
+    )
+    line = f"shards = {result.after}"
+    if args.write_config:
+        line, changed = write_shard_count(DEFAULT_PIPELINE_FILE, args.stream, result.after)
+        say(f"{DEFAULT_PIPELINE_FILE}: [streams.{args.stream}] {line}{'' if changed else ' (already)'}")
+    else:
+        say(f"set `{line}` under [streams.{args.stream}] in {DEFAULT_PIPELINE_FILE} (or pass --write-config)")
+    for idle in (w.app.name for w in readers if not w.running()):
+        say(f"{idle} is not running: it drains the parents when it starts")
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not args.json:
+            print(table(rows, ("app", "parent", "owner", "checkpoint", "drained")), flush=True)
+            print(flush=True)
+
+    started = time.monotonic()
+    rows = wait_drained(readers, result.parents, timeout_s=args.timeout, show=show)
+    say(f"every running app drained the parents in {time.monotonic() - started:.1f}s")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "stream": result.stream,
+                    "before": result.before,
+                    "after": result.after,
+                    "parents": result.parents,
+                    "children": result.children,
+                    "active_after_s": round(result.seconds, 1),
+                    "drained_after_s": round(time.monotonic() - started, 1),
+                    "leases": rows,
+                },
+                indent=1,
+            )
+        )
+    return 0

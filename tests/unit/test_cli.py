@@ -1,0 +1,63 @@
+"""`cdc` without a stack: its entry points (`python -m infra.ops.cli`, the ``cdc`` script), its
+usage errors and its tables. What each command does to a stack is tested by the stack sessions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from infra.ops.cli import main
+from infra.ops.cli.output import table
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ("up", "down", "clean", "provision", "apps", "stop", "start", "scale", "replay", "status", "dlq")
+
+
+def test_python_dash_m_runs_the_command_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.ops.cli", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: cdc ")
+    assert all(f"\n    {name} " in done.stdout or f"\n    {name}\n" in done.stdout for name in COMMANDS)
+
+
+def test_the_cdc_script_is_main():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["cdc"] == "infra.ops.cli:main"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["replay", "a", "--since", "9q"], "'9q' is not a duration"),
+        (["replay", "a", "--at", "yesterday"], "is not an ISO-8601 time"),
+        (["reshard"], "the following arguments are required: stream"),
+        (["dlq", "discard", "a"], "one of the arguments --all SHARD SEQ is required"),
+    ],
+)
+def test_bad_usage_exits_2_before_reading_any_configuration(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_unknown_app_is_refused_with_the_apps_there_are(capsys):
+    assert main(["stop", "no_such_app"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cdc stop: unknown app 'no_such_app': the apps are ")
+    assert "app_user_management (app-user-management)" in err
+
+
+def test_a_table_aligns_its_columns_and_shows_none_as_a_dash():
+    rows = [{"app": "a", "workers": 2, "leader": None}, {"app": "longer", "workers": 10, "leader": "w-1"}]
+    assert table(rows, ("app", "workers", "leader")).splitlines() == [
+        "APP     WORKERS  LEADER",
+        "a       2        -",
+        "longer  10       w-1",
+    ]
