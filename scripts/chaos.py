@@ -52,7 +52,9 @@ from infra.ops.apps import AppWorkers
 from infra.relay.format import to_kinesis_record
 from infra.testing.faultproxy import FaultProxy
 from producer_config import PipelineConfig, load_pipeline
-from scripts.generate_changes import WORKPLACES, UserChangeGenerator, write_change
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.model import WORKPLACES
+from scripts.changes.writer import write_change
 from services.clients import aws_client, aws_resource, lease_client, opensearch_client
 from services.config import StackConfig, StackError, Target
 
