@@ -20,11 +20,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-__all__ = ["OUTAGE_ERRORS", "OUTAGE_S", "through_outages"]
+from base.retry import Backoff
+
+__all__ = ["OUTAGE_BACKOFF", "OUTAGE_ERRORS", "OUTAGE_S", "through_outages"]
 
 #: the endpoint is unreachable or did not answer: the write is tried again, for up to OUTAGE_S
 OUTAGE_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
 OUTAGE_S = 300.0
+#: the waits between tries through an outage: 0.2 s, 0.4 s, ... doubling up to 5 s
+OUTAGE_BACKOFF = Backoff(first_s=0.2, cap_s=5.0)
 
 
 def through_outages(
@@ -35,12 +39,13 @@ def through_outages(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """``write()`` until it returns. An unreachable or silent endpoint (`OUTAGE_ERRORS`) or a 5xx
-    is waited out, backing off from 0.1 s to 5 s, for up to ``outage_s`` (`OUTAGE_S`); then the
-    error is raised. A try that failed that way may still have been applied (only its answer was
-    lost), and so may one that botocore retried by itself (a read timeout while DynamoDB Local
-    was paused: its retry is refused, the first attempt was applied): whenever a try is refused
-    by its condition and ``stored()`` finds the change in the table, it was written once, and
-    counts once."""
+    is waited out, backing off (`OUTAGE_BACKOFF`), for up to ``outage_s`` (`OUTAGE_S`) from the
+    first failed try; then the error is raised. A try that failed that way may still have been
+    applied (only its answer was lost), and so may one that botocore retried by itself (a read
+    timeout while DynamoDB Local was paused: its retry is refused, the first attempt was
+    applied): whenever a try is refused by its condition and ``stored()`` finds the change in
+    the table, it was written once, and counts once. (Not `base.retry.retrying`: a refusal is
+    looked into, and the outage is timed from the first failure, not the first try.)"""
     deadline: float | None = None
     attempt = 0
     while True:
@@ -57,7 +62,7 @@ def through_outages(
             if time.monotonic() > deadline:
                 raise
             attempt += 1
-            sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+            sleep(OUTAGE_BACKOFF.delay(attempt))
 
 
 def _server_error(exc: ClientError) -> bool:

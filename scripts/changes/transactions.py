@@ -5,14 +5,13 @@ The requests are serialized here (`_wire`) and sent through a plain client witho
 validation (`plain_client`): the boto3 resource's transformations cost three times as much
 CPU per change, and on a 2-core machine that CPU is DynamoDB Local's. A transaction cancelled by
 conflicts or throttling, or failed by a transient server error, is tried again (`RETRIES` times,
-with back-off, jittered after a cancellation so that concurrent batches spread apart); one
-cancelled because of a change raises `ChangeRefused` naming it.
+backing off `TRANSACTION_BACKOFF`, jittered after a cancellation so that concurrent batches
+spread apart); one cancelled because of a change raises `ChangeRefused` naming it.
 """
 
 from __future__ import annotations
 
 import itertools
-import random
 import time
 import uuid
 from decimal import Decimal
@@ -23,6 +22,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from base.retry import Backoff
 from scripts.changes.model import CREATE_CONDITION, UPDATE_CONDITION, ChangeKind, UserChange, without_empty_sets
 from scripts.changes.outages import through_outages
 
@@ -35,6 +35,9 @@ RETRYABLE_REASONS = frozenset(
 #: errors of the whole call that say nothing about its changes: it is tried again, same token
 RETRYABLE_ERRORS = frozenset({"InternalServerError", "TransactionInProgressException"})
 RETRIES = 10  # tries again after a retryable cancellation, backing off 50 ms doubling up to 2 s (~12 s in all)
+#: the wait after the n-th try failed by a retryable error; after a retryable cancellation the same, scaled by 0.5-1
+TRANSACTION_BACKOFF = Backoff(first_s=0.05, cap_s=2.0)
+CANCELLED_BACKOFF = Backoff(first_s=0.05, cap_s=2.0, jitter=0.5)
 
 
 class ChangeRefused(RuntimeError):
@@ -141,7 +144,7 @@ def write_transaction(client, table_name: str, batch: list[UserChange]) -> None:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in RETRYABLE_ERRORS and attempt < RETRIES:
-                time.sleep(min(2.0, 0.05 * 2**attempt))
+                time.sleep(TRANSACTION_BACKOFF.delay(attempt + 1))
                 continue
             if code != "TransactionCanceledException":
                 raise
@@ -169,4 +172,4 @@ def write_transaction(client, table_name: str, batch: list[UserChange]) -> None:
                         else ""
                     ),
                 ) from exc
-            time.sleep(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2**attempt))
+            time.sleep(CANCELLED_BACKOFF.delay(attempt + 1))

@@ -550,3 +550,20 @@ def test_an_outage_longer_than_the_limit_is_raised():
     with pytest.raises(EndpointConnectionError):
         through_outages(write, lambda: False, outage_s=-1, sleep=lambda s: None)
     assert len(calls) == 1
+
+
+def test_the_back_offs_wait_as_the_generator_always_did():
+    """The generator's waits, from the project's one policy (`base.retry.Backoff`): through an
+    outage 0.2 s doubling to 5 s; between tries of a transaction 50 ms doubling to 2 s, after a
+    cancellation scaled by a random factor of 0.5-1."""
+    import random
+
+    from scripts.changes.outages import OUTAGE_BACKOFF
+    from scripts.changes.transactions import CANCELLED_BACKOFF, TRANSACTION_BACKOFF
+
+    assert [OUTAGE_BACKOFF.delay(n) for n in range(1, 40)] == [min(5.0, 0.1 * 2 ** min(n, 6)) for n in range(1, 40)]
+    assert [TRANSACTION_BACKOFF.delay(n + 1) for n in range(11)] == [min(2.0, 0.05 * 2**n) for n in range(11)]
+    rng = random.Random(3)
+    for n in range(11):
+        ceiling = min(2.0, 0.05 * 2**n)
+        assert 0.5 * ceiling <= CANCELLED_BACKOFF.delay(n + 1, rng) <= ceiling
