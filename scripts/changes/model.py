@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "CREATE_CONDITION",
+    "DELETE_CONDITION",
     "UPDATE_CONDITION",
     "USER_SHAPE",
     "WORKPLACES",
@@ -111,6 +112,7 @@ class UserChange:
 
 CREATE_CONDITION = "attribute_not_exists(UserId)"
 UPDATE_CONDITION = "attribute_not_exists(UserId) OR Version < :v"
+DELETE_CONDITION = "Version = :v"
 
 
 def without_empty_sets(item: dict) -> dict:

@@ -23,7 +23,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from base.retry import Backoff
-from scripts.changes.model import CREATE_CONDITION, UPDATE_CONDITION, ChangeKind, UserChange, without_empty_sets
+from scripts.changes.model import (
+    CREATE_CONDITION,
+    DELETE_CONDITION,
+    UPDATE_CONDITION,
+    ChangeKind,
+    UserChange,
+    without_empty_sets,
+)
 from scripts.changes.outages import through_outages
 
 __all__ = ["RETRIES", "RETRYABLE_ERRORS", "RETRYABLE_REASONS", "ChangeRefused", "plain_client", "write_transaction"]
@@ -113,7 +120,7 @@ def _action(table_name: str, change: UserChange) -> dict:
             "Delete": {
                 "TableName": table_name,
                 "Key": {"UserId": {"S": change.user_id}},
-                "ConditionExpression": "Version = :v",
+                "ConditionExpression": DELETE_CONDITION,
                 "ExpressionAttributeValues": {":v": _wire(change.version)},
             }
         }

@@ -19,7 +19,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tqdm import tqdm
 
-from scripts.changes.model import CREATE_CONDITION, UPDATE_CONDITION, ChangeKind, UserChange, without_empty_sets
+from scripts.changes.model import (
+    CREATE_CONDITION,
+    DELETE_CONDITION,
+    UPDATE_CONDITION,
+    ChangeKind,
+    UserChange,
+    without_empty_sets,
+)
 from scripts.changes.outages import through_outages
 from scripts.changes.transactions import plain_client, write_transaction
 
@@ -160,7 +167,7 @@ def _put_or_delete(table, change: UserChange) -> None:
     if change.item is None:
         table.delete_item(
             Key={"UserId": change.user_id},
-            ConditionExpression="Version = :v",
+            ConditionExpression=DELETE_CONDITION,
             ExpressionAttributeValues={":v": change.version},
         )
     elif change.kind is ChangeKind.CREATE:
