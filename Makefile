@@ -178,7 +178,7 @@ test-all:  ## make test with --tier all: also the tests marked `full`, and chaos
 test-unit: $(VENV)/.installed  ## only the unit tests (no server, no JVM)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-chaos: install  ## [ROUNDS=3] [PAUSE=30] [ONLY=fault,...]: inject each fault under load; nothing may be lost (scripts/chaos.py)
+chaos: install  ## [ROUNDS=3] [PAUSE=30] [ONLY=fault,...]: inject each fault under load; nothing may be lost (scripts/chaos/)
 	$(PY) -m infra.ops.cli up
 	$(PY) -m scripts.chaos --rounds $(or $(ROUNDS),3) --pause $(or $(PAUSE),30) $(if $(ONLY),--only $(ONLY))
 

@@ -72,7 +72,8 @@ def _say(message: str) -> None:
 def _write_changes(stack: StackConfig, pipeline: PipelineConfig, changes: int, run: str) -> datetime:
     """K changes to Users from a fresh second T; returns T once the pipeline settled (the apps'
     streams hold every change relayed, the workplace stream everything workplace-user-v2 wrote)."""
-    from scripts.generate_changes import UserChangeGenerator, apply_changes
+    from scripts.changes.generator import UserChangeGenerator
+    from scripts.changes.writer import apply_changes
 
     now = time.time()
     start = math.ceil(now) + 1

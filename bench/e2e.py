@@ -36,7 +36,9 @@ from infra.local.stack import running_workers
 from infra.ops.apps import AppWorkers
 from infra.ops.replay import replay, stream_window
 from producer_config import load_pipeline
-from scripts.generate_changes import BATCH_SIZE, CONCURRENCY, UserChangeGenerator, _scan, apply_changes
+from scripts.changes.cli import _scan
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import BATCH_SIZE, CONCURRENCY, apply_changes
 from services.clients import aws_client, aws_resource, lease_client
 from services.config import StackConfig
 from services.kinesis import read_stream

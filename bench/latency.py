@@ -77,7 +77,8 @@ def _batch_rates(stack: StackConfig, offsets: dict[str, int]) -> dict[str, tuple
 def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
     """Stop the workers, write `changes` user changes, start them, time until all sinks agree."""
     from consumers.verify import verify
-    from scripts.generate_changes import UserChangeGenerator, apply_changes
+    from scripts.changes.generator import UserChangeGenerator
+    from scripts.changes.writer import apply_changes
     from services.clients import aws_resource
 
     workers = local_stack.workers(stack, pipeline)

@@ -28,7 +28,7 @@ from infra.local.provision import provision
 from infra.relay.format import put_rounds
 from infra.relay.pump import Relay
 from producer_config import load_pipeline
-from scripts.generate_changes import UserChangeGenerator
+from scripts.changes.generator import UserChangeGenerator
 from services.clients import aws_client, aws_resource
 from services.config import StackConfig
 

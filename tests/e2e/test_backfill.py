@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import pytest
 
 from consumers.verify import verify
-from scripts.generate_changes import UserChangeGenerator, apply_changes
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource
 from tests.cli import cdc, cdc_json
 from tests.converge import assert_converges

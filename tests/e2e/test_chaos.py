@@ -11,7 +11,9 @@ import pytest
 
 from consumers.runtime.config import load_app
 from infra.local.stack import held, supervisor_process, worker
-from scripts.chaos import FAULTS, Chaos, table
+from scripts.chaos.faults import FAULTS
+from scripts.chaos.results import table
+from scripts.chaos.runner import Chaos
 from tests.cli import cdc
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("emptied_stack")]

@@ -15,7 +15,8 @@ import pytest
 
 from consumers.runtime.stats import read_stats, stats_dir
 from consumers.verify import verify
-from scripts.generate_changes import UserChangeGenerator, apply_changes
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource, lease_client
 from tests.cli import cdc
 from tests.records import user_insert

@@ -14,7 +14,8 @@ from collections import defaultdict
 
 import pytest
 
-from scripts.generate_changes import UserChangeGenerator, apply_changes
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource
 from services.config import REPO_ROOT
 from services.kinesis import list_shards, read_stream

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from scripts.generate_changes import UserChangeGenerator, apply_changes
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource
 from services.kinesis import list_shards
 from tests.cli import cdc

@@ -22,7 +22,9 @@ from boto3.dynamodb.types import TypeDeserializer
 from infra.local.components import components, wait_healthy
 from infra.local.preflight import free_port
 from infra.local.provision import _ensure_table
-from scripts.generate_changes import ChangeKind, UserChange, UserChangeGenerator, apply_changes, holds, write_change
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.model import ChangeKind, UserChange
+from scripts.changes.writer import apply_changes, holds, write_change
 from services.clients import aws_client, aws_resource
 from services.config import REPO_ROOT, StackConfig
 

@@ -16,7 +16,8 @@ import pytest
 from consumers.runtime.config import discover_apps, load_app
 from infra.local.preflight import free_port
 from infra.ops.leases import leader, read_leases
-from scripts.generate_changes import UserChangeGenerator, apply_changes
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource, lease_client, opensearch_client
 from services.kinesis import read_stream
 from tests.cli import cdc, cdc_json

@@ -22,7 +22,8 @@ from infra.local.components import components, wait_healthy
 from infra.local.preflight import free_opensearch_port, free_port
 from infra.local.provision import provision
 from infra.local.stack import workers
-from scripts.generate_changes import UserChangeGenerator, apply_changes
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource, opensearch_client
 from services.config import REPO_ROOT
 from tests.converge import assert_converges

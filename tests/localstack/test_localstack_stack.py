@@ -26,7 +26,8 @@ from infra.local import localstack
 from infra.local import stack as stacks
 from infra.local.components import components
 from infra.local.provision import provision
-from scripts.generate_changes import UserChangeGenerator, apply_changes
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource, lease_client
 from services.config import StackConfig
 from services.kinesis import read_stream

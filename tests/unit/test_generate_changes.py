@@ -18,18 +18,12 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from scripts.generate_changes import (
-    WORKPLACES,
-    ChangeKind,
-    ChangeRefused,
-    UserChange,
-    UserChangeGenerator,
-    apply_changes,
-    foreign_reason,
-    main,
-    plan_batches,
-    plan_rounds,
-)
+from scripts.changes.cli import main
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.model import WORKPLACES, ChangeKind, UserChange, foreign_reason
+from scripts.changes.outages import through_outages
+from scripts.changes.transactions import ChangeRefused
+from scripts.changes.writer import apply_changes, plan_batches, plan_rounds
 
 
 def as_scanned(value):
@@ -505,64 +499,71 @@ def _script(*outcomes):
 def test_the_generator_waits_out_an_unreachable_endpoint_and_a_5xx():
     from botocore.exceptions import EndpointConnectionError
 
-    from scripts.generate_changes import _through_outages
-
     slept = []
     write, calls = _script(
         EndpointConnectionError(endpoint_url="http://x"), _client_error("ServiceUnavailable", 503), None
     )
-    _through_outages(write, lambda: pytest.fail("nothing was refused"), sleep=slept.append)
+    through_outages(write, lambda: pytest.fail("nothing was refused"), sleep=slept.append)
     assert len(calls) == 3 and len(slept) == 2 and slept[0] < slept[1]
 
 
 def test_a_write_applied_before_its_answer_was_lost_counts_once_and_is_not_written_twice():
     from botocore.exceptions import ReadTimeoutError
 
-    from scripts.generate_changes import _through_outages
-
     # the first try was applied, its answer timed out; the second is refused by its condition
     write, calls = _script(ReadTimeoutError(endpoint_url="http://x"), _client_error("ConditionalCheckFailedException"))
-    _through_outages(write, lambda: True, sleep=lambda s: None)
+    through_outages(write, lambda: True, sleep=lambda s: None)
     assert len(calls) == 2
     # a transaction's refusal says so in its reasons
     write, _ = _script(
         ReadTimeoutError(endpoint_url="http://x"),
         _client_error("TransactionCanceledException", reasons=["ConditionalCheckFailed", "None"]),
     )
-    _through_outages(write, lambda: True, sleep=lambda s: None)
+    through_outages(write, lambda: True, sleep=lambda s: None)
 
 
 def test_a_refusal_is_raised_when_the_table_holds_something_else():
     from botocore.exceptions import EndpointConnectionError
 
-    from scripts.generate_changes import _through_outages
-
     refused = _client_error("ConditionalCheckFailedException")
     write, _ = _script(EndpointConnectionError(endpoint_url="http://x"), refused)
     with pytest.raises(ClientError):
-        _through_outages(write, lambda: False, sleep=lambda s: None)
+        through_outages(write, lambda: False, sleep=lambda s: None)
     write, _ = _script(refused)
     with pytest.raises(ClientError):
-        _through_outages(write, lambda: False, sleep=lambda s: None)
+        through_outages(write, lambda: False, sleep=lambda s: None)
 
 
 def test_a_first_refusal_of_a_change_the_table_holds_counts_once():
     """botocore retries a timed-out request itself: its retry is refused by the condition the
     first attempt (applied, its answer lost) made true. The loop saw one refused try only."""
-    from scripts.generate_changes import _through_outages
-
     write, calls = _script(_client_error("ConditionalCheckFailedException"))
-    _through_outages(write, lambda: True, sleep=lambda s: None)
+    through_outages(write, lambda: True, sleep=lambda s: None)
     assert len(calls) == 1
 
 
 def test_an_outage_longer_than_the_limit_is_raised():
     from botocore.exceptions import EndpointConnectionError
 
-    from scripts.generate_changes import _through_outages
-
     down = EndpointConnectionError(endpoint_url="http://x")
     write, calls = _script(down, down, down)
     with pytest.raises(EndpointConnectionError):
-        _through_outages(write, lambda: False, outage_s=-1, sleep=lambda s: None)
+        through_outages(write, lambda: False, outage_s=-1, sleep=lambda s: None)
     assert len(calls) == 1
+
+
+def test_the_back_offs_wait_as_the_generator_always_did():
+    """The generator's waits, from the project's one policy (`base.retry.Backoff`): through an
+    outage 0.2 s doubling to 5 s; between tries of a transaction 50 ms doubling to 2 s, after a
+    cancellation scaled by a random factor of 0.5-1."""
+    import random
+
+    from scripts.changes.outages import OUTAGE_BACKOFF
+    from scripts.changes.transactions import CANCELLED_BACKOFF, TRANSACTION_BACKOFF
+
+    assert [OUTAGE_BACKOFF.delay(n) for n in range(1, 40)] == [min(5.0, 0.1 * 2 ** min(n, 6)) for n in range(1, 40)]
+    assert [TRANSACTION_BACKOFF.delay(n + 1) for n in range(11)] == [min(2.0, 0.05 * 2**n) for n in range(11)]
+    rng = random.Random(3)
+    for n in range(11):
+        ceiling = min(2.0, 0.05 * 2**n)
+        assert 0.5 * ceiling <= CANCELLED_BACKOFF.delay(n + 1, rng) <= ceiling
