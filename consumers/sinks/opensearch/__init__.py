@@ -6,28 +6,5 @@
 The names below are the kind's public API.
 """
 
-from consumers.sinks.opensearch.sink import (
-    DELETE_VERSION_TYPE,
-    INDEX_VERSION_TYPE,
-    OpenSearchSink,
-    OpenSearchSinkConfig,
-    build_bulk_body,
-    classify_bulk_item,
-    classify_transport_error,
-    default_document_id,
-    serialise_document,
-    template_document_id,
-)
-
-__all__ = [
-    "DELETE_VERSION_TYPE",
-    "INDEX_VERSION_TYPE",
-    "OpenSearchSink",
-    "OpenSearchSinkConfig",
-    "build_bulk_body",
-    "classify_bulk_item",
-    "classify_transport_error",
-    "default_document_id",
-    "serialise_document",
-    "template_document_id",
-]
+from consumers.sinks.opensearch.sink import *  # noqa: F403 - the kind's public API is its sink module's
+from consumers.sinks.opensearch.sink import __all__ as __all__
