@@ -131,34 +131,21 @@ _OUTCOME_FIELDS = {Outcome.APPLIED: "applied", Outcome.STALE: "stale", Outcome.S
 
 @dataclass(frozen=True, slots=True)
 class WriteCounts:
-    """How many writes of a batch were applied, found stale or skipped. Add them up with ``+``."""
+    """How many writes of a batch were applied, found stale or skipped."""
 
     applied: int = 0
     stale: int = 0
     skipped: int = 0
 
     @classmethod
-    def of(cls, results: Iterable[WriteResult | Outcome]) -> WriteCounts:
-        """The settled ones among ``results`` (rejected and retried writes are not counted)."""
+    def of(cls, results: Iterable[WriteResult]) -> WriteCounts:
+        """The settled ones among a sink's answers (rejected and retried writes are not counted)."""
         tally = {"applied": 0, "stale": 0, "skipped": 0}
         for result in results:
-            outcome = result.outcome if isinstance(result, WriteResult) else result
+            outcome = result.outcome
             if outcome.settled:
                 tally[_OUTCOME_FIELDS[outcome]] += 1
         return cls(**tally)
-
-    def __add__(self, other: WriteCounts) -> WriteCounts:
-        if not isinstance(other, WriteCounts):
-            return NotImplemented
-        return WriteCounts(self.applied + other.applied, self.stale + other.stale, self.skipped + other.skipped)
-
-    def count(self, outcome: Outcome) -> int:
-        count: int = getattr(self, _OUTCOME_FIELDS[outcome])
-        return count
-
-    @property
-    def total(self) -> int:
-        return self.applied + self.stale + self.skipped
 
 
 def should_apply(write: Upsert | Delete, stored_version: int | None) -> bool:
