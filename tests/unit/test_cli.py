@@ -61,3 +61,8 @@ def test_a_table_aligns_its_columns_and_shows_none_as_a_dash():
         "a       2        -",
         "longer  10       w-1",
     ]
+
+
+def test_a_table_of_no_rows_is_its_header():
+    # `cdc dlq list` of an app without dead letters printed a traceback here
+    assert table([], ("shard", "sequence")) == "SHARD  SEQUENCE"

@@ -21,7 +21,7 @@ def say(message: str) -> None:
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """Rows as an aligned text table (None shows as -)."""
     cells = [[("-" if row.get(c) is None else str(row[c])) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(line.rstrip() for line in lines)
