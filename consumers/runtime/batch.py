@@ -213,13 +213,13 @@ class BatchProcessor:
                 return self._bisect(planned, exc, stats)
             if len(results) != len(writes):
                 raise SinkError(f"{type(self.sink).__name__} answered {len(results)} results for {len(writes)} writes")
+            stats.add(WriteCounts.of(results))  # what is settled is counted once, now
             again: list[_Planned] = []
             retry_reason = ""
             position = 0
             for p in planned:
                 answers = results[position : position + len(p.writes)]
                 position += len(p.writes)
-                stats.add(WriteCounts.of(answers))  # what is settled is counted once, now
                 rejected = [r.reason for r in answers if r.outcome is Outcome.REJECTED]
                 retry = [w for w, r in zip(p.writes, answers, strict=True) if r.outcome is Outcome.RETRY]
                 if rejected:
