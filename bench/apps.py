@@ -50,7 +50,7 @@ from consumers.runtime.wiring import build_batch_processor, build_sink
 from consumers.shared.planning import APPLIED, PlannedWrite, Skip, WriteResult
 from consumers.sinks.opensearch import OpenSearchSink, build_bulk_body
 from infra.local import stack as local_stack
-from infra.ops.apps import AppWorkers
+from infra.ops.apps import local_workers
 from infra.ops.replay import replay
 from producer_config import PipelineConfig, load_pipeline
 from services.clients import LOCAL_CREDENTIALS, aws_client, aws_resource, lease_client, opensearch_client
@@ -127,9 +127,9 @@ def processing_span(lines: Sequence[str], app_name: str) -> tuple[int, float, fl
     return received, first, last
 
 
-def _through_app(stack: StackConfig, app: AppConfig, leases: Any, kinesis: Any, start: datetime, total: int) -> float:
+def _through_app(stack: StackConfig, app: AppConfig, region: str, kinesis: Any, start: datetime, total: int) -> float:
     offsets = {p: p.stat().st_size for p in stack.log_dir.glob(f"worker-{app.package}-*.log")}
-    report = replay(stack, app, AppWorkers(stack, app, leases), kinesis, start, timeout_s=300 + total / 5)
+    report = replay(stack, app, local_workers(stack, app, region), kinesis, start, timeout_s=300 + total / 5)
     lines: list[str] = []
     for path in stack.log_dir.glob(f"worker-{app.package}-*.log"):
         with open(path, "rb") as log:
@@ -289,7 +289,7 @@ def measure(quick: bool, changes: int | None = None) -> Section:
     for app in discover_apps(pipeline):
         records = list(read_stream(kinesis, app.stream_name, start))
         _say(f"   {app.name}: {len(records):,} records on {app.stream_name} from {start.isoformat()}")
-        app_rate = _through_app(stack, app, leases, kinesis, start, len(records))
+        app_rate = _through_app(stack, app, pipeline.region, kinesis, start, len(records))
         noop_rate = _through_noop(stack, pipeline, app, leases, start, len(records), run)
         raw_rate = _raw_sink(stack, pipeline, app, records)
         ceiling = min(noop_rate, raw_rate)

@@ -33,13 +33,13 @@ from consumers.verify import verify
 from infra.local import stack as local_stack
 from infra.local.components import components
 from infra.local.stack import running_workers
-from infra.ops.apps import AppWorkers
+from infra.ops.apps import local_workers
 from infra.ops.replay import replay, stream_window
 from producer_config import load_pipeline
 from scripts.changes.cli import _scan
 from scripts.changes.generator import UserChangeGenerator
 from scripts.changes.writer import BATCH_SIZE, CONCURRENCY, apply_changes
-from services.clients import aws_client, aws_resource, lease_client
+from services.clients import aws_client, aws_resource
 from services.config import StackConfig
 from services.kinesis import read_stream
 
@@ -184,14 +184,13 @@ def measure(quick: bool, preload: int | None = None, changes: int | None = None)
     )
 
     app = next(a for a in discover_apps(pipeline) if a.name == REPLAYED_APP)
-    leases = lease_client(stack, pipeline.region)
     stream = app.stream_name
     started = time.monotonic()
     in_stream = _stream_records(kinesis, stream)
     read_rate = in_stream / (time.monotonic() - started)
     start = stream_window(kinesis, stream)[0]
     for count in (1, 2):
-        workers = AppWorkers(stack, app, leases)
+        workers = local_workers(stack, app, pipeline.region)
         workers.scale(count)
         report = replay(stack, app, workers, kinesis, start, timeout_s=600 + in_stream / 100)
         total = sum(report.expected.values())
@@ -208,7 +207,7 @@ def measure(quick: bool, preload: int | None = None, changes: int | None = None)
                 note=f"whole command {report.seconds:.0f}s = {total / report.seconds:,.0f} records/s",
             )
         )
-    AppWorkers(stack, app, leases).scale(1)
+    local_workers(stack, app, pipeline.region).scale(1)
     final = verify(stack, pipeline)
     section.notes.append(
         "make verify after the runs: " + ("clean" if all(r.ok for r in final) else "; ".join(map(str, final)))

@@ -9,7 +9,10 @@ Targets (``CDC_TARGET``, or ``STACK`` in the Makefile):
               native streaming destination; the one already answering there, else one started
               with Docker compose or in host mode (infra/local/localstack.py); OpenSearch is the
               project's own node, as on the local stack. State: .state-localstack/;
-  aws         real AWS through the default credential chain; CDC_OPENSEARCH_URL must be set.
+  aws         AWS through the default credential chain and the SDKs' own endpoint settings
+              (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>: the tests point them at LocalStack
+              and moto); CDC_OPENSEARCH_URL must be set. The workers are ECS services. State
+              (lease backups, logs of `cdc`): .state-aws/.
 
 How the OpenSearch client authenticates and checks TLS (`OpenSearchSecurity`) comes from
 CDC_OPENSEARCH_AUTH (none | basic | sigv4) and the variables beside it, read here only.
@@ -182,7 +185,10 @@ class StackConfig:
         except ValueError:
             raise StackError(f"CDC_TARGET={env['CDC_TARGET']!r}: expected one of {[t.value for t in Target]}") from None
         aws_endpoint = env.get("CDC_AWS_ENDPOINT") or None
-        default_state = REPO_ROOT / (".state-localstack" if target is Target.LOCALSTACK else ".state")
+        default_state = (
+            REPO_ROOT
+            / {Target.LOCAL: ".state", Target.LOCALSTACK: ".state-localstack", Target.AWS: ".state-aws"}[target]
+        )
         localstack_host = env.get("LOCALSTACK_HOST", "127.0.0.1:4566")
         if not re.fullmatch(r"[\w.\-]+:\d{1,5}", localstack_host):
             raise StackError(f"LOCALSTACK_HOST={localstack_host!r}: expected host:port, e.g. 127.0.0.1:4566")

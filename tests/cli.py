@@ -20,7 +20,7 @@ def cdc(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> 
     )
 
 
-def cdc_json(*args: str) -> list | dict:
-    result = cdc(*args, "--json")
+def cdc_json(*args: str, env: dict[str, str] | None = None) -> list | dict:
+    result = cdc(*args, "--json", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)

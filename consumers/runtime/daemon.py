@@ -31,7 +31,6 @@ import amazon_kclpy
 
 from base.retry import Backoff
 from consumers.runtime.config import AppConfig, load_app
-from consumers.runtime.overrides import load_overrides
 from producer_config import PipelineConfig, load_pipeline
 from services.clients import LOCAL_CREDENTIALS
 from services.config import REPO_ROOT, StackConfig, Target
@@ -80,17 +79,23 @@ def worker_id(app: AppConfig, worker: int) -> str:
 
 
 def render_properties(
-    app: AppConfig, pipeline: PipelineConfig, stack: StackConfig, worker: int, *, stream_created: float | None = None
+    app: AppConfig,
+    pipeline: PipelineConfig,
+    stack: StackConfig,
+    worker: int,
+    *,
+    start_at: float | None = None,
+    stream_created: float | None = None,
 ) -> str:
     """The KCL MultiLangDaemon configuration of one worker (see README, Configuration).
 
-    ``stream_created`` (epoch seconds; given on the emulators' targets, see `main`): a
-    TRIM_HORIZON start is written as AT_TIMESTAMP at the stream's creation, the same records.
-    kinesis-mock answers a TRIM_HORIZON shard listing of a resharded stream with every shard,
+    ``start_at`` (epoch seconds): a replay's start, published in the app's control item
+    (`consumers.runtime.control`); it wins over the app.toml's position.
+    ``stream_created`` (epoch seconds; `main` gives it on every target): a TRIM_HORIZON start
+    is written as AT_TIMESTAMP at the stream's creation, the same records. kinesis-mock answers a TRIM_HORIZON shard listing of a resharded stream with every shard,
     closed ones included; the KCL's first shard sync of an empty lease table then fails
     ("Incomplete hash range found") and its scheduler gives up after 20 attempts, so an app
     started after a reshard (a new app, a lease table reset) would never read."""
-    start_at = load_overrides(stack.state_dir, app.package).start_at
     if start_at is None and app.starting_timestamp is not None:
         start_at = app.starting_timestamp.timestamp()
     if start_at is None and app.starting_position == "TRIM_HORIZON" and stream_created is not None:
@@ -148,12 +153,21 @@ def _daemon_env(stack: StackConfig, pipeline: PipelineConfig) -> dict[str, str]:
     return env
 
 
+def _published_start(stack: StackConfig, pipeline: PipelineConfig, app: AppConfig) -> float | None:
+    """A replay's start position from the app's control item (`consumers.runtime.control`)."""
+    from consumers.runtime.control import ControlStore
+    from services.clients import aws_client  # boto3: only here
+
+    return ControlStore(aws_client("dynamodb", stack, pipeline.region)).start_at(app.name)
+
+
 def _stream_created(stack: StackConfig, pipeline: PipelineConfig, app: AppConfig) -> float | None:
-    """When the app's stream was created, on the targets whose Kinesis is kinesis-mock (see
-    `render_properties`); None on AWS, or when the stream cannot be described (then the KCL
-    gets TRIM_HORIZON, and says so if the listing fails)."""
-    if stack.target is Target.AWS:
-        return None
+    """When the app's stream was created (see `render_properties`), on every target: on AWS the
+    same records as TRIM_HORIZON too (a time before the oldest record starts at the oldest), and
+    a lease that sits on the AT_TIMESTAMP sentinel (an app first started elsewhere, a replay's
+    start cleared too early) still gets a time instead of the KCL's NullPointerException. None
+    when the stream cannot be described (then the KCL gets TRIM_HORIZON, and says so if the
+    listing fails)."""
     from services.clients import aws_client  # boto3: only here
 
     try:
@@ -212,7 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     path = properties_path(app, stack, args.worker)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        render_properties(app, pipeline, stack, args.worker, stream_created=_stream_created(stack, pipeline, app))
+        render_properties(
+            app,
+            pipeline,
+            stack,
+            args.worker,
+            start_at=_published_start(stack, pipeline, app),
+            stream_created=_stream_created(stack, pipeline, app),
+        )
     )
     command = daemon_command(path)
 

@@ -1,11 +1,10 @@
 """What operations changed about an app, kept under the state folder across `make down` / `up`.
 
-`.state/apps/<package>/overrides.json`:
-  * ``workers``: how many workers run (`cdc scale`); absent: ``app.workers`` of its app.toml;
-  * ``start_at``: epoch seconds; leases the KCL creates start AT_TIMESTAMP there instead of the
-    app's ``starting_position``. `cdc replay` sets it; it stays until no lease sits on the
-    AT_TIMESTAMP sentinel any more (`infra.ops.apps.AppWorkers.start` then forgets it).
-`make clean` removes the state folder, so the app.toml values apply again.
+`.state/apps/<package>/overrides.json`: ``workers``, how many worker processes the local
+scheduler (`make up`, the stack supervisor) runs (`cdc scale`); absent: ``app.workers`` of its
+app.toml. `make clean` removes the state folder, so the app.toml value applies again. What the
+workers themselves must know at start (a replay's start) is not here but in the target's
+DynamoDB (`consumers.runtime.control`); on ECS the service's desired count is the count.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ __all__ = ["Overrides", "load_overrides", "save_overrides"]
 @dataclass(frozen=True, slots=True)
 class Overrides:
     workers: int | None = None
-    start_at: float | None = None
 
 
 def _path(state_dir: Path, package: str) -> Path:
@@ -33,7 +31,7 @@ def load_overrides(state_dir: Path, package: str) -> Overrides:
         raw = json.loads(_path(state_dir, package).read_text())
     except FileNotFoundError:
         return Overrides()
-    return Overrides(workers=raw.get("workers"), start_at=raw.get("start_at"))
+    return Overrides(workers=raw.get("workers"))
 
 
 def save_overrides(state_dir: Path, package: str, overrides: Overrides) -> None:

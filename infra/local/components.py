@@ -70,7 +70,10 @@ def _prepare(data_dir: Path, *installed: tuple[Path, str]) -> None:
 
 
 def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component, ...]:
-    """The stack's processes, in start order: the local stack's, or LocalStack's."""
+    """The stack's processes, in start order: the local stack's, or LocalStack's; none on AWS
+    (its services are AWS's, its workers ECS tasks: `cdc apps`)."""
+    if stack.target is Target.AWS:
+        return ()
     if stack.target is Target.LOCALSTACK:
         return _localstack(stack, pipeline), _opensearch(stack)
 

@@ -65,12 +65,14 @@ def provision(
             _ensure_destination(ddb, table, stream_arns[table.change_stream], pipeline.creation_time_precision, changed)
     for app in apps:
         _ensure_table(ddb, _dead_letter_spec(app.dead_letter_table), False, changed)
+    if apps:
+        _ensure_table(ddb, _control_spec(), False, changed)
     if pipeline.indexes:
         search = opensearch_client(stack)
         for index in pipeline.indexes.values():
             _ensure_index(search, index, changed)
     mode = "native streaming destination" if native else "DynamoDB Streams + local relay"
-    total = len(pipeline.streams) + len(pipeline.tables) + len(pipeline.indexes) + len(apps)
+    total = len(pipeline.streams) + len(pipeline.tables) + len(pipeline.indexes) + len(apps) + bool(apps)
     say(
         f"provisioning ({mode}): "
         + (f"{len(changes)} change(s)" if changes else f"nothing to change, {total} resources up to date")
@@ -152,6 +154,13 @@ def _dead_letter_spec(name: str) -> TableSpec:
 
     hash_key, range_key = (KeyAttribute(k["name"], k["type"]) for k in DEAD_LETTER_KEY)
     return TableSpec(name, hash_key, range_key, version_attribute=None, ttl_attribute=None, change_stream=None)
+
+
+def _control_spec() -> TableSpec:
+    """The apps' control items (`consumers.runtime.control`: a replay's start position)."""
+    from consumers.runtime.control import CONTROL_KEY, CONTROL_TABLE
+
+    return TableSpec(CONTROL_TABLE, KeyAttribute(CONTROL_KEY, "S"), None, None, None, None)
 
 
 def _ensure_ttl(ddb, table: TableSpec, changed) -> None:

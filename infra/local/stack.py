@@ -257,6 +257,9 @@ def status(stack: StackConfig | None = None) -> bool:
     pipeline = load_pipeline()
     all_up = True
     print(f"components (target {stack.target.value}):")
+    if stack.target is Target.AWS:
+        print("  none run here: the services are AWS's, the workers ECS tasks (apps below)")
+        return True
     for component in components(stack, pipeline) + workers(stack, pipeline):
         pid = component.process.pid()
         if component.external:

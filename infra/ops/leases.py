@@ -29,6 +29,8 @@ __all__ = [
     "assign",
     "delete_all",
     "leader",
+    "live_workers",
+    "move",
     "read_leases",
     "release_leader_lock",
     "save_backup",
@@ -128,6 +130,45 @@ def assign(ddb: Any, table: str, owners: Mapping[str, str | None]) -> None:
             ConditionExpression="leaseCounter = :seen",
             ExpressionAttributeValues=values,
         )
+
+
+def move(ddb: Any, table: str, shard_id: str, owner: str, attempts: int = 5) -> bool:
+    """Give one lease to ``owner`` while its workers run, as the KCL leader's own assignments do
+    (new owner, counter + 1): its old owner's next renewal fails, its processor ends with
+    ``lease_lost``, and ``owner`` takes it from its last checkpoint (records after it come again:
+    the sinks' version guards make them stale). False when the lease is gone or ended."""
+    for _ in range(attempts):
+        lease = next((lease for lease in read_leases(ddb, table) if lease.shard_id == shard_id), None)
+        if lease is None or lease.ended:
+            return False
+        if lease.owner == owner:
+            return True
+        try:
+            assign(ddb, table, {shard_id: owner})
+            return True
+        except ClientError as exc:  # renewed between the read and the write: read again
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+    raise TimeoutError(f"lease {shard_id} of {table}: renewed under every one of {attempts} attempts to move it")
+
+
+def live_workers(ddb: Any, app_name: str, fresh_s: float) -> set[str]:
+    """The workerIds that reported their metrics (`<app>-WorkerMetricStats`: ``wid``, ``lut`` in
+    epoch seconds; every ``workerMetricsReporterFreqInMillis``) within the last ``fresh_s``: the
+    KCL workers alive now, wherever they run, whether or not they hold a lease."""
+    try:
+        pages = ddb.get_paginator("scan").paginate(TableName=f"{app_name}-WorkerMetricStats", ConsistentRead=True)
+        items = [item for page in pages for item in page["Items"]]
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return set()
+        raise
+    now = time.time()
+    return {
+        item["wid"]["S"]
+        for item in items
+        if "wid" in item and now - float(item.get("lut", {}).get("N", "0")) <= fresh_s
+    }
 
 
 def _leader_item(ddb: Any, app_name: str) -> dict[str, Any]:

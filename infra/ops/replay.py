@@ -1,9 +1,11 @@
 """`cdc replay APP`: process an app's stream again from a point in its retention window.
 
 The KCL takes its initial position only when it creates a lease, so a replay is a new start of
-the app over the same sinks: stop the app's workers (gracefully: each processor checkpoints),
-back its lease items up under the state folder, delete them, and start the workers with the
-new position (`start_at` override: AT_TIMESTAMP). The KCL then lists the shards and creates
+the app over the same sinks: stop the app's workers (gracefully: each processor checkpoints;
+on ECS: desired count 0, then until its tasks are gone), back its lease items up under the state
+folder, delete them, publish the new position in the app's control item where every worker
+reads it at start (`consumers.runtime.control`: AT_TIMESTAMP), and start the workers again (the
+count they had). The KCL then lists the shards and creates
 a lease for each, closed parents included; a child is read only once its parents reached their
 end. Only this app's lease table is touched. Writes are version-guarded, so records the sinks
 already hold come back stale and nothing goes back in time.
@@ -20,16 +22,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from consumers.runtime.config import AppConfig
-from consumers.runtime.overrides import load_overrides, save_overrides
 from consumers.runtime.stats import WorkerStats, read_stats, stats_dir
-from infra.ops.apps import AppWorkers
-from infra.ops.leases import delete_all, release_leader_lock, save_backup
+from infra.ops.leases import SHARD_END, Lease, delete_all, release_leader_lock, save_backup
+from infra.ops.workers import Workers
 from services.config import StackConfig, StackError
 from services.kinesis import read_stream
 
@@ -45,10 +46,12 @@ class ReplayReport:
     app: str
     start: datetime  # where the replay began (whole seconds)
     expected: dict[str, int]  # records in each shard from `start`, read from the stream
-    counts: dict[str, int]  # received, applied, stale, skipped, filtered_out, dead_lettered
+    #: received, applied, stale, skipped, filtered_out, dead_lettered: from the processors' stats
+    #: files where they run locally; None on ECS (the processors publish them as EMF metrics)
+    counts: dict[str, int] | None
     backup: Path
     seconds: float  # the whole replay: stop, lease reset, start, processing
-    processing_s: float  # from the first record processor's start to the last one's final report
+    processing_s: float  # from the workers' start to the last record's checkpoint (or final report)
 
 
 def stream_window(kinesis: Any, stream: str) -> tuple[datetime, datetime]:
@@ -75,6 +78,19 @@ def replay_start(kinesis: Any, stream: str, *, at: datetime | None = None, since
     return datetime.fromtimestamp(math.floor(max(wanted, oldest).timestamp()), UTC)
 
 
+def _checkpointed(leases: list[Lease], sequences: dict[str, list[int]]) -> int:
+    """How many of the replayed records (sequence numbers per shard) lie at or before their
+    shard's checkpoint: what the workers processed, wherever they run."""
+    done = 0
+    for lease in leases:
+        numbers = sequences.get(lease.shard_id, [])
+        if lease.checkpoint == SHARD_END:
+            done += len(numbers)
+        elif lease.checkpoint.isdigit():
+            done += sum(1 for number in numbers if number <= int(lease.checkpoint))
+    return done
+
+
 def _stats(directory: Path, since: float) -> list[WorkerStats]:
     """The stats of every record processor started at or after ``since``."""
     return [stats for stats in read_stats(directory) if stats.started >= since]
@@ -83,7 +99,7 @@ def _stats(directory: Path, since: float) -> list[WorkerStats]:
 def replay(
     stack: StackConfig,
     app: AppConfig,
-    workers: AppWorkers,
+    workers: Workers,
     kinesis: Any,
     start: datetime,
     *,
@@ -92,15 +108,18 @@ def replay(
 ) -> ReplayReport:
     """Replay ``app`` from ``start`` (see the module docstring); returns once every record that
     was in the stream from ``start`` went through the app again and every shard is caught up."""
-    if workers.desired == 0:
+    count = workers.desired
+    if count == 0:
         raise StackError(f"{app.name} is scaled to 0 workers: `cdc scale {app.package} N` first")
-    expected: dict[str, int] = {}
+    sequences: dict[str, list[int]] = {}
     for record in read_stream(kinesis, app.stream_name, start):
-        expected[record.shard_id] = expected.get(record.shard_id, 0) + 1
+        sequences.setdefault(record.shard_id, []).append(int(record.sequence_number))
+    expected = {shard: len(numbers) for shard, numbers in sequences.items()}
     total = sum(expected.values())
     began = time.monotonic()
     workers.say(
-        f"{app.name}: {total} records in {len(expected)} shard(s) from {start.isoformat()}; stopping its workers"
+        f"{app.name}: {total} records in {len(expected)} shard(s) from {start.isoformat()}; "
+        f"stopping its {count} worker(s) ({workers.where})"
     )
     workers.stop(wait_leases=False, why="cdc replay")
     leases = workers.leases()
@@ -109,28 +128,37 @@ def replay(
     workers.say(f"  saved its {len(leases)} lease(s) to {backup}; deleting them")
     delete_all(workers.lease_db, app.name, leases)
     release_leader_lock(workers.lease_db, app.name)
-    overrides = load_overrides(stack.state_dir, app.package)
-    save_overrides(stack.state_dir, app.package, replace(overrides, start_at=start.timestamp()))
+    workers.publish_start(start.timestamp())
+    workers.say(f"  published the start {start.isoformat()} in its control item; starting {count} worker(s)")
     started = time.time()
-    workers.start()
-    directory = stats_dir(stack.state_dir, app.package)
+    workers.start(count)
+    directory = stats_dir(stack.state_dir, app.package) if workers.local_stats else None
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else 120 + total / 50)
     while True:
-        current = _stats(directory, started)
-        received = sum(s.count("received") for s in current)
-        # the lag of the shards being read now (an ended shard's processor reports no more)
-        recent = [s for s in current if s.at > time.time() - _RECENT_S]
-        lag = {s.shard: s.behind_ms for s in sorted(recent, key=lambda s: s.at)}
+        if directory is not None:
+            current = _stats(directory, started)
+            received = sum(s.count("received") for s in current)
+            # the lag of the shards being read now (an ended shard's processor reports no more)
+            recent = [s for s in current if s.at > time.time() - _RECENT_S]
+            lag = {s.shard: s.behind_ms for s in sorted(recent, key=lambda s: s.at)}
+            finished = received >= total and bool(lag) and all(behind == 0 for behind in lag.values())
+        else:
+            received, lag = _checkpointed(workers.leases(), sequences), {}
+            finished = received >= total and workers.running_count() > 0
         progress(received, total, lag)
-        if received >= total and lag and all(behind == 0 for behind in lag.values()):
+        if finished:
             break
         if time.monotonic() > deadline:
             raise StackError(
                 f"replay of {app.name}: {received} of {total} records after {time.monotonic() - began:.0f}s; "
-                f"its workers keep going (see {stack.log_dir}); the lease backup is {backup}"
+                f"its workers keep going ({workers.where}); the lease backup is {backup}"
             )
         time.sleep(1.0)
-    final = _stats(directory, started)
-    counts = {name: sum(s.count(name) for s in final) for name in _COUNTED}
-    processing_s = max(s.at for s in final) - min(s.started for s in final) if final else 0.0
+    workers.forget_start_once_used()
+    if directory is None:
+        counts, processing_s = None, time.time() - started
+    else:
+        final = _stats(directory, started)
+        counts = {name: sum(s.count(name) for s in final) for name in _COUNTED}
+        processing_s = max(s.at for s in final) - min(s.started for s in final) if final else 0.0
     return ReplayReport(app.name, start, expected, counts, backup, time.monotonic() - began, processing_s)

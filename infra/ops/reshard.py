@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.ops.apps import AppWorkers
+from infra.ops.workers import Workers
 from services.config import StackError
 from services.kinesis import list_shards
 
@@ -104,7 +104,7 @@ def reshard(
     )
 
 
-def drain_rows(workers: Sequence[AppWorkers], parents: Sequence[str]) -> list[dict[str, Any]]:
+def drain_rows(workers: Sequence[Workers], parents: Sequence[str]) -> list[dict[str, Any]]:
     """Per app reading the stream and per parent: its lease's owner and checkpoint."""
     rows = []
     for app_workers in workers:
@@ -118,14 +118,14 @@ def drain_rows(workers: Sequence[AppWorkers], parents: Sequence[str]) -> list[di
                     "owner": lease.owner if lease else None,
                     "checkpoint": lease.checkpoint if lease else "(no lease yet)",
                     "drained": bool(lease and lease.ended),
-                    "running": bool(app_workers.running()),
+                    "running": app_workers.running_count() > 0,
                 }
             )
     return rows
 
 
 def wait_drained(
-    workers: Sequence[AppWorkers],
+    workers: Sequence[Workers],
     parents: Sequence[str],
     *,
     timeout_s: float = 600,

@@ -7,43 +7,56 @@ import time
 from typing import Any
 
 from consumers.runtime.stats import latest_per_shard, stats_dir
-from infra.ops.apps import AppWorkers
+from infra.ops.ecs import EcsWorkers
 from infra.ops.leases import leader
+from infra.ops.workers import Workers
 from services.config import StackConfig
 from services.kinesis import list_shards
 
 __all__ = ["app_row", "shard_rows", "stream_row"]
 
 
-def app_row(workers: AppWorkers, dead_letters: int | None) -> dict[str, Any]:
+def app_row(workers: Workers, dead_letters: int | None) -> dict[str, Any]:
+    """The app, its workers where they run (`Workers.describe`), its dead letters, its leader."""
     app = workers.app
-    running, desired = len(workers.running()), workers.desired
-    state = "stopped" if running == 0 else ("running" if running == desired else "partial")
     return {
         "app": app.name,
         "package": app.package,
         "source": app.stream_name,
         "sink": f"{app.sink.type}:{app.sink.target}",
-        "workers": running,
-        "desired": desired,
-        "state": "stopped (scaled to 0)" if desired == 0 and running == 0 else state,
+        **workers.describe(),
         "dead_letters": dead_letters,
         "leader": leader(workers.lease_db, app.name),
     }
 
 
 def shard_rows(
-    stack: StackConfig, workers: AppWorkers, shards: list[dict[str, Any]], window_s: float = 1.0
+    stack: StackConfig, workers: Workers, shards: list[dict[str, Any]], window_s: float = 1.0
 ) -> list[dict[str, Any]]:
     """One row per shard of the app's stream (and per lease of a shard gone from it): whether
     it is open, its lease owner and checkpoint, the lag and the rate its processor reports in
-    its stats file (`consumers.runtime.stats`; records/s over ``window_s``)."""
+    its stats file (`consumers.runtime.stats`; records/s over ``window_s``), or on ECS the lag
+    the KCL published to CloudWatch (`EcsWorkers.published_lag`)."""
+    leases = {lease.shard_id: lease for lease in workers.leases()}
+    states = {s["ShardId"]: "closed" if "EndingSequenceNumber" in s["SequenceNumberRange"] else "open" for s in shards}
+    if isinstance(workers, EcsWorkers):
+        lag = workers.published_lag(sorted(states.keys() | leases.keys()))
+        return [
+            {
+                "app": workers.app.name,
+                "shard": shard_id,
+                "shard_state": states.get(shard_id, "gone"),
+                "owner": lease.owner if (lease := leases.get(shard_id)) else None,
+                "checkpoint": lease.checkpoint if lease else None,
+                "behind_ms": lag[shard_id],
+                "records_per_s": None,
+            }
+            for shard_id in sorted(states.keys() | leases.keys())
+        ]
     directory = stats_dir(stack.state_dir, workers.app.package)
     before = latest_per_shard(directory)
     time.sleep(window_s)
     after = latest_per_shard(directory)
-    leases = {lease.shard_id: lease for lease in workers.leases()}
-    states = {s["ShardId"]: "closed" if "EndingSequenceNumber" in s["SequenceNumberRange"] else "open" for s in shards}
     rows = []
     for shard_id in sorted(states.keys() | leases.keys()):
         lease, stats = leases.get(shard_id), after.get(shard_id)

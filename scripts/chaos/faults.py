@@ -24,13 +24,13 @@ from consumers.runtime.config import discover_apps, load_app
 from infra.local.components import Component
 from infra.local.processes import descendants
 from infra.local.stack import worker
-from infra.ops.apps import AppWorkers
+from infra.ops.apps import local_workers
 from infra.relay.format import to_kinesis_record
 from infra.testing.faultproxy import FaultProxy
 from producer_config import PipelineConfig
 from scripts.changes.generator import UserChangeGenerator
 from scripts.changes.model import WORKPLACES
-from services.clients import aws_client, lease_client, opensearch_client
+from services.clients import aws_client, opensearch_client
 from services.config import StackConfig, StackError
 
 __all__ = ["FAULTS", "INDEX", "Context", "route_search_worker"]
@@ -163,7 +163,7 @@ def _copy(mapping: dict) -> dict:
 
 def move_leases(ctx: Context) -> None:
     app = load_app(SCALED_APP, ctx.pipeline)
-    workers = AppWorkers(ctx.stack, app, lease_client(ctx.stack, ctx.pipeline.region))
+    workers = local_workers(ctx.stack, app, ctx.pipeline.region)
     workers.scale(2)
     time.sleep(ctx.pause_s / 2)
     workers.scale(1)
@@ -187,7 +187,7 @@ def route_search_worker(ctx: Context, *, through_proxy: bool) -> None:
     url = ctx.proxy.url.encode()
     if pid is not None and (url in Path(f"/proc/{pid}/environ").read_bytes()) == through_proxy:
         return
-    workers = AppWorkers(ctx.stack, app, lease_client(ctx.stack, ctx.pipeline.region))
+    workers = local_workers(ctx.stack, app, ctx.pipeline.region)
     workers.stop(wait_leases=False, why="chaos: rerouted through the fault proxy")
     env = {"CDC_OPENSEARCH_URL": ctx.proxy.url} if through_proxy else {}
     replace(process, env=env).start()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from consumers.runtime.config import discover_apps, load_app
+from consumers.runtime.control import ControlStore
 from infra.local.preflight import free_port
 from infra.ops.leases import leader, read_leases
 from scripts.changes.generator import UserChangeGenerator
@@ -218,6 +218,9 @@ def test_an_app_restarted_after_a_replay_reads_the_shards_that_had_no_record_sin
     app = load_app(APP, pipeline)
     (report,) = cdc_json("replay", APP, "--since", "1s")
     assert report["records"] == 0
+    control = ControlStore(aws_client("dynamodb", stack, pipeline.region))
+    # published in the target's DynamoDB, where every worker reads it (not in the state folder)
+    assert control.start_at(app.name) == datetime.fromisoformat(report["from"]).timestamp()
     assert {lease.checkpoint for lease in read_leases(ddb, app.name)} == {"AT_TIMESTAMP"}
     assert cdc("stop", APP).returncode == 0 and cdc("start", APP).returncode == 0
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
@@ -229,8 +232,7 @@ def test_an_app_restarted_after_a_replay_reads_the_shards_that_had_no_record_sin
         assert time.monotonic() < deadline, "a shard never checkpointed past its AT_TIMESTAMP start"
         time.sleep(1)
     assert cdc("stop", APP).returncode == 0 and cdc("start", APP).returncode == 0  # now without the time
-    overrides = json.loads((stack.state_dir / "apps" / APP / "overrides.json").read_text())
-    assert "start_at" not in overrides
+    assert control.start_at(app.name) is None
 
 
 # ---------------------------------------------------------------------------- error paths

@@ -246,6 +246,9 @@ def test_a_trim_horizon_start_is_written_at_the_streams_creation_when_it_is_give
     assert app.starting_position == "TRIM_HORIZON"
     assert start() == {"initialPositionInStream": "TRIM_HORIZON"}
     assert start(stream_created=1_700_000_000.0) == {"initialPositionInStreamExtended": "1700000000"}
+    # a replay's start, published in the app's control item, wins over both
+    published = {"initialPositionInStreamExtended": "1600000000"}
+    assert start(start_at=1_600_000_000.4, stream_created=1_700_000_000.0) == published
 
 
 def test_a_bad_app_config_names_the_file_the_key_and_the_reason(app_folder):

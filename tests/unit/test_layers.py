@@ -68,7 +68,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "infra.testing": ("infra.testing",),
     "infra.relay": ("infra.relay", "consumers.shared", *BELOW_INFRA),
     "infra.local": ("infra.local", "infra.relay", *BELOW_INFRA, "consumers.verify"),
-    "infra.ops": ("infra.ops", "infra.local", "infra.relay", *BELOW_INFRA, "consumers.verify", "tqdm"),
+    "infra.ops": ("infra.ops", "infra.local", "infra.relay", "infra.deploy", *BELOW_INFRA, "consumers.verify", "tqdm"),
     "infra.deploy": ("infra.deploy", "consumers.sinks", "consumers.runtime", "producer_config", "base", "services"),
     "infra": ("infra",),
 }

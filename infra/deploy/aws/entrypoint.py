@@ -6,17 +6,22 @@ Every task of an app's service runs the same command, but each KCL worker needs 
 its own (two workers with one id would take each other's leases for their own). A Fargate task
 in ``awsvpc`` mode has its own network interface: its private IPv4 address, as a number, is
 unique among the tasks running at one time, and a task that replaces a stopped one on the same
-address takes over an id nobody holds any more.
+address takes over an id nobody holds any more. The address comes from the task metadata
+endpoint ECS gives every container (``$ECS_CONTAINER_METADATA_URI_V4``: ``Networks[0].
+IPv4Addresses[0]``), else from the host name.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import sys
+import urllib.request
+from collections.abc import Mapping
 
-__all__ = ["main", "worker_number"]
+__all__ = ["main", "task_address", "worker_number"]
 
 
 def worker_number(address: str) -> int:
@@ -27,6 +32,19 @@ def worker_number(address: str) -> int:
     return number
 
 
+def task_address(env: Mapping[str, str] = os.environ) -> str:
+    """The task's private IPv4 address: from the container metadata endpoint (ECS agent, Fargate
+    platform 1.4+), else the address the host name resolves to."""
+    uri = env.get("ECS_CONTAINER_METADATA_URI_V4")
+    if uri:
+        with urllib.request.urlopen(uri, timeout=5) as answer:
+            networks = json.load(answer).get("Networks") or [{}]
+        addresses = networks[0].get("IPv4Addresses") or []
+        if addresses:
+            return str(addresses[0])
+    return socket.gethostbyname(socket.gethostname())
+
+
 def main() -> int:
     from consumers.runtime import daemon
 
@@ -34,7 +52,7 @@ def main() -> int:
     if not app:
         print("CDC_APP (the app's package under consumers/) is not set", file=sys.stderr)
         return 2
-    return daemon.main(["--app", app, "--worker", str(worker_number(socket.gethostbyname(socket.gethostname())))])
+    return daemon.main(["--app", app, "--worker", str(worker_number(task_address()))])
 
 
 if __name__ == "__main__":

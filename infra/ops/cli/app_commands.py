@@ -29,7 +29,7 @@ def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     report = ctx.workers(app).stop()
     say(
         f"{app.name}: stopped {len(report.stopped)} worker(s) in {report.waited_s:.1f}s (waited for each processor "
-        "to checkpoint on shutdown_requested, then for its leases to expire)"
+        f"to checkpoint on shutdown_requested, then for its leases to expire; {ctx.workers(app).where})"
     )
     return 0
 
@@ -38,7 +38,7 @@ def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args.app)
     workers = ctx.workers(app)
     workers.start(args.workers)
-    say(f"{app.name}: {len(workers.running())} worker(s) running")
+    say(f"{app.name}: {workers.running_count()} worker(s) running")
     return 0
 
 
@@ -71,7 +71,7 @@ def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
         "app": report.app,
         "from": report.start.isoformat(),
         "records": sum(report.expected.values()),
-        **report.counts,
+        **(report.counts or dict.fromkeys(("received", "applied", "stale", "filtered_out", "dead_lettered"))),
         "seconds": round(report.seconds, 1),
         "processing_s": round(report.processing_s, 1),
         "lease_backup": str(report.backup),

@@ -9,11 +9,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumers.runtime.config import AppConfig, discover_apps
+from consumers.runtime.control import ControlStore
 from infra.ops.apps import AppWorkers
 from infra.ops.cli.output import say
+from infra.ops.ecs import EcsWorkers
+from infra.ops.workers import Workers
 from producer_config import PipelineConfig, load_pipeline
 from services.clients import aws_client, lease_client
-from services.config import StackConfig, StackError
+from services.config import StackConfig, StackError, Target
 
 __all__ = ["Context"]
 
@@ -28,7 +31,8 @@ class Context:
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
-        """A client of ``service`` (dynamodb, kinesis...), or of the KCL's lease tables (``leases``)."""
+        """A client of ``service`` (dynamodb, kinesis, and on AWS ecs, application-autoscaling,
+        cloudwatch), or of the KCL's lease tables (``leases``)."""
         if service not in self._clients:
             region = self.pipeline.region
             made = lease_client(self.stack, region) if service == "leases" else aws_client(service, self.stack, region)
@@ -42,8 +46,21 @@ class Context:
         known = ", ".join(f"{a.package} ({a.name})" for a in self.apps)
         raise StackError(f"unknown app {name!r}: the apps are {known}")
 
-    def workers(self, app: AppConfig) -> AppWorkers:
-        return AppWorkers(self.stack, app, self.client("leases"), say=say)
+    def workers(self, app: AppConfig) -> Workers:
+        """The app's workers where the target runs them: local processes, or its ECS service."""
+        control = ControlStore(self.client("dynamodb"))
+        if self.stack.target is Target.AWS:
+            return EcsWorkers(
+                self.stack,
+                app,
+                self.client("leases"),
+                control,
+                self.client("ecs"),
+                self.client("application-autoscaling"),
+                self.client("cloudwatch"),
+                say=say,
+            )
+        return AppWorkers(self.stack, app, self.client("leases"), control, say=say)
 
     def processors(self, app: AppConfig):
         """The app's own per-shard processor factory (its sink, filter, transform, dead letters)."""

@@ -96,7 +96,7 @@ def cmd_reshard(ctx: Context, args: argparse.Namespace) -> int:
         say(f"{DEFAULT_PIPELINE_FILE}: [streams.{args.stream}] {line}{'' if changed else ' (already)'}")
     else:
         say(f"set `{line}` under [streams.{args.stream}] in {DEFAULT_PIPELINE_FILE} (or pass --write-config)")
-    for idle in (w.app.name for w in readers if not w.running()):
+    for idle in (w.app.name for w in readers if not w.running_count()):
         say(f"{idle} is not running: it drains the parents when it starts")
 
     def show(rows: list[dict[str, Any]]) -> None:
