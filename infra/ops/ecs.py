@@ -35,7 +35,7 @@ from consumers.runtime.config import AppConfig
 from consumers.runtime.control import ControlStore
 from consumers.runtime.daemon import FAILOVER_MS
 from infra.deploy.aws.template import CLUSTER_NAME
-from infra.ops.leases import leader, live_workers, move, release_leader_lock, wait_expired
+from infra.ops.leases import even_spread, leader, live_workers, move, release_leader_lock, wait_expired
 from infra.ops.workers import StopReport, Workers
 from services.config import StackConfig, StackError
 
@@ -240,6 +240,7 @@ class EcsWorkers(Workers):
         if count == 0:
             self.stop(wait_leases=False, why="cdc scale 0")
             return {}
+        self.forget_start_once_used()
         self._set_desired(count)
         self.say(f"  {self.app.name}: desired count {count}; waiting for the steady state")
         self.wait_steady(count)
@@ -267,21 +268,7 @@ class EcsWorkers(Workers):
     def spread(self, alive: list[str]) -> dict[str, int]:
         """Move open leases from the workers above an even share (or from workers not alive) to
         those below it, then wait until each moved lease is renewed by its new owner."""
-        open_leases = [lease for lease in self.leases() if not lease.ended]
-        share, extra = divmod(len(open_leases), len(alive))
-        quota = {worker: share + (1 if i < extra else 0) for i, worker in enumerate(alive)}
-        keep: dict[str, int] = dict.fromkeys(alive, 0)
-        loose = []
-        for lease in open_leases:
-            if lease.owner in keep and keep[lease.owner] < quota[lease.owner]:
-                keep[lease.owner] += 1
-            else:
-                loose.append(lease)
-        plan: dict[str, str] = {}
-        for lease in loose:
-            worker = next(w for w in alive if keep[w] < quota[w])
-            keep[worker] += 1
-            plan[lease.shard_id] = worker
+        plan = even_spread({lease.shard_id: lease.owner for lease in self.leases() if not lease.ended}, alive)
         for shard, worker in plan.items():
             move(self.lease_db, self.app.name, shard, worker)
         if plan:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "Lease",
     "assign",
     "delete_all",
+    "even_spread",
     "leader",
     "live_workers",
     "move",
@@ -130,6 +131,32 @@ def assign(ddb: Any, table: str, owners: Mapping[str, str | None]) -> None:
             ConditionExpression="leaseCounter = :seen",
             ExpressionAttributeValues=values,
         )
+
+
+def even_spread(owners: Mapping[str, str | None], alive: Sequence[str]) -> dict[str, str]:
+    """The fewest lease moves (shard -> new owner) that leave each of the ``alive`` workers
+    with an even share of the open leases ``owners`` (shard -> owner; None: unassigned): a
+    worker keeps what it holds up to its share, leases of workers not alive are moved too."""
+    if not alive:
+        return {}
+    share, extra = divmod(len(owners), len(alive))
+    holding = [sum(1 for owner in owners.values() if owner == worker) for worker in alive]
+    # the one lease more of an uneven split goes to those that hold the most already
+    by_load = sorted(range(len(alive)), key=lambda i: -holding[i])
+    quota = {alive[i]: share + (1 if rank < extra else 0) for rank, i in enumerate(by_load)}
+    held = dict.fromkeys(alive, 0)
+    loose = []
+    for shard, owner in sorted(owners.items()):
+        if owner in held and held[owner] < quota[owner]:
+            held[owner] += 1
+        else:
+            loose.append(shard)
+    plan = {}
+    for shard in loose:
+        worker = next(w for w in alive if held[w] < quota[w])
+        held[worker] += 1
+        plan[shard] = worker
+    return plan
 
 
 def move(ddb: Any, table: str, shard_id: str, owner: str, attempts: int = 5) -> bool:

@@ -36,3 +36,9 @@ def stack(pipeline: PipelineConfig, tmp_path_factory):
     with session_stack(env, pipeline) as config:
         assert config.target is Target.LOCALSTACK
         yield config
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The AWS target's tests (tests/localstack/aws) last: they stop this stack's own workers
+    for their ECS stand-ins and reshard a stream, which the LocalStack tests must not meet."""
+    items.sort(key=lambda item: "/localstack/aws/" in str(item.path))

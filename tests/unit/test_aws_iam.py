@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from consumers.runtime.config import AppConfig, discover_apps
+from consumers.runtime.control import CONTROL_KEY, CONTROL_TABLE
 from infra.deploy.aws.template import build_template, logical_id
 from producer_config import load_pipeline
 
@@ -114,6 +115,7 @@ def expected_task_grants(app: AppConfig, domain_arn: str) -> set[tuple[str, str]
     kcl.append(table(f"{app.name}/index/*"))
     expected = set(product(STREAM_READ, [stream])) | set(product(KCL_TABLE_ACTIONS, kcl))
     expected |= {("dynamodb:PutItem", table(app.dead_letter_table)), ("cloudwatch:PutMetricData", "*")}
+    expected.add(("dynamodb:GetItem", table(CONTROL_TABLE)))  # its own item only: see below
     if app.sink.type == "dynamodb":
         expected.add(("dynamodb:PutItem", table(app.sink.target)))
     else:
@@ -165,9 +167,37 @@ def test_the_only_wildcard_of_a_task_role_is_its_own_metrics_namespace(app):
             # PutMetricData has no resource types: "*" is the only possible resource
             assert statement["Action"] == ["cloudwatch:PutMetricData"] and statement["Resource"] == ["*"]
             assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": app.name}}
-        else:
+        elif statement.get("Sid") != "ReadOwnControlItem":  # narrowed to its item (the next test)
             assert "Condition" not in statement
         assert not any("*" in action for action in statement["Action"])
+
+
+@pytest.mark.parametrize("app", APPS, ids=lambda a: a.name)
+def test_a_task_role_reads_the_control_table_only_at_its_own_apps_item(app):
+    [policy] = role(app, "TaskRole")["Policies"]
+    evaluate = Evaluator(CREATED)
+    control = table(CONTROL_TABLE)
+    touching = [s for s in policy["PolicyDocument"]["Statement"] if control in evaluate(s["Resource"])]
+    assert touching == [
+        {
+            "Sid": "ReadOwnControlItem",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem"],
+            "Resource": [
+                {
+                    "Fn::Sub": f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{CONTROL_TABLE}"
+                }
+            ],
+            # ForAllValues: every leading key of the request is the app's name (GetItem names one)
+            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [app.name]}},
+        }
+    ]
+    # the hash key is the app's KCL name, the value the condition compares
+    table_resource = RESOURCES["ControlTable"]["Properties"]
+    assert table_resource["TableName"] == CONTROL_TABLE
+    assert table_resource["KeySchema"] == [{"AttributeName": CONTROL_KEY, "KeyType": "HASH"}]
+    others = {other.name for other in APPS if other is not app}
+    assert not others & set(touching[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"])
 
 
 @pytest.mark.parametrize("app", APPS, ids=lambda a: a.name)

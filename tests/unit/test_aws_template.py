@@ -8,6 +8,7 @@ import json
 import pytest
 
 from consumers.runtime.config import discover_apps
+from consumers.runtime.control import CONTROL_TABLE
 from infra.deploy.aws import template as tpl
 from infra.deploy.aws.render import to_yaml
 from producer_config import load_pipeline
@@ -45,7 +46,7 @@ def test_help(capsys):
 
 def test_every_table_of_the_pipeline_and_every_dead_letter_table():
     tables = {p["TableName"]: p for p in of_type("AWS::DynamoDB::Table").values()}
-    assert set(tables) == set(PIPELINE.tables) | {a.dead_letter_table for a in APPS}
+    assert set(tables) == set(PIPELINE.tables) | {a.dead_letter_table for a in APPS} | {CONTROL_TABLE}
     for properties in tables.values():
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -111,7 +112,8 @@ def test_the_domain_is_created_unless_an_existing_one_is_given():
 def test_without_an_opensearch_app_there_is_no_domain():
     apps = tuple(a for a in APPS if a.sink.type != "opensearch")
     template = tpl.build_template(PIPELINE, apps)
-    assert "OpenSearchDomain" not in template["Resources"] and "Conditions" not in template
+    assert "OpenSearchDomain" not in template["Resources"]
+    assert set(template["Conditions"]) == {tpl.ALARM_TOPIC_CONDITION}  # the alarms' own only
     assert not any("OpenSearch" in name for name in template["Parameters"])
 
 

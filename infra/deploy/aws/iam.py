@@ -11,10 +11,16 @@ The task role (what the worker's code and its KCL do) may:
     PutItem on its DynamoDB table, conditional puts and tombstones, a transactional put being
     authorised as PutItem too; or its index's paths on the OpenSearch domain);
   * PutItem on its dead-letter table;
+  * GetItem on the control table (``consumers.runtime.control``: ``kinesis-cdc-control``), its
+    own app's item only (``dynamodb:LeadingKeys`` = the app's name): a worker reads there at
+    start where a replay begins; only the operator's `cdc` writes the items;
   * cloudwatch:PutMetricData, only in the KCL's namespace (the application name). The EMF
     metrics of the processors go through the log driver and need no grant.
 The execution role (what ECS does for the task): pull the image from its ECR repository and
 write the app's log group.
+
+Conditions narrow two statements: the control item's (``ForAllValues:StringEquals`` on
+``dynamodb:LeadingKeys``) and the metrics' (below).
 
 ``*`` appears twice, where AWS allows nothing narrower: cloudwatch:PutMetricData (no resource
 types; narrowed by the ``cloudwatch:namespace`` condition) and ecr:GetAuthorizationToken (no
@@ -26,8 +32,10 @@ from __future__ import annotations
 from typing import Any
 
 from consumers.runtime.config import AppConfig
+from consumers.runtime.control import CONTROL_TABLE
 
 __all__ = [
+    "CONTROL_ACTIONS",
     "KCL_TABLE_SUFFIXES",
     "LEASE_TABLE_ACTIONS",
     "STREAM_READ_ACTIONS",
@@ -60,6 +68,7 @@ LEASE_TABLE_ACTIONS = (
 #: the KCL 3.x tables of an application, by the suffix added to its name
 KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
 DEAD_LETTER_ACTIONS = ("dynamodb:PutItem",)
+CONTROL_ACTIONS = ("dynamodb:GetItem",)
 
 
 def kcl_tables(app: AppConfig) -> tuple[str, ...]:
@@ -90,6 +99,14 @@ def task_policy(app: AppConfig, stream_arn: Json, sink_statements: list[Json]) -
             "Effect": "Allow",
             "Action": list(DEAD_LETTER_ACTIONS),
             "Resource": [table_arn(app.dead_letter_table)],
+        },
+        {
+            "Sid": "ReadOwnControlItem",
+            "Effect": "Allow",
+            "Action": list(CONTROL_ACTIONS),
+            "Resource": [table_arn(CONTROL_TABLE)],
+            # every key the request names leads with the app's own name: its item, no other
+            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [app.name]}},
         },
     ]
     statements.extend(sink_statements)

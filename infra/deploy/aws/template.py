@@ -9,10 +9,26 @@ where configured, the Kinesis streaming destination of each change source with t
 ApproximateCreationDateTimePrecision; no DynamoDB Streams: on AWS only the local relay would
 read them), the Kinesis streams (shards, retention, KMS encryption), what each sink kind in use
 adds (``SinkKind.deployment``: the OpenSearch domain, or the ``ExistingOpenSearch*`` parameters
-for one you have), and per app: its dead-letter table, a
-log group, an IAM task role (`infra.deploy.aws.iam`: least privilege), an ECS task definition and a
-Fargate service whose desired count is ``app.workers``. The KCL creates its own lease tables at
-the first start (the task role may create those three names only).
+for one you have), the control table ``kinesis-cdc-control`` (`consumers.runtime.control`: one
+item per app, which each task role may read for its own app only), and per app: its dead-letter
+table, a log group, an IAM task role (`infra.deploy.aws.iam`: least privilege), an ECS task
+definition, a Fargate service whose desired count is ``app.workers``, and from app.toml's
+``[scaling]`` and ``[alarms]``:
+
+  * Application Auto Scaling of the service between ``min_workers`` and ``max_workers`` (at most
+    the source stream's shards): target tracking of ``target_lag_ms`` on the Maximum of the EMF
+    metric ``MillisBehindLatest`` (namespace ``KinesisCdc``, dimension ``App``). The service keeps
+    ``DesiredCount: app.workers``: a stack update that changes the service sets the count back to
+    it, and the scaling moves it again at its next activity;
+  * three alarms, each notifying the ``AlarmTopicArn`` parameter's SNS topic when one is given:
+    the lag (``lag_ms`` for ``evaluation_periods`` minutes), any dead letter in a minute, and a
+    task PENDING for five minutes in a row (Container Insights: tasks that fail to start or keep
+    stopping);
+  * a CloudWatch dashboard ``kinesis-cdc-<app>``: lag, records per minute, batch duration, the
+    service's tasks, the alarms.
+
+The KCL creates its own lease tables at the first start (the task role may create those three
+names only).
 
 Why plain CloudFormation generated from Python rather than the CDK: the template is a function
 of two loaders this project already has, so Python builds it in one pure function that unit
@@ -36,13 +52,25 @@ from pathlib import Path
 from typing import Any
 
 from consumers.runtime.config import AppConfig, discover_apps
+from consumers.runtime.control import CONTROL_KEY, CONTROL_TABLE
 from consumers.runtime.deadletter import DEAD_LETTER_KEY
+from consumers.runtime.metrics import METRICS, NAMESPACE
 from consumers.sinks.registry import kind_of
 from infra.deploy.aws import iam
 from infra.deploy.aws.render import to_yaml
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 
-__all__ = ["SKIPS", "TASK_CPU", "TASK_MEMORY", "build_template", "logical_id", "main"]
+__all__ = [
+    "ALARM_TOPIC_CONDITION",
+    "SKIPS",
+    "TASK_CPU",
+    "TASK_MEMORY",
+    "alarm_names",
+    "build_template",
+    "dashboard_name",
+    "logical_id",
+    "main",
+]
 
 Json = dict[str, Any]
 
@@ -55,6 +83,18 @@ LOG_RETENTION_DAYS = 30
 #: the container's stdout, the awslogs driver's pipe: one log event per EMF document
 #: (consumers.runtime.metrics explains why not stderr)
 METRICS_PATH = "/proc/1/fd/1"
+#: Application Auto Scaling's names for an ECS service's task count
+SCALABLE_DIMENSION = "ecs:service:DesiredCount"
+#: the period of every alarm and of the dashboard's graphs (EMF metrics are per minute at most here)
+PERIOD_S = 60
+#: Container Insights' namespace (the cluster enables it): per service, Desired/Running/PendingTaskCount
+CONTAINER_INSIGHTS = "ECS/ContainerInsights"
+#: periods of 60 s with a task PENDING before the tasks alarm fires: a Fargate task starts in one
+#: or two minutes (image pull, ENI), so five in a row are tasks that keep failing to start or
+#: keep being replaced after they stopped
+TASKS_PENDING_PERIODS = 5
+#: the condition under which the alarms notify ``AlarmTopicArn`` (a parameter: none by default)
+ALARM_TOPIC_CONDITION = "HasAlarmTopic"
 
 #: checkov findings left as they are, each with its reason, by resource kind
 SKIPS: Mapping[str, tuple[tuple[str, str], ...]] = {
@@ -119,7 +159,14 @@ _PARAMETERS: Json = {
         "Description": "ECR repository of the worker image (infra/deploy/aws/worker.Dockerfile), in this account and region",
     },
     "ImageTag": {"Type": "String", "Description": "Tag of the worker image to run (e.g. the git commit)"},
+    "AlarmTopicArn": {
+        "Type": "String",
+        "Default": "",
+        "AllowedPattern": "^(arn:[a-z-]+:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+)?$",
+        "Description": "SNS topic every alarm notifies when it fires and when it is OK again (empty: no notification)",
+    },
 }
+_CONDITIONS: Json = {ALARM_TOPIC_CONDITION: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}}
 
 
 class _Cfn:
@@ -167,6 +214,214 @@ def _dead_letter_spec(name: str) -> TableSpec:
 
     hash_key, range_key = (KeyAttribute(k["name"], k["type"]) for k in DEAD_LETTER_KEY)
     return TableSpec(name, hash_key, range_key, None, None, None)
+
+
+def _control_spec() -> TableSpec:
+    """The control table of `consumers.runtime.control`: one item per app, keyed by its name."""
+    from producer_config import KeyAttribute
+
+    return TableSpec(CONTROL_TABLE, KeyAttribute(CONTROL_KEY, "S"), None, None, None, None)
+
+
+def dashboard_name(app: AppConfig) -> str:
+    return f"kinesis-cdc-{app.name}"
+
+
+def alarm_names(app: AppConfig) -> dict[str, str]:
+    """The app's alarms: logical id suffix -> AlarmName."""
+    return {
+        "LagAlarm": f"kinesis-cdc-{app.name}-lag",
+        "DeadLettersAlarm": f"kinesis-cdc-{app.name}-dead-letters",
+        "TasksPendingAlarm": f"kinesis-cdc-{app.name}-tasks-pending",
+    }
+
+
+def _emf_metric(app: AppConfig, name: str) -> Json:
+    assert name in METRICS, name  # consumers.runtime.metrics publishes it
+    return {"Namespace": NAMESPACE, "MetricName": name, "Dimensions": [{"Name": "App", "Value": app.name}]}
+
+
+def _scaling_resources(app: AppConfig, base: str) -> Json:
+    """Target tracking on the app's lag, between ``[scaling]`` min and max workers. No RoleARN:
+    Application Auto Scaling uses its service-linked role for ECS (created at the first
+    registration in the account)."""
+    scaling, target = app.scaling, f"{base}ScalableTarget"
+    return {
+        target: {
+            "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+            "Properties": {
+                "ServiceNamespace": "ecs",
+                "ScalableDimension": SCALABLE_DIMENSION,
+                "ResourceId": {"Fn::Join": ["/", ["service", _ref("Cluster"), _arn(f"{base}Service", "Name")]]},
+                "MinCapacity": scaling.min_workers,
+                "MaxCapacity": scaling.max_workers,
+            },
+        },
+        f"{base}ScalingPolicy": {
+            "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+            "Properties": {
+                "PolicyName": f"kinesis-cdc-{app.name}-lag",
+                "PolicyType": "TargetTrackingScaling",
+                "ScalingTargetId": _ref(target),
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": scaling.target_lag_ms,
+                    "ScaleOutCooldown": scaling.scale_out_cooldown_s,
+                    "ScaleInCooldown": scaling.scale_in_cooldown_s,
+                    # the slowest shard's lag: one shard left behind is the app behind
+                    "CustomizedMetricSpecification": {**_emf_metric(app, "MillisBehindLatest"), "Statistic": "Maximum"},
+                },
+            },
+        },
+    }
+
+
+def _alarm(app: AppConfig, name: str, description: str, metric: Json, **settings: Any) -> Json:
+    actions = {"Fn::If": [ALARM_TOPIC_CONDITION, [_ref("AlarmTopicArn")], []]}
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": name,
+            "AlarmDescription": description,
+            "ActionsEnabled": True,
+            "AlarmActions": actions,
+            "OKActions": actions,
+            **metric,
+            "Period": PERIOD_S,
+            **settings,
+            "Tags": _tags(app=app.name),
+        },
+    }
+
+
+def _alarm_resources(app: AppConfig, base: str) -> Json:
+    names, alarms = alarm_names(app), app.alarms
+    service = {
+        "Namespace": CONTAINER_INSIGHTS,
+        "Dimensions": [{"Name": "ClusterName", "Value": CLUSTER_NAME}, {"Name": "ServiceName", "Value": app.name}],
+    }
+    return {
+        f"{base}LagAlarm": _alarm(
+            app,
+            names["LagAlarm"],
+            f"{app.name}: a shard's MillisBehindLatest above {alarms.lag_ms} ms for "
+            f"{alarms.evaluation_periods} min, beyond what autoscaling (target {app.scaling.target_lag_ms} ms, "
+            f"at most {app.scaling.max_workers} workers) absorbs. Look at the dashboard {dashboard_name(app)}",
+            _emf_metric(app, "MillisBehindLatest"),
+            Statistic="Maximum",
+            EvaluationPeriods=alarms.evaluation_periods,
+            Threshold=alarms.lag_ms,
+            ComparisonOperator="GreaterThanThreshold",
+            # the processors publish only batches that hold records: an idle app publishes
+            # nothing and is not late (stopped workers: the tasks alarm)
+            TreatMissingData="notBreaching",
+        ),
+        f"{base}DeadLettersAlarm": _alarm(
+            app,
+            names["DeadLettersAlarm"],
+            f"{app.name}: records went to the dead-letter table {app.dead_letter_table}. "
+            f"See them with: cdc dlq list {app.package}",
+            _emf_metric(app, "DeadLettered"),
+            Statistic="Sum",
+            EvaluationPeriods=1,
+            Threshold=0,
+            ComparisonOperator="GreaterThanThreshold",
+            TreatMissingData="notBreaching",  # no batch, no dead letter
+        ),
+        # Container Insights has no restart count for a Fargate service without restart policy;
+        # its PendingTaskCount is what a task that cannot start (image, IAM, subnets) or that
+        # keeps stopping and being replaced leaves, minute after minute
+        f"{base}TasksPendingAlarm": _alarm(
+            app,
+            names["TasksPendingAlarm"],
+            f"{app.name}: a task of ECS service {CLUSTER_NAME}/{app.name} PENDING for {TASKS_PENDING_PERIODS} min "
+            "in a row: tasks fail to start or keep stopping. The service's events say why (cdc apps)",
+            {**service, "MetricName": "PendingTaskCount"},
+            Statistic="Maximum",
+            EvaluationPeriods=TASKS_PENDING_PERIODS,
+            Threshold=0,
+            ComparisonOperator="GreaterThanThreshold",
+            TreatMissingData="notBreaching",  # no task at all (desired 0): nothing is failing
+        ),
+    }
+
+
+def _dashboard(app: AppConfig, base: str) -> Json:
+    """The app's dashboard: lag, throughput, batch duration, tasks, alarms. The body is JSON in
+    a Fn::Sub (for the region and the alarms' ARNs)."""
+    region = "${AWS::Region}"
+
+    def emf(name: str, **options: str) -> list[Any]:
+        assert name in METRICS, name
+        return [NAMESPACE, name, "App", app.name, *([options] if options else [])]
+
+    def tasks(name: str) -> list[Any]:
+        return [CONTAINER_INSIGHTS, name, "ClusterName", CLUSTER_NAME, "ServiceName", app.name]
+
+    def graph(x: int, y: int, title: str, stat: str, metrics: list[list[Any]], **extra: Any) -> Json:
+        properties = {"title": title, "view": "timeSeries", "region": region, "period": PERIOD_S, "stat": stat}
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {**properties, "metrics": metrics, **extra},
+        }
+
+    alarm_arn = "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:"
+    body = {
+        "widgets": [
+            graph(
+                0,
+                0,
+                "Lag: MillisBehindLatest, the slowest shard",
+                "Maximum",
+                [emf("MillisBehindLatest")],
+                annotations={
+                    "horizontal": [
+                        {"label": "alarm", "value": app.alarms.lag_ms},
+                        {"label": "scaling target", "value": app.scaling.target_lag_ms},
+                    ]
+                },
+                yAxis={"left": {"min": 0}},
+            ),
+            graph(
+                12,
+                0,
+                "Records per minute",
+                "Sum",
+                [emf(name) for name in ("Received", "Applied", "Stale", "DeadLettered")],
+            ),
+            graph(
+                0,
+                6,
+                "Batch duration (ms)",
+                "Average",
+                [emf("BatchDuration", stat="Average"), emf("BatchDuration", stat="Maximum")],
+            ),
+            graph(
+                12,
+                6,
+                f"ECS tasks ({app.scaling.min_workers} to {app.scaling.max_workers} workers)",
+                "Maximum",
+                [tasks(name) for name in ("DesiredTaskCount", "RunningTaskCount", "PendingTaskCount")],
+            ),
+            {
+                "type": "alarm",
+                "x": 0,
+                "y": 12,
+                "width": 24,
+                "height": 3,
+                "properties": {"title": "Alarms", "alarms": [alarm_arn + name for name in alarm_names(app).values()]},
+            },
+        ]
+    }
+    return {
+        "Type": "AWS::CloudWatch::Dashboard",
+        # its alarm widget names the alarms: they exist first
+        "DependsOn": [f"{base}{suffix}" for suffix in alarm_names(app)],
+        "Properties": {"DashboardName": dashboard_name(app), "DashboardBody": _sub(json.dumps(body))},
+    }
 
 
 def _security_groups() -> Json:
@@ -317,6 +572,9 @@ def _app_resources(app: AppConfig, pipeline: PipelineConfig, streams: Mapping[st
                 "Tags": _tags(app=app.name),
             },
         },
+        **_scaling_resources(app, base),
+        **_alarm_resources(app, base),
+        f"{base}Dashboard": _dashboard(app, base),
     }
 
 
@@ -338,6 +596,7 @@ def build_template(pipeline: PipelineConfig, apps: Sequence[AppConfig]) -> Json:
         }
     for table in pipeline.tables.values():
         resources[logical_id("Table", table.name)] = _table(table, streams)
+    resources["ControlTable"] = _table(_control_spec(), streams)
     for table in pipeline.tables.values():
         if table.change_stream:
             spec = resources[logical_id("Table", table.name)]["Properties"]["KinesisStreamSpecification"]
@@ -373,8 +632,9 @@ def build_template(pipeline: PipelineConfig, apps: Sequence[AppConfig]) -> Json:
         outputs[f"{logical_id(app.name)}ServiceName"] = {
             "Value": {"Fn::GetAtt": [f"{logical_id(app.name)}Service", "Name"]}
         }
+        outputs[f"{logical_id(app.name)}DashboardName"] = {"Value": _ref(f"{logical_id(app.name)}Dashboard")}
     parameters = dict(_PARAMETERS)
-    conditions: Json = {}
+    conditions: Json = dict(_CONDITIONS)
     for part in parts:
         parameters.update(part.parameters)
         conditions.update(part.conditions)
@@ -384,8 +644,7 @@ def build_template(pipeline: PipelineConfig, apps: Sequence[AppConfig]) -> Json:
         "(generated by infra/deploy/aws/template.py from producer_config/ and consumers/*/app.toml; do not edit)",
         "Parameters": parameters,
     }
-    if conditions:
-        template["Conditions"] = conditions
+    template["Conditions"] = conditions
     template["Resources"] = resources
     template["Outputs"] = outputs
     return template

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from infra.ops.backfill import backfill
 from infra.ops.cli.context import Context
-from infra.ops.cli.output import print_rows, say
+from infra.ops.cli.output import print_rows, say, say_service_events
 from infra.ops.replay import replay, replay_start
 from infra.ops.status import app_row
 
@@ -21,6 +21,7 @@ __all__ = ["cmd_apps", "cmd_backfill", "cmd_replay", "cmd_scale", "cmd_start", "
 def cmd_apps(ctx: Context, args: argparse.Namespace) -> int:
     rows = [app_row(ctx.workers(app), ctx.dead_letters(app)) for app in ctx.apps]
     print_rows(args, rows, ("app", "package", "source", "sink", "workers", "desired", "state", "dead_letters"))
+    say_service_events(rows)
     return 0
 
 

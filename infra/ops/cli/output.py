@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["print_rows", "say", "table"]
+__all__ = ["print_rows", "say", "say_service_events", "table"]
 
 
 def say(message: str) -> None:
@@ -30,3 +30,11 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     """The command's report: ``rows`` as JSON with ``--json``, else as a table of ``columns``."""
     print(json.dumps(rows, indent=1, default=str) if args.json else table(rows, columns))
+
+
+def say_service_events(rows: Sequence[dict[str, Any]]) -> None:
+    """For each app whose ECS service does not run all its tasks: the service's latest events
+    (a task that keeps failing to start says why there)."""
+    for row in rows:
+        if row.get("events") and row["state"] not in ("running", "stopped (desired 0)"):
+            say(f"{row['app']} ({row['state']}), latest service events:\n  " + "\n  ".join(row["events"]))

@@ -12,7 +12,7 @@ from typing import Any
 from infra.local import stack
 from infra.local.provision import provision
 from infra.ops.cli.context import Context
-from infra.ops.cli.output import say, table
+from infra.ops.cli.output import say, say_service_events, table
 from infra.ops.reshard import reshard, wait_drained, write_shard_count
 from infra.ops.status import app_row, shard_rows, stream_row
 from producer_config import DEFAULT_PIPELINE_FILE
@@ -65,6 +65,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=1, default=str))
         else:
             print("\napps:\n" + table(report["apps"], ("app", "workers", "desired", "state", "leader", "dead_letters")))
+            say_service_events(report["apps"])
             print(
                 "\nshards:\n"
                 + table(

@@ -78,6 +78,8 @@ class FargateStandIn:
         self._stop.set()
         self._loop.join(timeout=30)
         with self._lock:
+            for task in self.tasks:  # all at once: each takes seconds to checkpoint and end
+                task.process.send_signal(signal.SIGTERM)
             for task in list(self.tasks):
                 self._stop_task(task, "stand-in closed")
         self._metadata.shutdown()
