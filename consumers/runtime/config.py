@@ -3,6 +3,10 @@
 In the spirit of a serverless.yml function: source, batch size, filter criteria,
 changed_attributes, starting position, polling interval, retry policy, dead-letter table,
 sink. The KCL `.properties` file is generated from it (consumers.runtime.daemon).
+
+On AWS, ``[scaling]`` (`Scaling`: the bounds and target of the ECS service's Application Auto
+Scaling on the app's lag) and ``[alarms]`` (`Alarms`: the lag alarm's threshold) shape the
+resources `infra.deploy.aws.template` generates for the app; they mean nothing locally.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +26,39 @@ from consumers.shared.planning import Transform
 from consumers.sinks.registry import KINDS, SinkConfigError, SinkSpec, kind_of
 from producer_config import ConfigError, PipelineConfig, TableSpec
 
-__all__ = ["APPS_DIR", "AppConfig", "RetryPolicy", "discover_apps", "load_app"]
+__all__ = ["APPS_DIR", "Alarms", "AppConfig", "RetryPolicy", "Scaling", "discover_apps", "load_app"]
 
 APPS_DIR = Path(__file__).resolve().parent.parent
 _POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 #: the KCL's own CloudWatch metrics (`metricsLevel`)
 KCL_METRICS_LEVELS = ("NONE", "SUMMARY", "DETAILED")
+
+
+@dataclass(frozen=True, slots=True)
+class Scaling:
+    """``[scaling]``: Application Auto Scaling of the app's ECS service (target tracking on the
+    app's ``MillisBehindLatest``, the Maximum over its shards). A KCL worker holds whole shards,
+    so a task beyond the source stream's shard count would hold nothing: ``max_workers`` defaults
+    to that count and may not exceed it."""
+
+    min_workers: int = 1
+    #: `load_app`'s default: the source stream's shard count
+    max_workers: int = 1
+    #: the lag (ms) the target tracking policy keeps the app at
+    target_lag_ms: int = 60_000
+    scale_out_cooldown_s: int = 60
+    #: long enough for the KCL to rebalance its leases after a task went
+    scale_in_cooldown_s: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Alarms:
+    """``[alarms]``: the app's CloudWatch alarms (the dead-letter and task alarms have no key)."""
+
+    #: alarm when the app's Maximum MillisBehindLatest exceeds this ...
+    lag_ms: int = 300_000
+    #: ... in this many consecutive periods of 60 s
+    evaluation_periods: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +82,8 @@ class AppConfig:
     source_file: str
     #: the KCL's metricsLevel; None: the target's default (consumers.runtime.daemon)
     kcl_metrics_level: str | None = None
+    scaling: Scaling = Scaling()
+    alarms: Alarms = Alarms()
 
     def compile_filter(self) -> CompiledFilter:
         return compile_filter_criteria(self.filter_criteria, changed_attributes=self.changed_attributes)
@@ -80,7 +113,11 @@ _KEYS = {
     "dead_letter": ("table",),
     "filter": ("criteria", "changed_attributes"),
     "kcl": ("metrics_level",),
+    "scaling": ("min_workers", "max_workers", "target_lag_ms", "scale_out_cooldown_s", "scale_in_cooldown_s"),
+    "alarms": ("lag_ms", "evaluation_periods"),
 }
+#: CloudWatch evaluates at most one day of periods (EvaluationPeriods x Period <= 86400 s)
+_MAX_EVALUATION_PERIODS = 24 * 60
 
 
 def _check_keys(path: Path, raw: Mapping[str, Any]) -> None:
@@ -110,6 +147,61 @@ def _sink(path: Path, section: Mapping[str, Any], type_: str, target: str, pipel
         return kind.parse(target, section, pipeline)
     except SinkConfigError as exc:
         raise ConfigError(path, exc.key, exc.reason) from None
+
+
+def _scaling(path: Path, workers: int, stream: str, pipeline: PipelineConfig, integer: Callable[..., int]) -> Scaling:
+    """``[scaling]``: min <= app.workers <= max <= the source stream's shards."""
+    shards = pipeline.streams[stream].shards
+    minimum = integer("scaling", "min_workers", 1)
+    maximum = integer("scaling", "max_workers", shards)
+    if maximum > shards:
+        raise ConfigError(
+            path,
+            "scaling.max_workers",
+            f"{maximum} is more than the {shards} shard(s) of stream {stream!r}: a KCL worker beyond "
+            f"the shard count holds no lease; set it to {shards} or less, or leave it out (default: {shards})",
+        )
+    if maximum < minimum:
+        raise ConfigError(
+            path,
+            "scaling.max_workers",
+            f"{maximum} is less than scaling.min_workers ({minimum}): raise it or lower that",
+        )
+    if not minimum <= workers <= maximum:
+        raise ConfigError(
+            path,
+            "app.workers",
+            f"{workers} is outside [scaling] min_workers..max_workers ({minimum}..{maximum}; max_workers defaults "
+            f"to the {shards} shard(s) of stream {stream!r}): the service starts at app.workers and autoscaling "
+            "would move it at once; set app.workers within the range or widen it",
+        )
+    return Scaling(
+        min_workers=minimum,
+        max_workers=maximum,
+        target_lag_ms=integer("scaling", "target_lag_ms", 60_000),
+        scale_out_cooldown_s=integer("scaling", "scale_out_cooldown_s", 60, minimum=0),
+        scale_in_cooldown_s=integer("scaling", "scale_in_cooldown_s", 300, minimum=0),
+    )
+
+
+def _alarms(path: Path, scaling: Scaling, integer: Callable[..., int]) -> Alarms:
+    """``[alarms]``: the lag alarm above the scaling target (else it fires in the steady state)."""
+    lag_ms = integer("alarms", "lag_ms", 300_000)
+    if lag_ms <= scaling.target_lag_ms:
+        raise ConfigError(
+            path,
+            "alarms.lag_ms",
+            f"{lag_ms} is not above scaling.target_lag_ms ({scaling.target_lag_ms}), the lag autoscaling aims at: "
+            "the alarm would fire in the steady state; raise it or lower the target",
+        )
+    periods = integer("alarms", "evaluation_periods", 3)
+    if periods > _MAX_EVALUATION_PERIODS:
+        raise ConfigError(
+            path,
+            "alarms.evaluation_periods",
+            f"{periods} periods of 60 s exceed the day CloudWatch evaluates: set {_MAX_EVALUATION_PERIODS} or less",
+        )
+    return Alarms(lag_ms=lag_ms, evaluation_periods=periods)
 
 
 def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
@@ -157,6 +249,8 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
     changed = section("filter").get("changed_attributes")
     if changed is not None and (not isinstance(changed, list) or not all(isinstance(a, str) for a in changed)):
         raise ConfigError(path, "filter.changed_attributes", "must be a list of attribute names")
+    workers = integer("app", "workers", 1)
+    scaling = _scaling(path, workers, source.change_stream, pipeline, integer)
     config = AppConfig(
         package=package,
         name=get("app", "name", str),
@@ -169,7 +263,7 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
         polling_interval_ms=integer("batch", "polling_interval_ms", 200, minimum=50),
         starting_position=position,
         starting_timestamp=timestamp,
-        workers=integer("app", "workers", 1),
+        workers=workers,
         retry=RetryPolicy(
             max_attempts=integer("retry", "max_attempts", 8, unlimited=True),
             base_delay_ms=integer("retry", "base_delay_ms", 100),
@@ -181,6 +275,8 @@ def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:
         changed_attributes=tuple(changed) if changed is not None else None,
         source_file=str(path),
         kcl_metrics_level=metrics_level,
+        scaling=scaling,
+        alarms=_alarms(path, scaling, integer),
     )
     try:
         config.compile_filter()  # fail at start-up, with the pattern and the reason

@@ -207,6 +207,9 @@ def down(stack: StackConfig | None = None) -> None:
     A LocalStack this project did not start is left running; one it started with Docker
     compose is stopped with it."""
     stack = stack or StackConfig.from_env()
+    if stack.target is Target.AWS:
+        _say("target aws: nothing runs here to stop; an app's tasks stop with `cdc stop APP` (ECS)")
+        return
     pipeline = load_pipeline()
     configured = {c.process.name: c.process for c in workers(stack, pipeline)}
     consumers = {**configured, **{p.name: p for p in running_workers(stack)}}

@@ -17,9 +17,11 @@ definition, a Fargate service whose desired count is ``app.workers``, and from a
 
   * Application Auto Scaling of the service between ``min_workers`` and ``max_workers`` (at most
     the source stream's shards): target tracking of ``target_lag_ms`` on the Maximum of the EMF
-    metric ``MillisBehindLatest`` (namespace ``KinesisCdc``, dimension ``App``). The service keeps
-    ``DesiredCount: app.workers``: a stack update that changes the service sets the count back to
-    it, and the scaling moves it again at its next activity;
+    metric ``MillisBehindLatest`` (namespace ``KinesisCdc``, dimension ``App``; published per
+    batch of records only, so an idle app keeps its count). No RoleARN: the service-linked role
+    of Application Auto Scaling for ECS. The service keeps ``DesiredCount: app.workers``: a stack
+    update that changes the service sets the count back to it, and the scaling moves it again at
+    its next activity;
   * three alarms, each notifying the ``AlarmTopicArn`` parameter's SNS topic when one is given:
     the lag (``lag_ms`` for ``evaluation_periods`` minutes), any dead letter in a minute, and a
     task PENDING for five minutes in a row (Container Insights: tasks that fail to start or keep
@@ -554,6 +556,7 @@ def _app_resources(app: AppConfig, pipeline: PipelineConfig, streams: Mapping[st
                 "ServiceName": app.name,
                 "Cluster": _ref("Cluster"),
                 "TaskDefinition": _ref(task_definition),
+                # autoscaling moves it within [scaling]; a stack update of the service resets it
                 "DesiredCount": app.workers,
                 "LaunchType": "FARGATE",
                 "DeploymentConfiguration": {
