@@ -8,13 +8,13 @@ the KCL properties of the consumer apps) derives from what :func:`load_pipeline`
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from base.errors import CdcError
+from base.errors import CdcError, closest
 
 __all__ = [
     "ConfigError",
@@ -25,11 +25,14 @@ __all__ = [
     "StreamSpec",
     "TableSpec",
     "load_pipeline",
+    "refuse_unknown_keys",
 ]
 
 DEFAULT_PIPELINE_FILE = Path(__file__).with_name("pipeline.toml")
 _KEY_TYPES = frozenset({"S", "N", "B"})
 _PRECISIONS = frozenset({"MILLISECOND", "MICROSECOND"})
+_TABLE_KEYS = ("hash_key", "range_key", "version_attribute", "ttl_attribute", "change_stream")
+_DESTINATION_KEYS = ("approximate_creation_date_time_precision",)
 
 
 class ConfigError(CdcError):
@@ -40,6 +43,20 @@ class ConfigError(CdcError):
         self.source = str(source)
         self.where = where
         self.reason = reason
+
+
+def refuse_unknown_keys(source: Path | str, where: str, raw: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """A key of the table ``raw`` (at ``where``, "" for the top level) that is not one of
+    ``keys`` fails with the closest match: a misspelt key would otherwise silently fall back
+    to its default."""
+    keys = tuple(keys)
+    for key in raw:
+        if key not in keys:
+            raise ConfigError(
+                source,
+                f"{where}.{key}" if where else key,
+                f"unknown key: {closest(key, keys)}the keys here are {', '.join(keys)}",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +134,14 @@ def load_pipeline(path: Path | str = DEFAULT_PIPELINE_FILE) -> PipelineConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "file", str(exc)) from exc
     reader = _Reader(path)
+    refuse_unknown_keys(path, "", raw, ("region", "tables", "streams", "streaming_destination", "indexes"))
+    for name, spec in reader.table(raw, "streams").items():
+        if isinstance(spec, Mapping):
+            refuse_unknown_keys(path, f"streams.{name}", spec, ("shards", "retention_hours"))
+    for name, spec in reader.table(raw, "indexes", required=False).items():
+        if isinstance(spec, Mapping):
+            refuse_unknown_keys(path, f"indexes.{name}", spec, ("source_table", "settings", "mappings"))
+    refuse_unknown_keys(path, "streaming_destination", reader.table(raw, "streaming_destination"), _DESTINATION_KEYS)
     streams = {
         name: StreamSpec(
             name=name,
@@ -188,6 +213,8 @@ class _Reader:
         return value
 
     def key(self, raw: Any, where: str) -> KeyAttribute:
+        if isinstance(raw, Mapping):
+            refuse_unknown_keys(self.path, where, raw, ("name", "type"))
         if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str) or raw.get("type") not in _KEY_TYPES:
             raise self.fail(where, f'must be {{ name = "...", type = "S" | "N" | "B" }}, got {raw!r}')
         return KeyAttribute(raw["name"], raw["type"])
@@ -199,6 +226,7 @@ class _Reader:
         where = f"tables.{name}"
         if not isinstance(raw, Mapping):
             raise self.fail(where, "must be a table")
+        refuse_unknown_keys(self.path, where, raw, _TABLE_KEYS)
         stream = self.optional_string(raw, f"{where}.change_stream")
         if stream is not None and stream not in streams:
             raise self.fail(f"{where}.change_stream", f"no [streams.{stream}] is defined")

@@ -27,12 +27,52 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from base.errors import CdcError
+from base.errors import CdcError, closest
 
-__all__ = ["REPO_ROOT", "OpenSearchAuth", "OpenSearchSecurity", "StackConfig", "StackError", "Target"]
+__all__ = ["REPO_ROOT", "VARIABLES", "OpenSearchAuth", "OpenSearchSecurity", "StackConfig", "StackError", "Target"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OPENSEARCH_MAX_HTTP_PORT = 9299
+
+
+#: every CDC_* variable the project reads (README, Environment); any other one is refused with the
+#: closest match, as a misspelt one would otherwise be ignored (tests/unit checks the list)
+VARIABLES = frozenset(
+    {
+        "CDC_APP",  # the worker image: which app its task runs
+        "CDC_AWS_ENDPOINT",
+        "CDC_BIND_HOST",
+        "CDC_DEPS_DIR",
+        "CDC_DYNAMODB_LAUNCHER",  # set by infra/local/localstack.py for LocalStack's DynamoDB Local
+        "CDC_DYNAMODB_PORT",
+        "CDC_HEALTH_TIMEOUT",
+        "CDC_KINESIS_PERSIST_INTERVAL",
+        "CDC_KINESIS_PORT",
+        "CDC_KINESIS_TLS_PORT",
+        "CDC_LEASES_PORT",
+        "CDC_LOCALSTACK_MODE",
+        "CDC_LOCALSTACK_PORT",  # set by infra/local/localstack.py for LocalStack's Kinesis
+        "CDC_METRICS",
+        "CDC_METRICS_PATH",
+        "CDC_NODE_MODULES",  # set by infra/local/localstack.py for LocalStack's Kinesis
+        "CDC_OPENSEARCH_AUTH",
+        "CDC_OPENSEARCH_CA_CERTS",
+        "CDC_OPENSEARCH_HEAP",
+        "CDC_OPENSEARCH_PASSWORD",
+        "CDC_OPENSEARCH_PASSWORD_FILE",
+        "CDC_OPENSEARCH_PORT",
+        "CDC_OPENSEARCH_REGION",
+        "CDC_OPENSEARCH_SERVICE",
+        "CDC_OPENSEARCH_TRANSPORT_PORT",
+        "CDC_OPENSEARCH_URL",
+        "CDC_OPENSEARCH_USERNAME",
+        "CDC_OPENSEARCH_VERIFY_CERTS",
+        "CDC_STATE_DIR",
+        "CDC_SUPERVISE",
+        "CDC_TARGET",
+        "CDC_TIMINGS_DIR",  # make test's timings (.ci/timings.py)
+    }
+)
 
 
 class StackError(CdcError):
@@ -174,6 +214,13 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
+        for name in sorted(env):
+            if name.startswith("CDC_") and name not in VARIABLES:
+                raise StackError(
+                    f"{name} is not a variable of this project: {closest(name, VARIABLES)}"
+                    "unset it (the variables: README, Environment)"
+                )
+
         def port(name: str, default: int) -> int:
             raw = env.get(name, str(default))
             if not raw.isdigit() or not 0 < int(raw) < 65536:

@@ -11,7 +11,6 @@ resources `infra.deploy.aws.template` generates for the app; they mean nothing l
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import tomllib
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ from consumers.runtime.batch import RetryPolicy  # re-exported: the policy belon
 from consumers.shared.filtering import CompiledFilter, InvalidFilterPattern, compile_filter_criteria
 from consumers.shared.planning import Transform
 from consumers.sinks.registry import KINDS, SinkConfigError, SinkSpec, kind_of
-from producer_config import ConfigError, PipelineConfig, TableSpec
+from producer_config import ConfigError, PipelineConfig, TableSpec, refuse_unknown_keys
 
 __all__ = ["APPS_DIR", "Alarms", "AppConfig", "RetryPolicy", "Scaling", "discover_apps", "load_app"]
 
@@ -121,19 +120,10 @@ _MAX_EVALUATION_PERIODS = 24 * 60
 
 
 def _check_keys(path: Path, raw: Mapping[str, Any]) -> None:
+    refuse_unknown_keys(path, "", raw, tuple(_KEYS))
     for name, value in raw.items():
-        if name not in _KEYS:
-            _unknown_key(path, name, name, tuple(_KEYS))
         if isinstance(value, Mapping):
-            for key in value:
-                if key not in _KEYS[name]:
-                    _unknown_key(path, f"{name}.{key}", key, _KEYS[name])
-
-
-def _unknown_key(path: Path, where: str, key: str, choices: tuple[str, ...]) -> None:
-    close = difflib.get_close_matches(key, choices, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ConfigError(path, where, f"unknown key: {hint}the keys here are {', '.join(choices)}")
+            refuse_unknown_keys(path, name, value, _KEYS[name])
 
 
 def _sink(path: Path, section: Mapping[str, Any], type_: str, target: str, pipeline: PipelineConfig) -> SinkSpec:

@@ -63,11 +63,11 @@ def stream_window(kinesis: Any, stream: str) -> tuple[datetime, datetime]:
     return oldest, now
 
 
-def replay_start(kinesis: Any, stream: str, *, at: datetime | None = None, since: timedelta | None = None) -> datetime:
-    """The replay's start (whole seconds): the stream's oldest time when neither ``at`` nor
-    ``since`` is given. A time outside the retention window is refused with the window."""
+def replay_start(kinesis: Any, stream: str, *, at: datetime | None = None) -> datetime:
+    """The replay's start (whole seconds): ``at``, or the stream's oldest time. A time outside
+    the retention window is refused with the window."""
     oldest, now = stream_window(kinesis, stream)
-    wanted = at if at is not None else (now - since if since is not None else oldest)
+    wanted = at if at is not None else oldest
     if wanted.tzinfo is None:
         raise StackError(f"--at {wanted.isoformat()}: give a time zone (e.g. {wanted.isoformat()}Z)")
     if not oldest - timedelta(seconds=1) <= wanted <= now:

@@ -7,13 +7,12 @@ import time
 from typing import Any
 
 from consumers.runtime.stats import latest_per_shard, stats_dir
-from infra.ops.ecs import EcsWorkers
 from infra.ops.leases import leader
 from infra.ops.workers import Workers
 from services.config import StackConfig
 from services.kinesis import list_shards
 
-__all__ = ["app_row", "shard_rows", "stream_row"]
+__all__ = ["app_row", "shard_rows", "stats_snapshot", "stream_row"]
 
 
 def app_row(workers: Workers, dead_letters: int | None) -> dict[str, Any]:
@@ -30,16 +29,24 @@ def app_row(workers: Workers, dead_letters: int | None) -> dict[str, Any]:
     }
 
 
+def stats_snapshot(stack: StackConfig, workers: Workers) -> tuple[float, dict[str, Any]]:
+    """When, and the newest stats of each shard's processor: the start of a rate's window."""
+    if not workers.local_stats:
+        return time.monotonic(), {}
+    return time.monotonic(), latest_per_shard(stats_dir(stack.state_dir, workers.app.package))
+
+
 def shard_rows(
-    stack: StackConfig, workers: Workers, shards: list[dict[str, Any]], window_s: float = 1.0
+    stack: StackConfig, workers: Workers, shards: list[dict[str, Any]], since: tuple[float, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """One row per shard of the app's stream (and per lease of a shard gone from it): whether
     it is open, its lease owner and checkpoint, the lag and the rate its processor reports in
-    its stats file (`consumers.runtime.stats`; records/s over ``window_s``), or on ECS the lag
-    the KCL published to CloudWatch (`EcsWorkers.published_lag`)."""
+    its stats file (`consumers.runtime.stats`; records/s since the ``since`` snapshot, taken
+    once for every app so that one wait serves them all), or on ECS the lag the KCL published
+    to CloudWatch (`EcsWorkers.published_lag`)."""
     leases = {lease.shard_id: lease for lease in workers.leases()}
     states = {s["ShardId"]: "closed" if "EndingSequenceNumber" in s["SequenceNumberRange"] else "open" for s in shards}
-    if isinstance(workers, EcsWorkers):
+    if not workers.local_stats:
         lag = workers.published_lag(sorted(states.keys() | leases.keys()))
         return [
             {
@@ -53,10 +60,9 @@ def shard_rows(
             }
             for shard_id in sorted(states.keys() | leases.keys())
         ]
-    directory = stats_dir(stack.state_dir, workers.app.package)
-    before = latest_per_shard(directory)
-    time.sleep(window_s)
-    after = latest_per_shard(directory)
+    began, before = since
+    after = latest_per_shard(stats_dir(stack.state_dir, workers.app.package))
+    window_s = max(time.monotonic() - began, 0.001)
     rows = []
     for shard_id in sorted(states.keys() | leases.keys()):
         lease, stats = leases.get(shard_id), after.get(shard_id)

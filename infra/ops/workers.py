@@ -98,6 +98,11 @@ class Workers(ABC):
         """Open (not ended) leases per owner; unassigned ones under ``""``."""
         return dict(Counter(lease.owner or "" for lease in self.leases() if not lease.ended))
 
+    def published_lag(self, shard_ids: list[str]) -> dict[str, int | None]:
+        """Each shard's lag as the target publishes it, where the processors' stats files are
+        not at hand (``local_stats`` False)."""
+        raise NotImplementedError(f"{type(self).__name__} reads its processors' stats files")
+
     def publish_start(self, start_at: float) -> None:
         """Where the leases the KCL creates next start (`cdc replay`), for every worker to read."""
         self.control.publish_start(self.app.name, start_at)

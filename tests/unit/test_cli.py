@@ -66,3 +66,52 @@ def test_a_table_aligns_its_columns_and_shows_none_as_a_dash():
 def test_a_table_of_no_rows_is_its_header():
     # `cdc dlq list` of an app without dead letters printed a traceback here
     assert table([], ("shard", "sequence")) == "SHARD  SEQUENCE"
+
+
+def test_since_is_one_point_in_time_given_as_a_duration_or_an_iso_time_for_every_command():
+    from datetime import UTC, datetime, timedelta
+
+    from infra.ops.cli import _parser
+
+    parser = _parser()
+    for argv in (["replay", "a"], ["dlq", "list", "a"]):
+        ago = parser.parse_args([*argv, "--since", "30m"]).since
+        assert abs(ago - (datetime.now(UTC) - timedelta(minutes=30))) < timedelta(seconds=5)
+        at = parser.parse_args([*argv, "--since", "2026-12-01T10:00:00Z"]).since
+        assert at == datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+
+class _Raising:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __call__(self) -> None:
+        raise self.error
+
+
+def test_an_aws_error_is_one_line_and_exit_1_and_ctrl_c_is_exit_130(monkeypatch, capsys):
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    from infra.ops import cli
+
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "DescribeServices")
+    for error, code, line in (
+        (denied, 1, "cdc apps: DescribeServices refused: AccessDeniedException: not allowed"),
+        (NoCredentialsError(), 1, "cdc apps: Unable to locate credentials"),
+        (KeyboardInterrupt(), 130, "cdc apps: interrupted"),
+    ):
+        monkeypatch.setattr(cli, "Context", _Raising(error))
+        assert main(["apps"]) == code
+        assert capsys.readouterr().err.strip() == line
+
+
+def test_progress_bars_only_on_a_terminal_and_never_with_json(monkeypatch):
+    import argparse
+
+    from infra.ops.cli.output import progress_off
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert progress_off(argparse.Namespace(json=False)) is False
+    assert progress_off(argparse.Namespace(json=True)) is True
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # a log file, a pipe
+    assert progress_off(argparse.Namespace(json=False)) is True

@@ -2,8 +2,8 @@
 
 Every command reads its settings from the environment (CDC_* variables, see README) and
 `producer_config/pipeline.toml`. Reports go to stdout (tables, or JSON with ``--json``),
-messages and progress to stderr. Exit status: 0 done, 1 the command could not do it (the message
-says why and what to do), 2 bad usage.
+messages and progress to stderr. Exit status: 0 done, 1 the command could not do it (one line
+says why and what to do, never a traceback), 2 bad usage, 130 interrupted (Ctrl-C).
 
 This package: the parser and `main` (here: every command, its arguments, how errors become an
 exit status); the commands by what they work on (`stack_commands`: the stack and its streams,
@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from base.errors import CdcError
 from infra.ops.cli.app_commands import cmd_apps, cmd_backfill, cmd_replay, cmd_scale, cmd_start, cmd_stop
@@ -47,6 +47,22 @@ def _timestamp(text: str) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time such as 2026-12-01T10:00:00Z") from None
+
+
+def _since(text: str) -> datetime:
+    """``--since``, the same everywhere: a point in time, given as a duration ago (30m) or as an
+    ISO-8601 time with a zone."""
+    if _DURATION.fullmatch(text.strip()):
+        return datetime.now(UTC) - _duration(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (90s, 30m, 2h, 1d) or an ISO-8601 time (2026-12-01T10:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time zone (e.g. {text}Z)")
+    return when
 
 
 # ----------------------------------------------------------------------------- the parser
@@ -81,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     where = sub.add_mutually_exclusive_group(required=True)
     where.add_argument("--from-trim-horizon", action="store_true", help="from the oldest record the stream holds")
     where.add_argument("--at", type=_timestamp, help="from this time (ISO-8601 with a zone; whole seconds)")
-    where.add_argument("--since", type=_duration, help="from this long ago (90s, 30m, 2h, 1d)")
+    where.add_argument("--since", type=_since, help="from this long ago (90s, 30m, 2h, 1d) or this ISO-8601 time")
     sub = command(
         "status", cmd_status, "components; per app and shard: lease owner, checkpoint, lag, rate; streams", True
     )
@@ -107,7 +123,11 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     def narrowing(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--since", type=_timestamp, help="only letters that failed at or after this time (ISO-8601)")
+        sub.add_argument(
+            "--since",
+            type=_since,
+            help="only letters that failed this long ago (30m, 2h) or at this ISO-8601 time or later",
+        )
         sub.add_argument("--error-class", help="only letters with this error class (e.g. InvalidChangeRecord)")
 
     sub = dlq_command("list", cmd_dlq_list, "the app's dead letters, oldest failure first", True)
@@ -170,11 +190,17 @@ def main(argv: list[str] | None = None) -> int:
             f"cdc {args.command}: cannot reach {exc.kwargs.get('endpoint_url')}: is the stack up? (`make up`, `make status`)"
         )
     except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
-        say(f"cdc {args.command}: {exc.response['Error'].get('Message', exc)}: run `make provision`")
+        message = exc.response.get("Error", {}).get("Message") or str(exc)
+        if error_code(exc) == "ResourceNotFoundException":
+            say(f"cdc {args.command}: {message}: run `make provision`")
+        else:
+            operation = exc.operation_name
+            say(f"cdc {args.command}: {operation} refused: {error_code(exc)}: {message}")
+    except BotoCoreError as exc:  # no credentials, no region, a timeout...
+        say(f"cdc {args.command}: {exc}")
     except CdcError as exc:
         say(f"cdc {args.command}: {exc}")
     except KeyboardInterrupt:
         say(f"cdc {args.command}: interrupted")
+        return 130  # 128 + SIGINT, as a shell reports it
     return 1

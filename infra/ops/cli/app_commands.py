@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from infra.ops.backfill import backfill
 from infra.ops.cli.context import Context
-from infra.ops.cli.output import print_rows, say, say_service_events
+from infra.ops.cli.output import print_rows, progress_off, say, say_service_events
 from infra.ops.replay import replay, replay_start
 from infra.ops.status import app_row
 
@@ -56,10 +56,11 @@ def cmd_scale(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args.app)
     kinesis = ctx.client("kinesis")
-    start = replay_start(kinesis, app.stream_name, at=args.at, since=args.since)
-    if args.at is not None and start != args.at:
+    at = args.at or args.since
+    start = replay_start(kinesis, app.stream_name, at=at)
+    if at is not None and start != at:
         say(f"starting at {start.isoformat()}: the KCL takes AT_TIMESTAMP in whole seconds")
-    with tqdm(total=0, unit="rec", file=sys.stderr, disable=args.json, desc=f"replay {app.name}") as bar:
+    with tqdm(total=0, unit="rec", file=sys.stderr, disable=progress_off(args), desc=f"replay {app.name}") as bar:
 
         def progress(done: int, total: int, lag: dict[str, int | None]) -> None:
             bar.total = total
@@ -100,7 +101,9 @@ def cmd_backfill(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args.app)
     dynamodb = ctx.client("dynamodb")
     estimate = int(dynamodb.describe_table(TableName=app.source.name)["Table"].get("ItemCount", 0)) or None
-    with tqdm(total=estimate, unit="item", file=sys.stderr, disable=args.json, desc=f"backfill {app.name}") as bar:
+    with tqdm(
+        total=estimate, unit="item", file=sys.stderr, disable=progress_off(args), desc=f"backfill {app.name}"
+    ) as bar:
         report = backfill(dynamodb, ctx.pipeline, app, ctx.processors(app), segments=args.segments, progress=bar.update)
     print_rows(args, [report.row()], tuple(report.row()))
     return 0 if report.stats.dead_lettered == 0 else 1

@@ -14,7 +14,7 @@ from consumers.runtime.config import AppConfig
 from consumers.runtime.deadletter import DeadLetter
 from infra.ops import deadletters
 from infra.ops.cli.context import Context
-from infra.ops.cli.output import print_rows, say, table
+from infra.ops.cli.output import print_rows, progress_off, say, table
 from services.config import StackError
 
 __all__ = ["cmd_dlq_discard", "cmd_dlq_list", "cmd_dlq_redrive", "cmd_dlq_show"]
@@ -64,7 +64,9 @@ def cmd_dlq_show(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args.app)
     chosen = _chosen_letters(ctx, app, args)
-    with tqdm(total=len(chosen), unit="letter", file=sys.stderr, disable=args.json, desc=f"redrive {app.name}") as bar:
+    with tqdm(
+        total=len(chosen), unit="letter", file=sys.stderr, disable=progress_off(args), desc=f"redrive {app.name}"
+    ) as bar:
         report = deadletters.redrive(
             ctx.client("dynamodb"),
             ctx.client("kinesis"),

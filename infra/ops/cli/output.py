@@ -10,12 +10,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["print_rows", "say", "say_service_events", "table"]
+__all__ = ["print_rows", "progress_off", "say", "say_service_events", "table"]
 
 
 def say(message: str) -> None:
     """A message for the person at the terminal: stderr, at once (stdout is the report)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def progress_off(args: argparse.Namespace) -> bool:
+    """No progress bar for ``--json``, nor when stderr is not a terminal (a log file, a pipe)."""
+    return bool(args.json) or not sys.stderr.isatty()
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from infra.local.provision import provision
 from infra.ops.cli.context import Context
 from infra.ops.cli.output import say, say_service_events, table
 from infra.ops.reshard import reshard, wait_drained, write_shard_count
-from infra.ops.status import app_row, shard_rows, stream_row
+from infra.ops.status import app_row, shard_rows, stats_snapshot, stream_row
 from producer_config import DEFAULT_PIPELINE_FILE
 from services.kinesis import list_shards
 
@@ -52,12 +53,17 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 return 1
         kinesis = ctx.client("kinesis")
         streams = sorted({app.stream_name for app in apps})
+        workers = {app.name: ctx.workers(app) for app in apps}
+        snapshots = {name: stats_snapshot(ctx.stack, w) for name, w in workers.items()}
+        time.sleep(1.0)  # once, for every app's rate
         report = {
-            "apps": [app_row(ctx.workers(app), ctx.dead_letters(app)) for app in apps],
+            "apps": [app_row(workers[app.name], ctx.dead_letters(app)) for app in apps],
             "shards": [
                 row
                 for app in apps
-                for row in shard_rows(ctx.stack, ctx.workers(app), list_shards(kinesis, app.stream_name))
+                for row in shard_rows(
+                    ctx.stack, workers[app.name], list_shards(kinesis, app.stream_name), snapshots[app.name]
+                )
             ],
             "streams": [stream_row(kinesis, stream) for stream in streams],
         }
@@ -79,8 +85,11 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
             )
         if not args.watch:
             return 0 if healthy else 1
-        time.sleep(2)
-        print("\033[2J\033[H", end="")  # clear the terminal between refreshes
+        time.sleep(1.0)  # with the 1 s rate window: a refresh every ~2 s
+        if sys.stdout.isatty():
+            print("\033[2J\033[H", end="")  # clear the terminal between refreshes
+        else:
+            print(flush=True)  # a pipe or a file gets one report after another, no escape codes
 
 
 def cmd_reshard(ctx: Context, args: argparse.Namespace) -> int:
