@@ -103,7 +103,7 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
         listed = cdc("dlq", "list", APP, "--json")
         assert listed.returncode == 0, listed.stderr
         assert set(seqs.values()) <= {row["sequence"] for row in json.loads(listed.stdout)}
-        shown = cdc("dlq", "show", APP, shard, seqs["roles"])
+        shown = cdc("dlq", "show", APP, shard, seqs["roles"], "--json")
         assert shown.returncode == 0 and json.loads(shown.stdout)["payload"]["eventName"] == "INSERT"
         dry = cdc("dlq", "redrive", APP, shard, seqs["roles"], "--dry-run", "--json")
         assert dry.returncode == 1 and "TypeError" in json.loads(dry.stdout)["outcomes"][0]["outcome"], dry.stdout

@@ -222,7 +222,9 @@ def test_an_app_restarted_after_a_replay_reads_the_shards_that_had_no_record_sin
     # published in the target's DynamoDB, where every worker reads it (not in the state folder)
     assert control.start_at(app.name) == datetime.fromisoformat(report["from"]).timestamp()
     assert {lease.checkpoint for lease in read_leases(ddb, app.name)} == {"AT_TIMESTAMP"}
-    assert cdc("stop", APP).returncode == 0 and cdc("start", APP).returncode == 0
+    stopped, started = cdc_json("stop", APP), cdc_json("start", APP)  # each command's result, for scripts
+    assert stopped["app"] == app.name and stopped["stopped"] and stopped["waited_s"] >= 0
+    assert started["workers"] == started["desired"] >= 1
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     changes = list(UserChangeGenerator(users=40, seed=21, prefix=f"ra-{uuid.uuid4().hex[:6]}-").changes(80))
     apply_changes(users, iter(changes), total=len(changes), progress=False)

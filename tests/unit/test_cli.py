@@ -115,3 +115,23 @@ def test_progress_bars_only_on_a_terminal_and_never_with_json(monkeypatch):
     assert progress_off(argparse.Namespace(json=True)) is True
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # a log file, a pipe
     assert progress_off(argparse.Namespace(json=False)) is True
+
+
+def test_every_command_takes_json():
+    import argparse
+
+    from infra.ops.cli import _parser
+
+    def commands(parser: argparse.ArgumentParser, prefix: str = ""):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from (
+                        commands(sub, f"{prefix}{name} ")
+                        if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+                        else [(f"{prefix}{name}", sub)]
+                    )
+
+    found = dict(commands(_parser()))
+    assert len(found) >= 16
+    assert [name for name, sub in found.items() if "--json" not in sub._option_string_actions] == []

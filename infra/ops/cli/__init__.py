@@ -70,18 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdc", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run: Callable[[Context, argparse.Namespace], int], help: str, json_out: bool = False):
+    def command(name: str, run: Callable[[Context, argparse.Namespace], int], help: str):
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run, json=False)
-        if json_out:
-            sub.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+        sub.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
         return sub
 
     command("up", cmd_up, "start what is not running, provision, start the relay and the workers (idempotent)")
     command("down", cmd_down, "stop every component and every worker of the stack; data stays")
     command("clean", cmd_clean, "stop everything and wipe the state folder (data, logs, positions, scale counts)")
     command("provision", cmd_provision, "apply producer_config/pipeline.toml to the target (idempotent)")
-    command("apps", cmd_apps, "each app: source stream, sink, workers running and wanted, state, dead letters", True)
+    command("apps", cmd_apps, "each app: source stream, sink, workers running and wanted, state, dead letters")
     sub = command(
         "stop", cmd_stop, "stop one app's workers gracefully (they checkpoint); wait until their leases expire"
     )
@@ -89,18 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("start", cmd_start, "start one app's workers (the scaled count, or --workers N, kept)")
     sub.add_argument("app")
     sub.add_argument("--workers", type=int, help="how many (kept in the state folder, as `scale` does)")
-    sub = command("scale", cmd_scale, "run N workers of one app with its open leases spread evenly (0: stopped)", True)
+    sub = command("scale", cmd_scale, "run N workers of one app with its open leases spread evenly (0: stopped)")
     sub.add_argument("app")
     sub.add_argument("workers", type=int, metavar="N")
-    sub = command("replay", cmd_replay, "process one app's stream again from a point of its retention window", True)
+    sub = command("replay", cmd_replay, "process one app's stream again from a point of its retention window")
     sub.add_argument("app")
     where = sub.add_mutually_exclusive_group(required=True)
     where.add_argument("--from-trim-horizon", action="store_true", help="from the oldest record the stream holds")
     where.add_argument("--at", type=_timestamp, help="from this time (ISO-8601 with a zone; whole seconds)")
     where.add_argument("--since", type=_since, help="from this long ago (90s, 30m, 2h, 1d) or this ISO-8601 time")
-    sub = command(
-        "status", cmd_status, "components; per app and shard: lease owner, checkpoint, lag, rate; streams", True
-    )
+    sub = command("status", cmd_status, "components; per app and shard: lease owner, checkpoint, lag, rate; streams")
     sub.add_argument("app", nargs="?", help="only this app (no component table)")
     sub.add_argument("--watch", action="store_true", help="refresh every 2 s until interrupted")
 
@@ -114,11 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
 
-    def dlq_command(name: str, run: Callable[[Context, argparse.Namespace], int], help: str, json_out: bool):
+    def dlq_command(name: str, run: Callable[[Context, argparse.Namespace], int], help: str):
         sub = dlq_commands.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run, json=False)
-        if json_out:
-            sub.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+        sub.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
         sub.add_argument("app", help="package (app_user_management) or app name (app-user-management)")
         return sub
 
@@ -130,9 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--error-class", help="only letters with this error class (e.g. InvalidChangeRecord)")
 
-    sub = dlq_command("list", cmd_dlq_list, "the app's dead letters, oldest failure first", True)
+    sub = dlq_command("list", cmd_dlq_list, "the app's dead letters, oldest failure first")
     narrowing(sub)
-    sub = dlq_command("show", cmd_dlq_show, "one letter: payload (decoded when it parses), error, times", False)
+    sub = dlq_command("show", cmd_dlq_show, "one letter: payload (decoded when it parses), error, times")
     sub.add_argument("shard")
     sub.add_argument("seq")
     for name, run, help in (
@@ -144,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         ("discard", cmd_dlq_discard, "delete letters judged unrecoverable"),
     ):
-        sub = dlq_command(name, run, help, name == "redrive")
+        sub = dlq_command(name, run, help)
         which = sub.add_mutually_exclusive_group(required=True)
         which.add_argument("--all", action="store_true", help="every letter (narrowed by --since, --error-class)")
         which.add_argument("letters", nargs="*", default=[], metavar="SHARD SEQ", help="letters by shard and sequence")
@@ -159,7 +155,6 @@ def _parser() -> argparse.ArgumentParser:
         cmd_backfill,
         "bring an app up to date with its source table's items (parallel Scan, each item through the app as an "
         "INSERT carrying the item's version: every later change wins); the app keeps consuming its stream",
-        True,
     )
     sub.add_argument("app")
     sub.add_argument("--segments", type=int, default=4, help="parallel Scan segments (threads); default 4")
@@ -167,7 +162,6 @@ def _parser() -> argparse.ArgumentParser:
         "reshard",
         cmd_reshard,
         "split or merge a stream's shards, wait until it is ACTIVE, then until every running app drained the parents",
-        True,
     )
     sub.add_argument("stream")
     how = sub.add_mutually_exclusive_group(required=True)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from infra.ops.backfill import backfill
 from infra.ops.cli.context import Context
-from infra.ops.cli.output import print_rows, progress_off, say, say_service_events
+from infra.ops.cli.output import print_result, print_rows, progress_off, say, say_service_events
 from infra.ops.replay import replay, replay_start
 from infra.ops.status import app_row
 
@@ -27,10 +27,12 @@ def cmd_apps(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args.app)
-    report = ctx.workers(app).stop()
+    workers = ctx.workers(app)
+    report = workers.stop()
+    print_result(args, app=app.name, stopped=report.stopped, waited_s=round(report.waited_s, 1))
     say(
         f"{app.name}: stopped {len(report.stopped)} worker(s) in {report.waited_s:.1f}s (waited for each processor "
-        f"to checkpoint on shutdown_requested, then for its leases to expire; {ctx.workers(app).where})"
+        f"to checkpoint on shutdown_requested, then for its leases to expire; {workers.where})"
     )
     return 0
 
@@ -39,7 +41,9 @@ def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args.app)
     workers = ctx.workers(app)
     workers.start(args.workers)
-    say(f"{app.name}: {workers.running_count()} worker(s) running")
+    running = workers.running_count()
+    print_result(args, app=app.name, workers=running, desired=workers.desired)
+    say(f"{app.name}: {running} worker(s) running")
     return 0
 
 

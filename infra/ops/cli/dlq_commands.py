@@ -14,7 +14,7 @@ from consumers.runtime.config import AppConfig
 from consumers.runtime.deadletter import DeadLetter
 from infra.ops import deadletters
 from infra.ops.cli.context import Context
-from infra.ops.cli.output import print_rows, progress_off, say, table
+from infra.ops.cli.output import print_result, print_rows, progress_off, say, table
 from services.config import StackError
 
 __all__ = ["cmd_dlq_discard", "cmd_dlq_list", "cmd_dlq_redrive", "cmd_dlq_show"]
@@ -57,7 +57,13 @@ def cmd_dlq_show(ctx: Context, args: argparse.Namespace) -> int:
     if letter is None:
         say(f"no dead letter {args.shard} {args.seq} in {app.dead_letter_table}")
         return 1
-    print(json.dumps(deadletters.detail(letter), indent=1, default=str))
+    detail = deadletters.detail(letter)
+    if args.json:
+        print(json.dumps(detail, indent=1, default=str))
+    else:
+        for key, value in detail.items():
+            shown = json.dumps(value, indent=1, default=str) if isinstance(value, (dict, list)) else value
+            print(f"{key}: {shown}")
     return 0
 
 
@@ -94,5 +100,6 @@ def cmd_dlq_discard(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args.app)
     chosen = _chosen_letters(ctx, app, args)
     deleted = deadletters.discard(ctx.client("dynamodb"), app.dead_letter_table, chosen)
+    print_result(args, app=app.name, chosen=len(chosen), discarded=deleted)
     say(f"{app.name}: discarded {deleted} of {len(chosen)} letter(s) (a letter that changed meanwhile is kept)")
     return 0 if deleted == len(chosen) else 1

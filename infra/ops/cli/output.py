@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["print_rows", "progress_off", "say", "say_service_events", "table"]
+__all__ = ["print_result", "print_rows", "progress_off", "say", "say_service_events", "table"]
 
 
 def say(message: str) -> None:
@@ -35,6 +35,13 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     """The command's report: ``rows`` as JSON with ``--json``, else as a table of ``columns``."""
     print(json.dumps(rows, indent=1, default=str) if args.json else table(rows, columns))
+
+
+def print_result(args: argparse.Namespace, **result: Any) -> None:
+    """A command whose report is its messages (stderr): with ``--json``, its result as one JSON
+    object on stdout for scripts; without, nothing more."""
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
 
 
 def say_service_events(rows: Sequence[dict[str, Any]]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from infra.local import stack
 from infra.local.provision import provision
 from infra.ops.cli.context import Context
-from infra.ops.cli.output import say, say_service_events, table
+from infra.ops.cli.output import print_result, say, say_service_events, table
 from infra.ops.reshard import reshard, wait_drained, write_shard_count
 from infra.ops.status import app_row, shard_rows, stats_snapshot, stream_row
 from producer_config import DEFAULT_PIPELINE_FILE
@@ -24,21 +24,26 @@ __all__ = ["cmd_clean", "cmd_down", "cmd_provision", "cmd_reshard", "cmd_status"
 
 def cmd_up(ctx: Context, args: argparse.Namespace) -> int:
     stack.up(ctx.stack, ctx.pipeline)
+    apps = [app_row(ctx.workers(app), ctx.dead_letters(app)) for app in ctx.apps] if args.json else []
+    print_result(args, target=ctx.stack.target.value, state_dir=ctx.stack.state_dir, apps=apps)
     return 0
 
 
 def cmd_down(ctx: Context, args: argparse.Namespace) -> int:
     stack.down(ctx.stack)
+    print_result(args, target=ctx.stack.target.value, state_dir=ctx.stack.state_dir, data_kept=True)
     return 0
 
 
 def cmd_clean(ctx: Context, args: argparse.Namespace) -> int:
     stack.clean(ctx.stack)
+    print_result(args, target=ctx.stack.target.value, state_dir=ctx.stack.state_dir, data_kept=False)
     return 0
 
 
 def cmd_provision(ctx: Context, args: argparse.Namespace) -> int:
-    provision(ctx.pipeline, ctx.stack, ctx.apps, say=say)
+    changes = provision(ctx.pipeline, ctx.stack, ctx.apps, say=say)
+    print_result(args, target=ctx.stack.target.value, changes=changes)
     return 0
 
 
