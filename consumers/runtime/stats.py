@@ -10,12 +10,15 @@ every few seconds of an idle shard::
 
     {"app": "app-user-management", "shard": "shardId-000000000000",
      "received": 10, "filtered_out": 1, "applied": 9, ...,
-     "now": {"at": 1764842400.123, "behind_ms": 0, "started": 1764842100.5}}
+     "now": {"at": 1764842400.123, "behind_ms": 0, "started": 1764842100.5,
+             "position": "49658..."}}
 
 The counters are the process's running `BatchStats` totals (its fields, whatever they are);
 ``now.at`` is when the file was written, ``now.behind_ms`` the shard's lag then (null before the
 first poll), ``now.started`` when the process started: a counter only grows between two files
-of the same ``started``. A reader skips a file it cannot read or parse (a torn write, a file
+of the same ``started``; ``now.position`` the sequence number of the last record it processed
+(null before its first record): `cdc status` measures the shard's lag from the records after it.
+A reader skips a file it cannot read or parse (a torn write, a file
 of an older format): a report then misses one process, never fails.
 """
 
@@ -47,6 +50,8 @@ class WorkerStats:
     behind_ms: int | None = None
     #: epoch seconds: when the process started (tells a restarted processor's totals apart)
     started: float = 0.0
+    #: the sequence number of the last record processed; None before the first
+    position: str | None = None
 
     def count(self, name: str) -> int:
         """The running total ``name`` (0 when this file has no such counter)."""
@@ -57,7 +62,7 @@ class WorkerStats:
             "app": self.app,
             "shard": self.shard,
             **self.counts,
-            "now": {"at": self.at, "behind_ms": self.behind_ms, "started": self.started},
+            "now": {"at": self.at, "behind_ms": self.behind_ms, "started": self.started, "position": self.position},
         }
 
     @classmethod
@@ -71,7 +76,13 @@ class WorkerStats:
                 if name not in _NOT_COUNTERS and isinstance(value, int) and not isinstance(value, bool)
             }
             return cls(
-                str(raw["app"]), str(raw["shard"]), counts, float(now["at"]), now["behind_ms"], float(now["started"])
+                str(raw["app"]),
+                str(raw["shard"]),
+                counts,
+                float(now["at"]),
+                now["behind_ms"],
+                float(now["started"]),
+                now.get("position"),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a worker stats file: {exc!r}") from None

@@ -69,6 +69,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         self.checkpoints = Checkpointer(durability, self._log)
         self.total = BatchStats()
         self.behind_ms: int | None = None
+        self.position: str | None = None  # the last record processed
         self._started = round(time.time(), 3)
         self._stats_saved = 0.0
 
@@ -107,6 +108,7 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             self._exit(next((status for kind, status in _EXIT_STATUS if isinstance(exc, kind)), EXIT_UNEXPECTED))
             raise
         last = records[-1]
+        self.position = last.sequence_number
         self.checkpoints.applied(last.sequence_number, last.sub_sequence_number, last.arrival_time)
         self.total += stats
         batch = {"ms": round((time.perf_counter() - started) * 1000, 1), "behind_ms": behind_ms, **_fields(stats)}
@@ -148,7 +150,9 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         now = round(time.time(), 3)
         write_stats(
             self._stats_dir,
-            WorkerStats(self.app_name, self.shard_id, _fields(self.total), now, self.behind_ms, self._started),
+            WorkerStats(
+                self.app_name, self.shard_id, _fields(self.total), now, self.behind_ms, self._started, self.position
+            ),
         )
 
 

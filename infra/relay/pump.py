@@ -45,6 +45,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from base.retry import Backoff
+from infra.relay.backlog import live_path, write_live
 from infra.relay.format import creation_stamps, put_rounds, to_kinesis_record
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 from services.clients import aws_client, error_code
@@ -66,6 +67,8 @@ _RESTART_BACKOFF = Backoff(first_s=1.0, cap_s=30.0)
 #: PutRecords again after a partial failure n: 0.05, 0.1, 0.2, ... up to 2 s
 _PUT_BACKOFF = Backoff(first_s=0.05, cap_s=2.0)
 _HEALTHY_LOOP_AGE_S = 10.0
+#: how often the relay writes where it is now, for `cdc status` (infra.relay.backlog)
+_LIVE_EVERY_S = 1.0
 
 
 def next_idle_wait(last_s: float, moved: int) -> float:
@@ -148,6 +151,7 @@ class Relay:
         self.relayed = 0
         self.last_stamp_ns = 0
         self.loop_at = 0.0  # time.monotonic() of the last completed loop
+        self.live_file, self.live_at = live_path(stack.relay_dir, table.name), 0.0
 
     # -- shards and lineage
     def _stream_arn(self) -> str:
@@ -216,6 +220,9 @@ class Relay:
                     readable = self._readable(self._list_shards(arn))
             self._save_due()
             self.loop_at = time.monotonic()
+            if self.loop_at - self.live_at >= _LIVE_EVERY_S:
+                write_live(self.live_file, arn, self.shards)
+                self.live_at = self.loop_at
             if not moved:
                 self.stop.wait(idle_s)
             idle_s = next_idle_wait(idle_s, moved)

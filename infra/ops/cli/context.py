@@ -14,6 +14,7 @@ from infra.ops.apps import AppWorkers
 from infra.ops.cli.output import say
 from infra.ops.ecs import EcsWorkers
 from infra.ops.workers import Workers
+from infra.relay.backlog import RelayBacklog, backlog
 from producer_config import PipelineConfig, load_pipeline
 from services.clients import aws_client, lease_client
 from services.config import StackConfig, StackError, Target
@@ -67,6 +68,15 @@ class Context:
         from consumers.runtime.wiring import build_batch_processor  # opensearch-py: only when needed
 
         return build_batch_processor(app.package, self.stack)[0]
+
+    def relay_backlogs(self) -> list[RelayBacklog]:
+        """The relay stage of each source table, where the project relays (the local stack)."""
+        if self.stack.target is not Target.LOCAL:
+            return []
+        return [
+            backlog(self.client("dynamodbstreams"), self.client("dynamodb"), table.name, self.stack.relay_dir)
+            for table in self.pipeline.source_tables
+        ]
 
     def dead_letters(self, app: AppConfig) -> int | None:
         try:

@@ -15,7 +15,7 @@ from infra.local.provision import provision
 from infra.ops.cli.context import Context
 from infra.ops.cli.output import print_result, say, say_service_events, table
 from infra.ops.reshard import reshard, wait_drained, write_shard_count
-from infra.ops.status import app_row, shard_rows, stats_snapshot, stream_row
+from infra.ops.status import app_row, freshness, relay_row, shard_rows, stats_snapshot, stream_row
 from producer_config import DEFAULT_PIPELINE_FILE
 from services.kinesis import list_shards
 
@@ -63,25 +63,38 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         time.sleep(1.0)  # once, for every app's rate
         report = {
             "apps": [app_row(workers[app.name], ctx.dead_letters(app)) for app in apps],
+            "relay": [relay_row(backlog) for backlog in ctx.relay_backlogs()],
             "shards": [
                 row
                 for app in apps
                 for row in shard_rows(
-                    ctx.stack, workers[app.name], list_shards(kinesis, app.stream_name), snapshots[app.name]
+                    ctx.stack, workers[app.name], kinesis, list_shards(kinesis, app.stream_name), snapshots[app.name]
                 )
             ],
             "streams": [stream_row(kinesis, stream) for stream in streams],
         }
+        freshness(list(ctx.apps), report["apps"], report["shards"], report["relay"])
         if args.json:
             print(json.dumps(report, indent=1, default=str))
         else:
-            print("\napps:\n" + table(report["apps"], ("app", "workers", "desired", "state", "leader", "dead_letters")))
+            print(
+                "\napps:\n"
+                + table(
+                    report["apps"],
+                    ("app", "workers", "desired", "state", "leader", "dead_letters", "lag_ms", "freshness_ms"),
+                )
+            )
             say_service_events(report["apps"])
+            if report["relay"]:
+                print(
+                    "\nrelay (DynamoDB Streams -> Kinesis):\n"
+                    + table(report["relay"], ("table", "waiting", "at_least", "oldest_age_s", "position_age_s"))
+                )
             print(
                 "\nshards:\n"
                 + table(
                     report["shards"],
-                    ("app", "shard", "shard_state", "owner", "checkpoint", "behind_ms", "records_per_s"),
+                    ("app", "shard", "shard_state", "owner", "checkpoint", "lag_ms", "behind_ms", "records_per_s"),
                 )
             )
             print(

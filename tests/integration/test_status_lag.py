@@ -1,0 +1,72 @@
+"""`cdc status` shows the lag there is: the relay's backlog as a stage of the pipeline, each
+shard's lag measured from the records, and each app's end-to-end freshness. Tested by holding
+the relay, then one app, back while changes are written."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from infra.local.components import components, wait_healthy
+from scripts.changes.generator import UserChangeGenerator
+from scripts.changes.writer import apply_changes
+from services.clients import aws_resource
+from tests.cli import cdc_json
+from tests.converge import assert_converges
+
+APP = "app-user-management"
+
+
+def _write(stack, pipeline, count: int, seed: int) -> None:
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    changes = list(UserChangeGenerator(users=20, seed=seed, prefix=f"lag-{uuid.uuid4().hex[:6]}-").changes(count))
+    apply_changes(users, iter(changes), total=len(changes), progress=False)
+
+
+def _status() -> dict:
+    report = cdc_json("status")
+    return {
+        "relay": {row["table"]: row for row in report["relay"]},
+        "apps": {row["app"]: row for row in report["apps"]},
+        "shards": [row for row in report["shards"] if row["app"] == APP],
+    }
+
+
+def test_a_held_relay_shows_its_backlog_growing_older_and_none_once_it_runs(stack, pipeline):
+    assert_converges(stack, pipeline)
+    relay = next(c for c in components(stack, pipeline) if c.process.name == "relay")
+    assert relay.process.stop(timeout_s=30)
+    try:
+        _write(stack, pipeline, 30, seed=41)
+        first = _status()
+        users = first["relay"]["Users"]
+        assert users["waiting"] >= 30 and users["oldest_age_s"] is not None, users
+        time.sleep(2)
+        later = _status()
+        assert later["relay"]["Users"]["oldest_age_s"] > users["oldest_age_s"]
+        # the apps downstream are as stale as the oldest change the relay holds
+        assert later["apps"][APP]["freshness_ms"] >= later["relay"]["Users"]["oldest_age_s"] * 1000
+    finally:
+        relay.process.start()
+        wait_healthy(relay, 60)
+    assert_converges(stack, pipeline)
+    assert _status()["relay"]["Users"]["waiting"] == 0
+
+
+def test_a_stopped_app_shows_a_lag_measured_from_its_records_and_none_once_it_runs(stack, pipeline):
+    assert_converges(stack, pipeline)
+    cdc_json("stop", "app_user_management")
+    try:
+        _write(stack, pipeline, 30, seed=42)
+        time.sleep(3)  # the relay delivers them to the stream; nobody reads them
+        first = _status()
+        lags = [row["lag_ms"] for row in first["shards"] if row["shard_state"] == "open"]
+        assert max(lags) >= 2000, first["shards"]
+        time.sleep(2)
+        later = _status()
+        assert later["apps"][APP]["lag_ms"] > first["apps"][APP]["lag_ms"]
+        assert later["apps"][APP]["freshness_ms"] >= later["apps"][APP]["lag_ms"]
+    finally:
+        cdc_json("start", "app_user_management")
+    assert_converges(stack, pipeline)
+    assert _status()["apps"][APP]["lag_ms"] == 0
