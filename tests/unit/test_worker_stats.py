@@ -36,7 +36,7 @@ def test_the_file_format_is_the_one_on_disk(tmp_path):
         "app": "app-x",
         "shard": "shardId-000000000001",
         **COUNTS,
-        "now": {"at": 100.0, "behind_ms": None, "started": 50.0},
+        "now": {"at": 100.0, "behind_ms": None, "started": 50.0, "position": None},
     }
 
 
@@ -54,6 +54,7 @@ def test_a_file_an_earlier_worker_wrote_reads(tmp_path):
         1764842100.5,
     )
     assert stats.count("received") == 3 and stats.count("dead_lettered") == 0
+    assert stats.position is None  # written before the processors kept their position
 
 
 def test_per_shard_the_file_written_last_wins(tmp_path):
