@@ -130,7 +130,7 @@ lint: $(VENV)/.installed  ## ruff (lint, format check) and mypy (strict on the c
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Known vulnerabilities of the pinned Python and npm dependencies (.ci/audit.py; README, Security).
+# Known vulnerabilities of the pinned Python and npm dependencies (.ci/audit.py; docs/security.md).
 # pip-audit has its own pinned venv. An unreachable vulnerability service is reported SKIPPED and
 # does not fail the target unless AUDIT_STRICT=1.
 .PHONY: audit
@@ -144,7 +144,7 @@ $(AUDIT_VENV)/.installed: .ci/audit-requirements.txt
 audit: $(AUDIT_VENV)/.installed $(VENV)/.installed  ## known vulnerabilities of the pinned dependencies (pip-audit, npm audit; allow-list .ci/audit-allowlist.toml)
 	$(AUDIT_VENV)/bin/python .ci/audit.py
 
-# Three tiers (README, Testing). `make test-fast`: no server. `make test` (CI's): installs side by
+# Three tiers (docs/testing.md). `make test-fast`: no server. `make test` (CI's): installs side by
 # side, audit, iac-check, lint, the no-server tier, the local stack's session, then LocalStack's
 # (one stack at a time: two would starve a 2-core machine). `make test-all`: the same with
 # `--tier all`: the tests marked `full` and the full-length versions (chaos at 3 rounds). Each

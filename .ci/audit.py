@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     if skipped_services:
-        verdict = "FAILED (--strict / AUDIT_STRICT=1)" if args.strict else "skipped, not failed (README, Security)"
+        verdict = "FAILED (--strict / AUDIT_STRICT=1)" if args.strict else "skipped, not failed (docs/security.md)"
         print(f"audit: {len(skipped_services)} vulnerability service(s) unreachable: {verdict}", file=sys.stderr)
         return 2 if args.strict else 0
     print(f"audit: no known vulnerability ({len(findings)} allowed)")

@@ -1,7 +1,7 @@
 """Where the stack runs and how to reach it: one frozen record built from the environment.
 
 Every port, directory and endpoint is configurable through a ``CDC_*`` variable (see the
-README's configuration reference); defaults give the local stack on 127.0.0.1.
+docs/configuration.md); defaults give the local stack on 127.0.0.1.
 
 Targets (``CDC_TARGET``, or ``STACK`` in the Makefile):
   local       processes started by this project: DynamoDB Local, kinesis-mock, OpenSearch, relay;
@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 OPENSEARCH_MAX_HTTP_PORT = 9299
 
 
-#: every CDC_* variable the project reads (README, Environment); any other one is refused with the
+#: every CDC_* variable the project reads (docs/configuration.md, Environment); any other one is refused with the
 #: closest match, as a misspelt one would otherwise be ignored (tests/unit checks the list)
 VARIABLES = frozenset(
     {
@@ -218,7 +218,7 @@ class StackConfig:
             if name.startswith("CDC_") and name not in VARIABLES:
                 raise StackError(
                     f"{name} is not a variable of this project: {closest(name, VARIABLES)}"
-                    "unset it (the variables: README, Environment)"
+                    "unset it (the variables: docs/configuration.md, Environment)"
                 )
 
         def port(name: str, default: int) -> int:
@@ -310,7 +310,7 @@ class StackConfig:
         """Where the KCL keeps its lease, coordinator and worker-metrics tables. The local stack
         runs a second DynamoDB Local for them: DynamoDB Local runs one transaction at a time and
         the others wait, so with the sinks' transactions on the data instance a lease renewal
-        queued behind them until it timed out (README, Decisions). Elsewhere: DynamoDB itself."""
+        queued behind them until it timed out (docs/decisions.md). Elsewhere: DynamoDB itself."""
         if self.target is Target.LOCAL:
             return f"http://{self.bind_host}:{self.leases_port}"
         return self.dynamodb_endpoint

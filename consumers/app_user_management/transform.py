@@ -1,4 +1,4 @@
-"""Users change -> AppUsers_V2 item (pure; the rules are in the README).
+"""Users change -> AppUsers_V2 item (pure; the rules are in docs/reliability.md).
 
 * Key: UserId. One item per user, carrying the source Version (added by the sink).
 * The user profile (Email, DisplayName, Status: `consumers.domain.users`); Roles sorted;

@@ -102,7 +102,7 @@ def _ensure_stream(kinesis, spec: StreamSpec, changed) -> str:
         # Resharding is an operation with consequences for consumers, never a side effect.
         raise StackError(
             f"stream {spec.name} has {summary['OpenShardCount']} open shards but pipeline.toml says "
-            f"{spec.shards}: reshard it explicitly (README, Operations) or fix the file"
+            f"{spec.shards}: reshard it explicitly (docs/operations.md) or fix the file"
         )
     return summary["StreamARN"]
 

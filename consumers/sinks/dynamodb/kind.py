@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_WRITE_STRATEGY", "KIND", "DynamoDbSinkSpec"]
 
 #: The write strategy when app.toml sets none, per target. AWS bills a transactional write at
 #: 2 WCU per item: conditional puts. DynamoDB Local takes 5-7x more items/s in transactions
-#: (README, Performance), but it runs one transaction at a time: the local stack keeps the
+#: (docs/performance.md), but it runs one transaction at a time: the local stack keeps the
 #: KCL's lease tables on a second DynamoDB Local so that lease renewals never queue behind
 #: them. LocalStack has one DynamoDB Local for both: conditional puts.
 DEFAULT_WRITE_STRATEGY = {

@@ -1,5 +1,5 @@
 # The pipeline on AWS (included by the Makefile): the CloudFormation template generated from
-# producer_config/ and consumers/*/app.toml, its checks, its deployment. README "Deploy to AWS".
+# producer_config/ and consumers/*/app.toml, its checks, its deployment. infra/deploy/aws/README.md.
 
 IAC_VENV := $(DEPS)/iac-tools
 # generated on demand, never committed (.gitignore); `make iac-check` writes it anew each time

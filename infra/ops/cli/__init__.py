@@ -1,6 +1,6 @@
 """`cdc`: operate the pipeline. `make up/down/status/clean/provision/apps/scale/replay` call it.
 
-Every command reads its settings from the environment (CDC_* variables, see README) and
+Every command reads its settings from the environment (CDC_* variables, docs/configuration.md) and
 `producer_config/pipeline.toml`. Reports go to stdout (tables, or JSON with ``--json``),
 messages and progress to stderr. Exit status: 0 done, 1 the command could not do it (one line
 says why and what to do, never a traceback), 2 bad usage, 130 interrupted (Ctrl-C).
