@@ -82,29 +82,40 @@ class EcsWorkers(Workers):
             )
         return services[0]
 
-    def tasks(self, status: str = "RUNNING") -> list[dict[str, Any]]:
-        """The service's tasks whose desired status is ``status``."""
+    def tasks(self) -> list[dict[str, Any]]:
+        """The service's tasks that are not gone: those ECS wants running, and those it stops
+        whose container has not ended yet (desired STOPPED, last status not STOPPED: their
+        processors may still be checkpointing)."""
         arns: list[str] = []
-        for page in self.ecs.get_paginator("list_tasks").paginate(
-            cluster=self.cluster, serviceName=self.app.name, desiredStatus=status
-        ):
-            arns += page["taskArns"]
+        for status in ("RUNNING", "STOPPED"):
+            for page in self.ecs.get_paginator("list_tasks").paginate(
+                cluster=self.cluster, serviceName=self.app.name, desiredStatus=status
+            ):
+                arns += page["taskArns"]
         found: list[dict[str, Any]] = []
         for i in range(0, len(arns), 100):
             found += self.ecs.describe_tasks(cluster=self.cluster, tasks=arns[i : i + 100])["tasks"]
-        return [task for task in found if task.get("group") == f"service:{self.app.name}"]
+        return [
+            task
+            for task in found
+            if task.get("group") == f"service:{self.app.name}" and task.get("lastStatus") != "STOPPED"
+        ]
+
+    @staticmethod
+    def _up(task: dict[str, Any]) -> bool:
+        return task.get("lastStatus") == "RUNNING" and task.get("desiredStatus") == "RUNNING"
 
     @property
     def desired(self) -> int:
         return int(self.service()["desiredCount"])
 
     def running_count(self) -> int:
-        return sum(1 for task in self.tasks() if task.get("lastStatus") == "RUNNING")
+        return sum(1 for task in self.tasks() if self._up(task))
 
     def describe(self) -> dict[str, Any]:
         service = self.service()
         running = self.tasks()
-        up = sum(1 for task in running if task.get("lastStatus") == "RUNNING")
+        up = sum(1 for task in running if self._up(task))
         desired = int(service["desiredCount"])
         deployments = service.get("deployments", [])
         primary: dict[str, Any] = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
@@ -117,7 +128,7 @@ class EcsWorkers(Workers):
         return {
             "workers": up,
             "desired": desired,
-            "pending": len(running) - up,
+            "pending": len(running) - up,  # starting, or stopping
             "state": state,
             "deployment": primary.get("rolloutState") or primary.get("status"),
             "events": [event["message"] for event in service.get("events", [])[:3]],
@@ -173,13 +184,13 @@ class EcsWorkers(Workers):
         while True:
             service = self.service()
             tasks = self.tasks()
-            up = sum(1 for task in tasks if task.get("lastStatus") == "RUNNING")
+            up = sum(1 for task in tasks if self._up(task))
             deployments = len(service.get("deployments", []))
             if up == count == len(tasks) and deployments <= 1:
                 return time.monotonic() - started
             if (up, len(tasks)) != told:
                 told = (up, len(tasks))
-                self.say(f"  {self.app.name}: {up} of {count} task(s) running, {len(tasks) - up} starting")
+                self.say(f"  {self.app.name}: {up} of {count} task(s) running, {len(tasks) - up} starting or stopping")
             if time.monotonic() - started > timeout_s:
                 events = "; ".join(event["message"] for event in service.get("events", [])[:3])
                 raise StackError(
