@@ -106,11 +106,20 @@ def _is_daemon_jvm(cmdline: bytes) -> bool:
     return cmdline.startswith(b"java") and b"MultiLangDaemon" in cmdline
 
 
+def _cmdline(pid: int) -> bytes:
+    """A process's command line; empty for one that ended since it was listed (the killed JVM's
+    record processors exit while the test looks for its replacement)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def _worker_jvm(stack, app) -> int:
     """The MultiLangDaemon JVM under the app's first worker supervisor."""
     supervisor = stacks.worker(stack, app, 1).process.pid()
     assert supervisor is not None
-    jvms = [pid for pid in descendants(supervisor) if _is_daemon_jvm(Path(f"/proc/{pid}/cmdline").read_bytes())]
+    jvms = [pid for pid in descendants(supervisor) if _is_daemon_jvm(_cmdline(pid))]
     assert len(jvms) == 1, jvms
     return jvms[0]
 
