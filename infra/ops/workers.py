@@ -107,16 +107,14 @@ class Workers(ABC):
         """Where the leases the KCL creates next start (`cdc replay`), for every worker to read."""
         self.control.publish_start(self.app.name, start_at)
 
-    def forget_start_once_used(self) -> bool:
+    def forget_start_once_used(self) -> None:
         """Clear the published start once no lease sits on the AT_TIMESTAMP sentinel any more
-        (`consumers.runtime.control` says why it must stay until then); True when cleared or absent."""
+        (`consumers.runtime.control` says why it must stay until then)."""
         if self.control.start_at(self.app.name) is None:
-            return True
+            return
         leases = self.leases()
         if leases and all(lease.checkpoint != AT_TIMESTAMP for lease in leases):
             self.control.clear_start(self.app.name)
-            return True
-        return False
 
     def settled(self, plan: dict[str, str], assigned: dict[str, int]) -> dict[str, int]:
         """Wait until every planned lease (shard -> workerId) is renewed by its worker (its

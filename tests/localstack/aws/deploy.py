@@ -28,8 +28,6 @@ __all__ = ["ACCOUNT", "apply"]
 ACCOUNT = "123456789012"  # moto's default account
 Json = dict[str, Any]
 
-#: CloudFormation property names the API spells otherwise (beyond the first letter's case)
-_API_NAMES = {"Family": "family"}
 #: property maps whose keys are data (kept as they are), not property names
 _DATA_KEYS = {"Options", "DockerLabels"}
 
@@ -109,7 +107,7 @@ def _api(value: Any) -> Any:
         return [_api(item) for item in value]
     if not isinstance(value, dict):
         return value
-    return {_API_NAMES.get(k, k[:1].lower() + k[1:]): (v if k in _DATA_KEYS else _api(v)) for k, v in value.items()}
+    return {k[:1].lower() + k[1:]: (v if k in _DATA_KEYS else _api(v)) for k, v in value.items()}
 
 
 def _of_type(template: Json, kind: str) -> list[tuple[str, Json]]:
