@@ -71,6 +71,8 @@ def provision(
         search = opensearch_client(stack)
         for index in pipeline.indexes.values():
             _ensure_index(search, index, changed)
+    if native and not _precision_reported(ddb, sources):
+        say(COARSE_STAMPS_NOTE)
     mode = "native streaming destination" if native else "DynamoDB Streams + local relay"
     total = len(pipeline.streams) + len(pipeline.tables) + len(pipeline.indexes) + len(apps) + bool(apps)
     say(
@@ -173,12 +175,30 @@ def _ensure_ttl(ddb, table: TableSpec, changed) -> None:
     changed(f"table {table.name}: TTL on {table.ttl_attribute}")
 
 
+#: said by provisioning (so once per `make up`) where the destination may stamp whole seconds
+COARSE_STAMPS_NOTE = (
+    "  note     this endpoint's streaming destination does not report its timestamp precision: a"
+    " LocalStack without this project's patch stamps whole seconds, so edits of one item without a"
+    " version attribute within one second keep the first. Give such items a version attribute, or"
+    " use `make up STACK=localstack` in host mode (docs/reliability.md#ordering-per-target)"
+)
+
+
+def _precision_reported(ddb, sources) -> bool:
+    """Whether the destination reports its ApproximateCreationDateTimePrecision, as AWS does and
+    LocalStack with ``dynamodb-destination-precision.patch`` does (then it also honours it)."""
+    destinations = ddb.describe_kinesis_streaming_destination(TableName=sources[0].name)[
+        "KinesisDataStreamDestinations"
+    ]
+    return any("ApproximateCreationDateTimePrecision" in d for d in destinations)
+
+
 def _ensure_destination(ddb, table: TableSpec, stream_arn: str, precision: str, changed) -> None:
     current = ddb.describe_kinesis_streaming_destination(TableName=table.name)
     for destination in current.get("KinesisDataStreamDestinations", []):
         if destination["StreamArn"] == stream_arn and destination["DestinationStatus"] in ("ACTIVE", "ENABLING"):
-            # LocalStack reports no precision (and writes whole seconds whatever was asked):
-            # nothing to compare, so nothing to update
+            # an unpatched LocalStack reports no precision (and writes whole seconds whatever
+            # was asked): nothing to compare, so nothing to update
             reported = destination.get("ApproximateCreationDateTimePrecision")
             if reported is not None and reported != precision:
                 ddb.update_kinesis_streaming_destination(

@@ -20,6 +20,7 @@ from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource, lease_client
 from tests.cli import cdc
 from tests.records import user_insert
+from tests.scenarios import versionless_edits_within_one_second
 
 # on an emptied stack: the exact counts below need no re-delivery of an earlier module's records
 # (a worker killed there re-reads from its checkpoint when it restarts, at any moment after)
@@ -84,6 +85,14 @@ def test_thousands_of_random_changes_reach_every_sink_and_filters_drop_what_they
     assert app["filtered_out"] == generator.tally["touch"] > 0
     assert workplace["filtered_out"] == generator.tally["no_membership_effect"] > 0
     assert all(d["dead_lettered"] == 0 for d in delta.values())
+
+
+def test_versionless_edits_of_an_item_within_one_second_leave_every_sink_at_the_last(stack, pipeline):
+    """The relay stamps each change at the destination's precision (microseconds), so the time
+    fallback orders them; `verify` fails while any sink holds an earlier edit."""
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    versionless_edits_within_one_second(users, f"nv-{uuid.uuid4().hex[:8]}")
+    _converge(stack, pipeline, timeout_s=120)
 
 
 def _wait(what: str, predicate, timeout_s: float = 120):

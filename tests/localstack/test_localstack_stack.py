@@ -25,7 +25,7 @@ from consumers.runtime.config import discover_apps, load_app
 from infra.local import localstack
 from infra.local import stack as stacks
 from infra.local.components import components
-from infra.local.provision import provision
+from infra.local.provision import COARSE_STAMPS_NOTE, provision
 from scripts.changes.generator import UserChangeGenerator
 from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource, lease_client
@@ -34,6 +34,7 @@ from services.kinesis import read_stream
 from tests.cli import cdc
 from tests.converge import assert_converges
 from tests.procfs import descendants, listening, loopback
+from tests.scenarios import versionless_edits_within_one_second
 
 pytestmark = pytest.mark.localstack
 
@@ -75,15 +76,23 @@ def test_a_localstack_already_answering_is_used_as_it_is_and_left_running(stack,
 
 
 def test_provisioning_twice_changes_nothing(stack, pipeline):
+    """...and says nothing about coarse timestamps: the patched destination reports its precision."""
     apps = discover_apps(pipeline)
-    provision(pipeline, stack, apps, say=lambda _: None)
-    assert provision(pipeline, stack, apps, say=lambda _: None) == []
+    said: list[str] = []
+    provision(pipeline, stack, apps, say=said.append)
+    assert provision(pipeline, stack, apps, say=said.append) == []
+    assert COARSE_STAMPS_NOTE not in said
+    destinations = aws_client("dynamodb", stack, pipeline.region).describe_kinesis_streaming_destination(
+        TableName="Users"
+    )["KinesisDataStreamDestinations"]
+    assert [d["ApproximateCreationDateTimePrecision"] for d in destinations] == [pipeline.creation_time_precision]
 
 
 def test_changes_reach_every_sink_through_the_native_destination_on_one_shard(stack, pipeline):
     """The generator's changes converge in all three sinks. What LocalStack's destination
-    writes differs from AWS (one shard per table, 8-character eventID, whole-second
-    timestamps); each difference is pinned here as seen on the stream."""
+    writes differs from AWS (one shard per table, 8-character eventID); each difference is
+    pinned here as seen on the stream. Its timestamps have the precision asked (the project's
+    patch: unpatched, whole seconds)."""
     since = datetime.now(UTC)
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     generator = UserChangeGenerator(users=120, seed=11, prefix=f"ls-{uuid.uuid4().hex[:6]}-")
@@ -99,7 +108,17 @@ def test_changes_reach_every_sink_through_the_native_destination_on_one_shard(st
     assert {r.partition_key for r, _ in ours} == {hashlib.md5(b"UsersUserId").hexdigest()}
     assert {len(body["eventID"]) for _, body in ours} == {8}
     stamps = [body["dynamodb"]["ApproximateCreationDateTime"] for _, body in ours]
-    assert all(isinstance(s, int) and 1e9 < s < 1e11 for s in stamps), "whole seconds, though MICROSECOND was asked"
+    assert pipeline.creation_time_precision == "MICROSECOND"
+    assert all(isinstance(s, int) and 1e15 < s < 1e17 for s in stamps), "microseconds, as asked"
+    assert len(set(stamps)) == len(stamps), "one change, one stamp"
+
+
+def test_versionless_edits_of_an_item_within_one_second_leave_every_sink_at_the_last(stack, pipeline):
+    """Unpatched, LocalStack stamps all three edits with the same second: the time fallback
+    ties and every sink keeps the first edit, so `verify` never passes."""
+    users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
+    versionless_edits_within_one_second(users, f"nv-{uuid.uuid4().hex[:8]}")
+    assert_converges(stack, pipeline, timeout_s=120)
 
 
 def _is_daemon_jvm(cmdline: bytes) -> bool:

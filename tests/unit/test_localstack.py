@@ -146,3 +146,25 @@ def test_docker_compose_runs_the_same_localstack_and_kinesis_mock_as_host_mode()
     assert f"SERVICES: {localstack.SERVICES}\n" in compose
     ports = re.findall(r'^\s+- "([^"]+):4566"$', compose, re.MULTILINE)
     assert ports and all(p.startswith("127.0.0.1:") for p in ports)
+
+
+class _Destinations:
+    def __init__(self, *destinations):
+        self.destinations = list(destinations)
+
+    def describe_kinesis_streaming_destination(self, TableName):
+        return {"TableName": TableName, "KinesisDataStreamDestinations": self.destinations}
+
+
+def test_provisioning_tells_a_destination_that_reports_its_precision_from_one_that_does_not():
+    """AWS and the patched LocalStack report the precision (and honour it); an unpatched
+    LocalStack does not, and stamps whole seconds: `make up` then says so."""
+    from infra.local.provision import _precision_reported
+    from producer_config import load_pipeline
+
+    sources = load_pipeline().source_tables
+    active = {"StreamArn": "arn:aws:kinesis:us-east-1:000000000000:stream/s", "DestinationStatus": "ACTIVE"}
+    assert _precision_reported(
+        _Destinations({**active, "ApproximateCreationDateTimePrecision": "MICROSECOND"}), sources
+    )
+    assert not _precision_reported(_Destinations(active), sources)
