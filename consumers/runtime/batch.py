@@ -97,9 +97,11 @@ def _ignore(*_: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class BatchHooks:
-    """What a caller may observe: the writes planned for a record, and each dead letter."""
+    """What a caller may observe: each change decoded and planned, the writes planned for its
+    record, and each dead letter."""
 
     planned: Callable[[InputRecord, tuple[PlannedWrite, ...]], None] = _ignore
+    changed: Callable[[ChangeRecord], None] = _ignore
     dead_lettered: Callable[[DeadLetter], None] = _ignore
 
 
@@ -192,6 +194,7 @@ class BatchProcessor:
                 change.validate()  # every attribute, not only those the transform reads
                 writes = plan_writes(change, self.transform)
                 self.hooks.planned(record, writes)
+                self.hooks.changed(change)
                 planned.append(_Planned(record, writes))
             except Exception as exc:  # noqa: BLE001 - a poison record, whatever the cause
                 self._dead_letter(record, type(exc).__name__, str(exc), stats)

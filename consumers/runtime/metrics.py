@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
-__all__ = ["METRICS", "NAMESPACE", "emf_document", "emit", "enabled"]
+__all__ = ["MAX_VALUES", "METRICS", "NAMESPACE", "emf_document", "emit", "enabled"]
 
 NAMESPACE = "KinesisCdc"
 DIMENSIONS = (("App",),)
@@ -39,14 +39,18 @@ METRICS: Mapping[str, tuple[str, str]] = {
     "Retries": ("Count", "retries"),
     "BatchDuration": ("Milliseconds", "ms"),
     "MillisBehindLatest": ("Milliseconds", "behind_ms"),
+    # a list of the batch's values (at most MAX_VALUES): CloudWatch's p50 / p99 statistics
+    "ChangeToApplyLatency": ("Milliseconds", "latency_ms"),
 }
+#: EMF takes at most 100 values for one metric in one document
+MAX_VALUES = 100
 
 
 def emf_document(
     app: str, shard: str, values: Mapping[str, float | int | None], *, timestamp_ms: int, namespace: str = NAMESPACE
 ) -> dict[str, Any]:
     """The EMF document of one batch. ``values``: the batch line's fields (the BatchStats
-    counts, ``ms``, ``behind_ms``); a metric whose value is missing or None is left out (EMF
+    counts, ``ms``, ``behind_ms``) and ``latency_ms``, a list; a metric whose value is missing or None is left out (EMF
     requires a number for every metric it declares)."""
     present = {name: (unit, values[key]) for name, (unit, key) in METRICS.items() if values.get(key) is not None}
     return {

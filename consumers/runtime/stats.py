@@ -11,13 +11,14 @@ every few seconds of an idle shard::
     {"app": "app-user-management", "shard": "shardId-000000000000",
      "received": 10, "filtered_out": 1, "applied": 9, ...,
      "now": {"at": 1764842400.123, "behind_ms": 0, "started": 1764842100.5,
-             "position": "49658..."}}
+             "position": "49658...", "latency_ms": [412, 388]}}
 
 The counters are the process's running `BatchStats` totals (its fields, whatever they are);
 ``now.at`` is when the file was written, ``now.behind_ms`` the shard's lag then (null before the
 first poll), ``now.started`` when the process started: a counter only grows between two files
 of the same ``started``; ``now.position`` the sequence number of the last record it processed
-(null before its first record): `cdc status` measures the shard's lag from the records after it.
+(null before its first record): `cdc status` measures the shard's lag from the records after it;
+``now.latency_ms`` the change-to-apply latencies of the last minute (`consumers.runtime.latency`).
 A reader skips a file it cannot read or parse (a torn write, a file
 of an older format): a report then misses one process, never fails.
 """
@@ -52,6 +53,9 @@ class WorkerStats:
     started: float = 0.0
     #: the sequence number of the last record processed; None before the first
     position: str | None = None
+    #: change-to-apply latencies (ms) of the changes applied in the last minute
+    #: (`consumers.runtime.latency`)
+    latency_ms: tuple[int, ...] = ()
 
     def count(self, name: str) -> int:
         """The running total ``name`` (0 when this file has no such counter)."""
@@ -62,7 +66,13 @@ class WorkerStats:
             "app": self.app,
             "shard": self.shard,
             **self.counts,
-            "now": {"at": self.at, "behind_ms": self.behind_ms, "started": self.started, "position": self.position},
+            "now": {
+                "at": self.at,
+                "behind_ms": self.behind_ms,
+                "started": self.started,
+                "position": self.position,
+                "latency_ms": list(self.latency_ms),
+            },
         }
 
     @classmethod
@@ -83,6 +93,7 @@ class WorkerStats:
                 now["behind_ms"],
                 float(now["started"]),
                 now.get("position"),
+                tuple(now.get("latency_ms") or ()),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a worker stats file: {exc!r}") from None

@@ -22,7 +22,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from amazon_kclpy import kcl
@@ -32,8 +33,11 @@ from consumers.runtime import metrics
 from consumers.runtime.batch import BatchProcessor, BatchStats, InputRecord, utc_from_millis
 from consumers.runtime.checkpoint import Checkpointer
 from consumers.runtime.deadletter import DeadLetterUnavailable
+from consumers.runtime.latency import LatencyWindow, quantile, sample
 from consumers.runtime.stats import WorkerStats, write_stats
 from consumers.shared.errors import SinkError
+from consumers.shared.planning import PlannedWrite, WriteResult
+from consumers.shared.records import ChangeRecord
 from services.durability import Durability
 
 __all__ = ["KclRecordProcessor", "main"]
@@ -46,6 +50,24 @@ EXIT_SINK_UNUSABLE = 5
 EXIT_SHARD_STILL_OPEN = 6
 #: exit status by the kind of error that escaped a batch (first match); anything else: EXIT_UNEXPECTED
 _EXIT_STATUS = ((DeadLetterUnavailable, EXIT_DEAD_LETTER_UNAVAILABLE), (SinkError, EXIT_SINK_UNUSABLE))
+
+
+class _TimedSink:
+    """The batch processor's sink, adding up the time spent in ``write``."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+        self.seconds = 0.0
+
+    def write(self, writes: Sequence[PlannedWrite]) -> list[WriteResult]:
+        started = time.perf_counter()
+        try:
+            return self.sink.write(writes)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 class KclRecordProcessor(processor.RecordProcessorBase):
@@ -72,14 +94,21 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         self.position: str | None = None  # the last record processed
         self._started = round(time.time(), 3)
         self._stats_saved = 0.0
+        self.latency = LatencyWindow()
+        self._sink: _TimedSink | None = None
+        self._created_us: list[int] = []  # the current batch's changes, as the batch processor decodes them
+        self._latencies: list[int] = []  # the current batch's change-to-apply latencies, ms
 
     # -- callbacks
     def initialize(self, initialize_input) -> None:
         self.shard_id = initialize_input.shard_id
         self.core = self._build(self.shard_id)
+        self.core.sink = self._sink = _TimedSink(self.core.sink)
+        self.core.hooks = replace(self.core.hooks, changed=self._changed)
         self._log("initialize", position=initialize_input.sequence_number)
 
     def process_records(self, process_records_input) -> None:
+        delivered = time.time()
         records = [
             InputRecord(
                 r.binary_data,
@@ -91,14 +120,33 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             for r in process_records_input.records
         ]
         self.behind_ms = process_records_input.millis_behind_latest
-        if records:
-            self._process(records, self.behind_ms)
-        elif time.monotonic() - self._stats_saved > _IDLE_STATS_EVERY_S:
+        batch = self._process(records, self.behind_ms, delivered) if records else None
+        if batch is None and time.monotonic() - self._stats_saved > _IDLE_STATS_EVERY_S:
             self._save_stats()  # the lag of an idle shard, for `cdc status`
-        self.checkpoints.checkpoint_stored(process_records_input.checkpointer)
-
-    def _process(self, records: list[InputRecord], behind_ms: int) -> None:
         started = time.perf_counter()
+        self.checkpoints.checkpoint_stored(process_records_input.checkpointer)
+        if batch is not None:
+            batch["checkpoint_ms"] = _ms_since(started)
+            self._log("batch", **batch)
+            if metrics.enabled():
+                values = {**batch, "latency_ms": sample(self._latencies, metrics.MAX_VALUES) or None}
+                metrics.emit(
+                    metrics.emf_document(self.app_name, self.shard_id, values, timestamp_ms=time.time_ns() // 10**6)
+                )
+            self._save_stats()
+
+    def _changed(self, change: ChangeRecord) -> None:
+        self._created_us.append(change.created_at_us)
+
+    def _process(self, records: list[InputRecord], behind_ms: int, delivered: float) -> dict:
+        """Process one batch; its line for the log: the counts, the batch's first and last
+        sequence numbers, when it was delivered and when its writes had all returned (epoch s),
+        and where the time went, in ms (``wait_*``: from the oldest and the newest record's
+        arrival to the delivery; ``ms``: processing, of which ``sink_ms`` writing;
+        ``latency_*``: change-to-apply). `bench.latency` reads these lines."""
+        started = time.perf_counter()
+        self._created_us.clear()
+        in_sink = self._sink.seconds if self._sink else 0.0
         try:
             stats = self.core.process(records)
         except BaseException as exc:
@@ -107,17 +155,27 @@ class KclRecordProcessor(processor.RecordProcessorBase):
             self._log("fatal", error=f"{type(exc).__name__}: {exc}")
             self._exit(next((status for kind, status in _EXIT_STATUS if isinstance(exc, kind)), EXIT_UNEXPECTED))
             raise
-        last = records[-1]
+        applied_at = time.time()
+        first, last = records[0], records[-1]
         self.position = last.sequence_number
         self.checkpoints.applied(last.sequence_number, last.sub_sequence_number, last.arrival_time)
         self.total += stats
-        batch = {"ms": round((time.perf_counter() - started) * 1000, 1), "behind_ms": behind_ms, **_fields(stats)}
-        self._log("batch", **batch)
-        if metrics.enabled():
-            metrics.emit(
-                metrics.emf_document(self.app_name, self.shard_id, batch, timestamp_ms=time.time_ns() // 10**6)
-            )
-        self._save_stats()
+        self._latencies = [round(applied_at * 1000 - created / 1000) for created in self._created_us]
+        self.latency.add(applied_at, self._latencies)
+        return {
+            "ms": _ms_since(started),
+            "behind_ms": behind_ms,
+            **_fields(stats),
+            "first": first.sequence_number,
+            "last": last.sequence_number,
+            "delivered_at": round(delivered, 4),
+            "applied_at": round(applied_at, 4),
+            "wait_oldest_ms": _waited(first, delivered),
+            "wait_newest_ms": _waited(last, delivered),
+            "sink_ms": round(((self._sink.seconds if self._sink else 0.0) - in_sink) * 1000, 1),
+            "latency_p50_ms": quantile(self._latencies, 0.5),
+            "latency_max_ms": max(self._latencies, default=None),
+        }
 
     def lease_lost(self, lease_lost_input) -> None:
         self._log("lease_lost")  # another worker owns the shard now: no checkpoint
@@ -151,13 +209,29 @@ class KclRecordProcessor(processor.RecordProcessorBase):
         write_stats(
             self._stats_dir,
             WorkerStats(
-                self.app_name, self.shard_id, _fields(self.total), now, self.behind_ms, self._started, self.position
+                self.app_name,
+                self.shard_id,
+                _fields(self.total),
+                now,
+                self.behind_ms,
+                self._started,
+                self.position,
+                tuple(self.latency.recent(now)),
             ),
         )
 
 
 def _fields(stats: BatchStats) -> dict[str, int]:
     return {name: getattr(stats, name) for name in stats.__slots__}
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _waited(record: InputRecord, delivered: float) -> int | None:
+    """ms from the record's arrival (Kinesis' clock, ms precision) to the batch's delivery."""
+    return None if record.arrival_time is None else round((delivered - record.arrival_time.timestamp()) * 1000)
 
 
 def main(argv: list[str] | None = None) -> int:

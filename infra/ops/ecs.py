@@ -26,14 +26,18 @@ alive and what each holds.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from consumers.runtime.config import AppConfig
 from consumers.runtime.control import ControlStore
 from consumers.runtime.daemon import FAILOVER_MS
+from consumers.runtime.metrics import NAMESPACE
 from infra.deploy.aws.template import CLUSTER_NAME
 from infra.ops.leases import even_spread, leader, live_workers, move, release_leader_lock, wait_expired
 from infra.ops.workers import StopReport, Workers
@@ -171,6 +175,36 @@ class EcsWorkers(Workers):
                 if result.get("Values"):
                     lag[shard_ids[int(result["Id"][1:])]] = int(result["Values"][0])
         return lag
+
+    def published_latency(self, window_s: float = 300.0) -> tuple[int | None, int | None]:
+        """p50 and p99 of the ``ChangeToApplyLatency`` values the processors published in EMF
+        (namespace KinesisCdc, dimension App; `consumers.runtime.metrics`) within ``window_s``."""
+        now = datetime.now(UTC)
+        metric = {
+            "Namespace": NAMESPACE,
+            "MetricName": "ChangeToApplyLatency",
+            "Dimensions": [{"Name": "App", "Value": self.app.name}],
+        }
+        try:
+            answer = self.cloudwatch.get_metric_data(
+                MetricDataQueries=[
+                    {"Id": stat, "MetricStat": {"Metric": metric, "Period": int(window_s), "Stat": stat}}
+                    for stat in ("p50", "p99")
+                ],
+                StartTime=now - timedelta(seconds=window_s),
+                EndTime=now + timedelta(seconds=60),
+                ScanBy="TimestampDescending",
+            )
+        except ClientError as exc:  # a view, not a command: the rest of the status still shows
+            # (moto 5.2.5 computes no percentile statistic: it answers 500 InternalFailure)
+            print(f"{self.app.name}: latency from CloudWatch unavailable: {exc}", file=sys.stderr)
+            return None, None
+        found = {
+            r["Id"]: int(r["Values"][0])
+            for r in answer["MetricDataResults"]
+            if r.get("Values") and r["Values"][0] is not None
+        }
+        return found.get("p50"), found.get("p99")
 
     # ----------------------------------------------------------------------------- changing
     def _set_desired(self, count: int) -> None:

@@ -8,14 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumers.runtime.config import AppConfig
-from consumers.runtime.stats import latest_per_shard, stats_dir
+from consumers.runtime.latency import quantile
+from consumers.runtime.stats import latest_per_shard, read_stats, stats_dir
 from infra.ops.leases import SHARD_END, leader
 from infra.ops.workers import Workers
 from infra.relay.backlog import RelayBacklog
 from services.config import StackConfig
 from services.kinesis import list_shards
 
-__all__ = ["app_row", "freshness", "oldest_after", "relay_row", "shard_rows", "stats_snapshot", "stream_row"]
+__all__ = ["app_row", "freshness", "latency", "oldest_after", "relay_row", "shard_rows", "stats_snapshot", "stream_row"]
 
 
 def app_row(workers: Workers, dead_letters: int | None) -> dict[str, Any]:
@@ -30,6 +31,24 @@ def app_row(workers: Workers, dead_letters: int | None) -> dict[str, Any]:
         "dead_letters": dead_letters,
         "leader": leader(workers.lease_db, app.name),
     }
+
+
+def latency(stack: StackConfig, workers: Workers) -> dict[str, int | None]:
+    """The app's change-to-apply latency p50 / p99 (ms) over the last minute, from its record
+    processors' own measurements (`consumers.runtime.latency`): their stats files merged, or on
+    ECS what they published to CloudWatch. None when nothing was applied meanwhile."""
+    if workers.local_stats:
+        now = time.time()
+        recent = [
+            ms
+            for stats in read_stats(stats_dir(stack.state_dir, workers.app.package))
+            if now - stats.at < 60
+            for ms in stats.latency_ms
+        ]
+        p50, p99 = quantile(recent, 0.5), quantile(recent, 0.99)
+    else:
+        p50, p99 = workers.published_latency()
+    return {"latency_p50_ms": p50, "latency_p99_ms": p99}
 
 
 def stats_snapshot(stack: StackConfig, workers: Workers) -> tuple[float, dict[str, Any]]:

@@ -103,6 +103,11 @@ class Workers(ABC):
         not at hand (``local_stats`` False)."""
         raise NotImplementedError(f"{type(self).__name__} reads its processors' stats files")
 
+    def published_latency(self) -> tuple[int | None, int | None]:
+        """The app's change-to-apply latency p50 and p99 (ms) over the last minutes as the
+        target publishes it, where the processors' stats files are not at hand."""
+        raise NotImplementedError(f"{type(self).__name__} reads its processors' stats files")
+
     def publish_start(self, start_at: float) -> None:
         """Where the leases the KCL creates next start (`cdc replay`), for every worker to read."""
         self.control.publish_start(self.app.name, start_at)

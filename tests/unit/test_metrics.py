@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
+from types import SimpleNamespace
 
 from consumers.runtime import metrics
-from consumers.runtime.batch import BatchStats
+from consumers.runtime.batch import BatchHooks, BatchStats
 
 BATCH = {"ms": 12.5, "behind_ms": 3000, "received": 10, "filtered_out": 2, "applied": 6, "stale": 1, "skipped": 0}
 BATCH |= {"dead_lettered": 1, "retries": 4}
@@ -30,7 +33,11 @@ def _check_emf(doc: dict) -> None:
         for metric in directive["Metrics"]:
             assert set(metric) <= {"Name", "Unit", "StorageResolution"}
             assert metric["Unit"] in {"Count", "Milliseconds"}
-            assert isinstance(doc[metric["Name"]], int | float), f"metric {metric['Name']} needs a top-level number"
+            value = doc[metric["Name"]]
+            # the specification: a number, or an array of at most 100 numbers
+            values = value if isinstance(value, list) else [value]
+            assert 1 <= len(values) <= 100, f"metric {metric['Name']}: 1 to 100 values"
+            assert all(isinstance(v, int | float) for v in values), f"metric {metric['Name']} needs numbers"
 
 
 def test_document_follows_the_emf_specification():
@@ -96,8 +103,24 @@ def test_emit_defaults_to_stderr(monkeypatch):
     assert err.getvalue() == '{"a":1}\n'
 
 
+class _Sink:
+    def write(self, writes):
+        return []
+
+    def close(self):
+        pass
+
+
 class _Core:
+    """A batch processor that decodes every record as a change made 400 ms before now."""
+
+    def __init__(self):
+        self.sink, self.hooks = _Sink(), BatchHooks()
+
     def process(self, records):
+        for _ in records:
+            self.hooks.changed(SimpleNamespace(created_at_us=time.time_ns() // 1000 - 400_000))
+        self.sink.write([])
         return BatchStats(received=len(records), applied=len(records))
 
 
@@ -109,9 +132,6 @@ class _NeverSaved:
 
 
 def _process_one_batch(monkeypatch, env: dict[str, str]) -> str:
-    from datetime import UTC, datetime
-
-    from consumers.runtime.batch import InputRecord
     from consumers.runtime.worker import KclRecordProcessor
 
     for name in ("CDC_METRICS", "CDC_METRICS_PATH"):
@@ -122,8 +142,12 @@ def _process_one_batch(monkeypatch, env: dict[str, str]) -> str:
     err = io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
     processor = KclRecordProcessor("app-x", lambda shard: _Core(), _NeverSaved())  # type: ignore[arg-type]
-    processor.shard_id, processor.core = "shardId-1", _Core()  # type: ignore[assignment]
-    processor._process([InputRecord(b"{}", "1", 0, "pk", datetime.now(UTC))], 250)
+    processor.initialize(SimpleNamespace(shard_id="shardId-1", sequence_number=None))
+    arrived_ms = time.time_ns() // 1_000_000 - 300
+    record = SimpleNamespace(
+        binary_data=b"{}", sequence_number="1", sub_sequence_number=0, partition_key="pk", timestamp_millis=arrived_ms
+    )
+    processor.process_records(SimpleNamespace(records=[record], millis_behind_latest=250, checkpointer=None))
     return err.getvalue()
 
 
@@ -132,6 +156,20 @@ def test_the_worker_emits_one_document_per_batch_when_enabled(monkeypatch):
     [doc] = [line for line in lines if "_aws" in line]
     _check_emf(doc)
     assert (doc["App"], doc["Shard"], doc["Applied"], doc["MillisBehindLatest"]) == ("app-x", "shardId-1", 1, 250)
+    [latency] = doc["ChangeToApplyLatency"]
+    assert 400 <= latency < 2_000
+
+
+def test_the_batch_line_says_where_the_time_went(monkeypatch, caplog):
+    """Waiting (arrival -> delivery), processing, of which the sink, the checkpoint, and the
+    change-to-apply latency."""
+    caplog.set_level(logging.INFO, logger="cdc.worker")
+    _process_one_batch(monkeypatch, {})
+    [batch] = [line for line in map(json.loads, caplog.messages) if line.get("event") == "batch"]
+    assert 300 <= batch["wait_oldest_ms"] == batch["wait_newest_ms"] < 2_000
+    assert 0 <= batch["sink_ms"] <= batch["ms"]
+    assert batch["checkpoint_ms"] >= 0
+    assert 400 <= batch["latency_p50_ms"] == batch["latency_max_ms"] < 2_000
 
 
 def test_the_worker_emits_nothing_by_default(monkeypatch):

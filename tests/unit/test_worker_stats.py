@@ -36,7 +36,7 @@ def test_the_file_format_is_the_one_on_disk(tmp_path):
         "app": "app-x",
         "shard": "shardId-000000000001",
         **COUNTS,
-        "now": {"at": 100.0, "behind_ms": None, "started": 50.0, "position": None},
+        "now": {"at": 100.0, "behind_ms": None, "started": 50.0, "position": None, "latency_ms": []},
     }
 
 

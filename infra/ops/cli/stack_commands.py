@@ -15,7 +15,7 @@ from infra.local.provision import provision
 from infra.ops.cli.context import Context
 from infra.ops.cli.output import print_result, say, say_service_events, table
 from infra.ops.reshard import reshard, wait_drained, write_shard_count
-from infra.ops.status import app_row, freshness, relay_row, shard_rows, stats_snapshot, stream_row
+from infra.ops.status import app_row, freshness, latency, relay_row, shard_rows, stats_snapshot, stream_row
 from producer_config import DEFAULT_PIPELINE_FILE
 from services.kinesis import list_shards
 
@@ -62,7 +62,10 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         snapshots = {name: stats_snapshot(ctx.stack, w) for name, w in workers.items()}
         time.sleep(1.0)  # once, for every app's rate
         report = {
-            "apps": [app_row(workers[app.name], ctx.dead_letters(app)) for app in apps],
+            "apps": [
+                {**app_row(workers[app.name], ctx.dead_letters(app)), **latency(ctx.stack, workers[app.name])}
+                for app in apps
+            ],
             "relay": [relay_row(backlog) for backlog in ctx.relay_backlogs()],
             "shards": [
                 row
@@ -81,7 +84,18 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 "\napps:\n"
                 + table(
                     report["apps"],
-                    ("app", "workers", "desired", "state", "leader", "dead_letters", "lag_ms", "freshness_ms"),
+                    (
+                        "app",
+                        "workers",
+                        "desired",
+                        "state",
+                        "leader",
+                        "dead_letters",
+                        "lag_ms",
+                        "freshness_ms",
+                        "latency_p50_ms",
+                        "latency_p99_ms",
+                    ),
                 )
             )
             say_service_events(report["apps"])

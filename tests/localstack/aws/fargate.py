@@ -201,9 +201,16 @@ class FargateStandIn:
                         {
                             "MetricName": metric["Name"],
                             "Unit": metric.get("Unit", "None"),
-                            "Value": float(document[metric["Name"]]),
+                            **_values(document[metric["Name"]]),
                             "Dimensions": [{"Name": d, "Value": str(document[d])} for d in dimensions],
                         }
                         for metric in directive["Metrics"]
                     ],
                 )
+
+
+def _values(value: Any) -> dict[str, Any]:
+    """An EMF metric's value (a number, or a list of up to 100) as PutMetricData takes it."""
+    if isinstance(value, list):
+        return {"Values": [float(v) for v in value]}
+    return {"Value": float(value)}
