@@ -35,7 +35,8 @@ def _status() -> dict:
 def test_status_shows_a_held_relays_backlog_and_a_stopped_apps_lag_growing_and_none_once_they_run(stack, pipeline):
     """One pass (two would cost CI a second convergence): hold the relay and stop one app, write;
     the relay's backlog grows older; let the relay go: the app's lag, measured from its records,
-    grows; start the app: every figure goes back to nothing."""
+    grows; start the app: every figure goes back to nothing, and the app's change-to-apply
+    latency shows what its changes waited."""
     assert_converges(stack, pipeline)
     relay = next(c for c in components(stack, pipeline) if c.process.name == "relay")
     cdc_json("stop", "app_user_management")
@@ -67,3 +68,6 @@ def test_status_shows_a_held_relays_backlog_and_a_stopped_apps_lag_growing_and_n
     assert_converges(stack, pipeline)
     done = _status()
     assert done["relay"]["Users"]["waiting"] == 0 and done["apps"][APP]["lag_ms"] == 0
+    # the processors' own change-to-apply latency: the held changes waited >= 2 s for the app
+    app = done["apps"][APP]
+    assert app["latency_p99_ms"] >= 2000 and 0 <= app["latency_p50_ms"] <= app["latency_p99_ms"], app
