@@ -58,6 +58,9 @@ class Alarms:
     lag_ms: int = 300_000
     #: ... in this many consecutive periods of 60 s
     evaluation_periods: int = 3
+    #: alarm when the p99 of ChangeToApplyLatency exceeds this for as many periods; None: no
+    #: such alarm (a replay applies old changes: their latency is their age)
+    latency_p99_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,7 @@ _KEYS = {
     "filter": ("criteria", "changed_attributes"),
     "kcl": ("metrics_level",),
     "scaling": ("min_workers", "max_workers", "target_lag_ms", "scale_out_cooldown_s", "scale_in_cooldown_s"),
-    "alarms": ("lag_ms", "evaluation_periods"),
+    "alarms": ("lag_ms", "evaluation_periods", "latency_p99_ms"),
 }
 #: CloudWatch evaluates at most one day of periods (EvaluationPeriods x Period <= 86400 s)
 _MAX_EVALUATION_PERIODS = 24 * 60
@@ -191,7 +194,8 @@ def _alarms(path: Path, scaling: Scaling, integer: Callable[..., int]) -> Alarms
             "alarms.evaluation_periods",
             f"{periods} periods of 60 s exceed the day CloudWatch evaluates: set {_MAX_EVALUATION_PERIODS} or less",
         )
-    return Alarms(lag_ms=lag_ms, evaluation_periods=periods)
+    latency = integer("alarms", "latency_p99_ms", 0, minimum=0) or None
+    return Alarms(lag_ms=lag_ms, evaluation_periods=periods, latency_p99_ms=latency)
 
 
 def load_app(package: str, pipeline: PipelineConfig) -> AppConfig:

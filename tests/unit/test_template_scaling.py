@@ -141,6 +141,20 @@ def test_the_lag_alarm_follows_app_toml(app_folder):
     assert (lag["Threshold"], lag["EvaluationPeriods"]) == (120_000, 7)
 
 
+def test_a_latency_alarm_watches_the_processors_p99_when_app_toml_asks_for_one(app_folder):
+    """Opt-in: after a replay the latency of the replayed changes is their age."""
+    assert all("ChangeToApplyLatency" not in alarms_of(app) for app in APPS)
+    app, template = scaled_app(app_folder, "[alarms]\nlatency_p99_ms = 5000\n")
+    [latency] = [
+        r["Properties"]
+        for r in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if r["Properties"]["MetricName"] == "ChangeToApplyLatency"
+    ]
+    assert (latency["Namespace"], latency["Dimensions"]) == ("KinesisCdc", [{"Name": "App", "Value": app.name}])
+    assert (latency["ExtendedStatistic"], latency["Threshold"], latency["EvaluationPeriods"]) == ("p99", 5000, 3)
+    assert "Statistic" not in latency and latency["TreatMissingData"] == "notBreaching"
+
+
 def test_the_alarms_notify_the_topic_parameter_only_when_one_is_given():
     parameter = TEMPLATE["Parameters"]["AlarmTopicArn"]
     assert parameter["Default"] == ""
@@ -165,7 +179,15 @@ def test_each_app_has_a_dashboard_whose_body_is_json_about_the_app(app):
         for row in graph["metrics"]:
             assert app.name in row  # every line is the app's own
     shown = {row[1] for graph in graphs for row in graph["metrics"]}
-    expected = {"MillisBehindLatest", "Received", "Applied", "Stale", "DeadLettered", "BatchDuration"}
+    expected = {
+        "MillisBehindLatest",
+        "Received",
+        "Applied",
+        "Stale",
+        "DeadLettered",
+        "BatchDuration",
+        "ChangeToApplyLatency",
+    }
     assert shown == expected | {"DesiredTaskCount", "RunningTaskCount", "PendingTaskCount"}
     [alarm_widget] = [w["properties"] for w in body["widgets"] if w["type"] == "alarm"]
     names = sorted(a["Properties"]["AlarmName"] for a in app_resources(TEMPLATE, app, "AWS::CloudWatch::Alarm"))

@@ -231,11 +231,14 @@ def dashboard_name(app: AppConfig) -> str:
 
 def alarm_names(app: AppConfig) -> dict[str, str]:
     """The app's alarms: logical id suffix -> AlarmName."""
-    return {
+    names = {
         "LagAlarm": f"kinesis-cdc-{app.name}-lag",
         "DeadLettersAlarm": f"kinesis-cdc-{app.name}-dead-letters",
         "TasksPendingAlarm": f"kinesis-cdc-{app.name}-tasks-pending",
     }
+    if app.alarms.latency_p99_ms is not None:
+        names["LatencyAlarm"] = f"kinesis-cdc-{app.name}-latency"
+    return names
 
 
 def _emf_metric(app: AppConfig, name: str) -> Json:
@@ -301,7 +304,23 @@ def _alarm_resources(app: AppConfig, base: str) -> Json:
         "Namespace": CONTAINER_INSIGHTS,
         "Dimensions": [{"Name": "ClusterName", "Value": CLUSTER_NAME}, {"Name": "ServiceName", "Value": app.name}],
     }
+    latency = {}
+    if alarms.latency_p99_ms is not None:
+        latency[f"{base}LatencyAlarm"] = _alarm(
+            app,
+            names["LatencyAlarm"],
+            f"{app.name}: the p99 of its changes' change-to-apply latency above {alarms.latency_p99_ms} ms for "
+            f"{alarms.evaluation_periods} min (after a replay: the age of the replayed changes). "
+            f"Look at the dashboard {dashboard_name(app)}",
+            _emf_metric(app, "ChangeToApplyLatency"),
+            ExtendedStatistic="p99",
+            EvaluationPeriods=alarms.evaluation_periods,
+            Threshold=alarms.latency_p99_ms,
+            ComparisonOperator="GreaterThanThreshold",
+            TreatMissingData="notBreaching",  # nothing applied: no latency (stopped workers: the tasks alarm)
+        )
     return {
+        **latency,
         f"{base}LagAlarm": _alarm(
             app,
             names["LagAlarm"],
@@ -397,9 +416,14 @@ def _dashboard(app: AppConfig, base: str) -> Json:
             graph(
                 0,
                 6,
-                "Batch duration (ms)",
+                "Batch duration and change-to-apply latency (ms)",
                 "Average",
-                [emf("BatchDuration", stat="Average"), emf("BatchDuration", stat="Maximum")],
+                [
+                    emf("BatchDuration", stat="Average"),
+                    emf("BatchDuration", stat="Maximum"),
+                    emf("ChangeToApplyLatency", stat="p50"),
+                    emf("ChangeToApplyLatency", stat="p99"),
+                ],
             ),
             graph(
                 12,
