@@ -12,8 +12,8 @@ number in the batch lines of the workers' logs (``delivered_at``: the batch reac
 processor; ``applied_at``: its writes had all returned). Every stamp is a lower bound of the
 hop's start or an upper bound of its end, so no hop can measure below zero beyond Kinesis' ms
 precision; one that does fails the run (``NegativeLatency``). No poller reads the sinks while
-the changes flow (a reader competing with the sinks for DynamoDB Local skewed the old figures);
-one batched read per sink and second waits for the final versions.
+it writes (a reader competing with the sinks for DynamoDB Local skewed the old figures); after
+the last write, one batched read per sink a second waits for the final versions.
 
 ``measure(quick)`` returns p50 / p95 / p99 per hop at 100 changes/s (the targets: p99 <= 1 s per
 hop, <= 2 s Users -> OpenSearch), and without ``--quick`` also at 300 changes/s (the knee), with
