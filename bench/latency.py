@@ -47,25 +47,6 @@ from services.kinesis import read_stream
 
 #: the relay's idle poll, from its first to its longest wait (infra.relay.pump.POLL_IDLE_S)
 RELAY_POLL_MS = "-".join(f"{s * 1000:.0f}" for s in POLL_IDLE_S)
-HOPS = ("relay Users", "app-user-management", "workplace-user-v2", "relay WorkplaceUsers_V2", "workplace-user-search")
-
-
-def _batch_rates(stack: StackConfig, offsets: dict[str, int]) -> dict[str, tuple[int, float]]:
-    """Per app, over the batches logged after `offsets` (log sizes before the catch-up):
-    records received and the wall time from the first batch's start to the last one's end."""
-    spans: dict[str, list[float]] = {}
-    for log in sorted(stack.log_dir.glob("worker-*.log")):
-        with open(log, "rb") as fh:
-            fh.seek(offsets.get(str(log), 0))
-            lines = fh.read().decode(errors="replace").splitlines()
-        for line in lines:
-            if line.startswith('{"app"') and '"event": "batch"' in line:
-                batch = json.loads(line)
-                span = spans.setdefault(batch["app"], [0.0, float("inf"), 0.0])
-                span[0] += batch["received"]
-                span[1] = min(span[1], batch["ts"] - batch["ms"] / 1000)
-                span[2] = max(span[2], batch["ts"])
-    return {app: (int(received), end - start) for app, (received, start, end) in spans.items()}
 
 
 def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
@@ -83,7 +64,7 @@ def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
     users = aws_resource("dynamodb", stack, pipeline.region).Table("Users")
     generator = UserChangeGenerator(users=300, seed=9, prefix=f"cu-{uuid.uuid4().hex[:6]}-")
     apply_changes(users, generator.changes(changes), total=changes, progress=False)
-    offsets = {str(p): p.stat().st_size for p in stack.log_dir.glob("worker-*.log")}
+    since = time.time()
     started = time.monotonic()
     local_stack.up(stack, pipeline)
     while not all(r.ok for r in verify(stack, pipeline)):
@@ -92,7 +73,9 @@ def catch_up(stack: StackConfig, pipeline, changes: int) -> None:
         f"catch-up: {changes} changes behind, all sinks equal {time.monotonic() - started:.1f}s after the "
         f"workers started (KCL start-up and lease assignment included)"
     )
-    for app, (received, seconds) in _batch_rates(stack, offsets).items():
+    for app, batches in read_batches(stack, since).items():
+        received = sum(batch.line["received"] for batch in batches)
+        seconds = max(b.applied_at for b in batches) - min(b.delivered_at for b in batches)
         print(
             f"  {app:<26} {received:>6} records in {seconds:6.1f}s of processing = "
             f"{received / seconds:6.0f} records/s (one worker, all its shards)"
