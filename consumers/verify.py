@@ -30,6 +30,7 @@ from consumers.shared.records import ChangeRecord
 from consumers.sinks.registry import kind_of
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 from services.config import StackConfig
+from services.kinesis import read_stream
 
 __all__ = ["SinkReport", "expected_contents", "verify", "wait_converged"]
 
@@ -123,7 +124,10 @@ def verify(stack: StackConfig | None = None, pipeline: PipelineConfig | None = N
     reports = []
     for app in discover_apps(pipeline):
         view = kind_of(app.sink.type).read_back(app.sink, pipeline, clients)
-        expected = expected_contents(app, _scan(ddb, app.source.name), view.stored)
+        if view.expected is not None:
+            expected = view.expected(app, read_stream(clients.aws("kinesis"), app.stream_name))
+        else:
+            expected = expected_contents(app, _scan(ddb, app.source.name), view.stored)
         reports.append(_compare(view.label, expected, view.actual()))
     return tuple(reports)
 

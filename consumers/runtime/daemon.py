@@ -31,7 +31,7 @@ import amazon_kclpy
 
 from base.retry import Backoff
 from consumers.runtime.config import AppConfig, load_app
-from producer_config import PipelineConfig, load_pipeline
+from producer_config import ConfigError, PipelineConfig, load_pipeline
 from services.clients import LOCAL_CREDENTIALS
 from services.config import REPO_ROOT, StackConfig, Target
 
@@ -223,8 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env = dict(os.environ, **({"CDC_STATE_DIR": args.state_dir} if args.state_dir else {}))
     stack, pipeline = StackConfig.from_env(env), load_pipeline()
-    app = load_app(args.app, pipeline)
-    app.load_transform()  # a transform that does not import fails here, named, not in each record processor
+    from consumers.runtime.wiring import build_sink  # boto3: only here
+
+    try:
+        app = load_app(args.app, pipeline)
+        app.load_transform()  # a transform that does not import fails here, named, not in each record processor
+        build_sink(app, pipeline, stack)  # so does a sink its kind refuses (a webhook subscriber's secret)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     path = properties_path(app, stack, args.worker)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(

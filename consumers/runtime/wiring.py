@@ -11,8 +11,8 @@ from consumers.runtime.batch import BatchProcessor
 from consumers.runtime.config import AppConfig, load_app
 from consumers.runtime.deadletter import DeadLetterTable
 from consumers.sinks import Sink
-from consumers.sinks.registry import kind_of
-from producer_config import PipelineConfig, load_pipeline
+from consumers.sinks.registry import SinkConfigError, kind_of
+from producer_config import ConfigError, PipelineConfig, load_pipeline
 from services.clients import aws_client, opensearch_client
 from services.config import StackConfig
 from services.durability import Durability, durability_for
@@ -39,7 +39,12 @@ class TargetClients:
 
 
 def build_sink(app: AppConfig, pipeline: PipelineConfig, stack: StackConfig) -> Sink:
-    return kind_of(app.sink.type).build(app.sink, pipeline, TargetClients(stack, pipeline.region))
+    """The app's sink; ``ConfigError`` naming its app.toml and key when the kind refuses what it
+    finds at start (a webhook subscriber's secret, for one)."""
+    try:
+        return kind_of(app.sink.type).build(app.sink, pipeline, TargetClients(stack, pipeline.region))
+    except SinkConfigError as exc:
+        raise ConfigError(app.source_file, exc.key, exc.reason) from None
 
 
 def build_batch_processor(

@@ -31,7 +31,8 @@ class Cfn(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """A kind's shared part of the template; ``roles`` are the task roles of its apps."""
+    """A kind's shared part of the template; ``specs`` are its apps' ``[sink]`` sections and
+    ``roles`` their task roles."""
 
     parameters: Mapping[str, Json] = field(default_factory=dict)
     conditions: Mapping[str, Json] = field(default_factory=dict)
@@ -39,5 +40,5 @@ class Contribution:
     outputs: Mapping[str, Json] = field(default_factory=dict)
 
 
-def no_contribution(pipeline: object, roles: Sequence[str], cfn: Cfn) -> Contribution:
+def no_contribution(pipeline: object, specs: Sequence[object], roles: Sequence[str], cfn: Cfn) -> Contribution:
     return Contribution()

@@ -9,7 +9,7 @@ own and one line below; no other module changes.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,11 +56,15 @@ class Clients(Protocol):
 @dataclass(frozen=True, slots=True)
 class SinkView:
     """How ``make verify`` reads a sink back: ``stored(upsert)`` is (identity, item) as the sink
-    stores an upsert; ``actual()`` what it holds now, live items only."""
+    stores an upsert; ``actual()`` what it holds now, live items only. A sink whose contents
+    are not a copy of its source table's (events sent, not items kept) gives
+    ``expected(app, history)``: what ``actual()`` must equal, from the records of the app's
+    stream in its retention (``services.kinesis.StreamRecord``: the source's history)."""
 
     label: str
     stored: Callable[[Any], tuple[Any, dict[str, Any]]]
     actual: Callable[[], Contents]
+    expected: Callable[[Any, Iterable[Any]], Contents] | None = None
 
 
 class SinkKind(Protocol):
@@ -74,14 +78,17 @@ class SinkKind(Protocol):
     def read_back(self, spec: Any, pipeline: PipelineConfig, clients: Clients) -> SinkView: ...
     def iam_statements(self, spec: Any, pipeline: PipelineConfig, cfn: Cfn) -> list[Json]: ...
     def task_environment(self, spec: Any, cfn: Cfn) -> list[Json]: ...
-    def deployment(self, pipeline: PipelineConfig, roles: Sequence[str], cfn: Cfn) -> Contribution: ...
+    def deployment(
+        self, pipeline: PipelineConfig, specs: Sequence[Any], roles: Sequence[str], cfn: Cfn
+    ) -> Contribution: ...
 
 
 def _kinds() -> dict[str, SinkKind]:
     from consumers.sinks.dynamodb.kind import KIND as DYNAMODB
     from consumers.sinks.opensearch.kind import KIND as OPENSEARCH
+    from consumers.sinks.webhook.kind import KIND as WEBHOOK
 
-    return {kind.name: kind for kind in (DYNAMODB, OPENSEARCH)}
+    return {kind.name: kind for kind in (DYNAMODB, OPENSEARCH, WEBHOOK)}
 
 
 KINDS: Mapping[str, SinkKind] = _kinds()

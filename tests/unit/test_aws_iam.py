@@ -79,6 +79,8 @@ class Evaluator:
         return {k: self(v) for k, v in value.items()}
 
     def _name(self, name: str) -> str:
+        if RESOURCES.get(name, {}).get("Type") == "AWS::SecretsManager::Secret":  # Ref: the secret's ARN
+            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}"
         return self.pseudo.get(name) or self.parameters[name]
 
     def _attribute(self, resource: str, attribute: str) -> str:
@@ -118,6 +120,14 @@ def expected_task_grants(app: AppConfig, domain_arn: str) -> set[tuple[str, str]
     expected.add(("dynamodb:GetItem", table(CONTROL_TABLE)))  # its own item only: see below
     if app.sink.type == "dynamodb":
         expected.add(("dynamodb:PutItem", table(app.sink.target)))
+    elif app.sink.type == "webhook":  # its ledger; its subscribers' secrets, no others
+        expected |= set(
+            product(("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"), [table(app.sink.target)])
+        )
+        secrets = [
+            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{s.secret_logical_id()}" for s in app.sink.subscribers
+        ]
+        expected |= set(product(["secretsmanager:GetSecretValue"], secrets))
     else:
         index = [f"{domain_arn}/{app.sink.target}", f"{domain_arn}/{app.sink.target}/*"]
         expected |= set(product({"es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"}, index))

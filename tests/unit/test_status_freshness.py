@@ -26,9 +26,13 @@ def test_a_derived_tables_reader_is_as_stale_as_the_app_that_writes_that_table()
 
 
 def test_the_relay_backlog_of_a_source_table_counts_for_every_app_downstream():
-    rows = _rows({"app-user-management": 0, "workplace-user-v2": 0, "workplace-user-search": 0}, {"Users": 7.5})
+    rows = _rows(
+        {"app-user-management": 0, "workplace-user-v2": 0, "workplace-user-search": 0, "user-notifications": 0},
+        {"Users": 7.5},
+    )
     assert {name: fresh for name, (_, fresh) in rows.items()} == {
         "app-user-management": 7_500,
+        "user-notifications": 7_500,
         "workplace-user-v2": 7_500,
         "workplace-user-search": 7_500,
     }

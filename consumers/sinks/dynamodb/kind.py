@@ -110,8 +110,10 @@ class _DynamoDbKind:
     def task_environment(self, spec: DynamoDbSinkSpec, cfn: Cfn) -> list[Json]:
         return []
 
-    def deployment(self, pipeline: PipelineConfig, roles: Sequence[str], cfn: Cfn) -> Contribution:
-        return no_contribution(pipeline, roles, cfn)  # the tables are producer_config's
+    def deployment(
+        self, pipeline: PipelineConfig, specs: Sequence[Any], roles: Sequence[str], cfn: Cfn
+    ) -> Contribution:
+        return no_contribution(pipeline, specs, roles, cfn)  # the tables are producer_config's
 
 
 KIND = _DynamoDbKind()

@@ -146,7 +146,9 @@ class _OpenSearchKind:
             {"Name": "CDC_OPENSEARCH_AUTH", "Value": "sigv4"},
         ]
 
-    def deployment(self, pipeline: PipelineConfig, roles: Sequence[str], cfn: Cfn) -> Contribution:
+    def deployment(
+        self, pipeline: PipelineConfig, specs: Sequence[Any], roles: Sequence[str], cfn: Cfn
+    ) -> Contribution:
         """The domain and its security group (unless ``ExistingOpenSearchEndpoint`` names one)."""
         return Contribution(
             parameters=_PARAMETERS,

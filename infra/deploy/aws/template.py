@@ -631,9 +631,11 @@ def build_template(pipeline: PipelineConfig, apps: Sequence[AppConfig]) -> Json:
     resources.update(_security_groups())
     # what each sink kind in use adds (its apps' task roles given): e.g. the OpenSearch domain
     roles: dict[str, list[str]] = {}
+    specs: dict[str, list[Any]] = {}
     for app in apps:
         roles.setdefault(app.sink.type, []).append(f"{logical_id(app.name)}TaskRole")
-    parts = [kind_of(name).deployment(pipeline, kind_roles, CFN) for name, kind_roles in roles.items()]
+        specs.setdefault(app.sink.type, []).append(app.sink)
+    parts = [kind_of(name).deployment(pipeline, specs[name], kind_roles, CFN) for name, kind_roles in roles.items()]
     for part in parts:
         resources.update(part.resources)
     resources["Cluster"] = {

@@ -1,0 +1,1 @@
+"""The ``webhook`` sink kind: signed event deliveries (Standard Webhooks) to subscribers."""

@@ -1,0 +1,132 @@
+"""The delivery ledger: what each subscriber acknowledged, in a DynamoDB table of producer_config.
+
+    Subscriber (hash)   Entry (range)        attributes
+    crm                 last#<entity>        Version, EventId, AckedAt   the last acknowledged event
+    crm                 ack#<eventID>        Entity, Version, AckedAt    one per acknowledgement
+
+``last#`` items guard the order (``WebhookSink`` sends nothing at or below ``Version``); they
+only move forward (a conditional update). ``ack#`` items are the record `make verify` checks
+(each qualifying change acknowledged once per subscriber, in version order); DynamoDB TTL
+removes them after ``keep_s`` (``ExpiresAt``), well after the stream's retention.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.shared.errors import SinkError
+from consumers.sinks.webhook.sink import Ack
+
+__all__ = ["ACK_PREFIX", "LAST_PREFIX", "Acknowledgement", "DynamoDbLedger"]
+
+LAST_PREFIX = "last#"
+ACK_PREFIX = "ack#"
+_UNUSABLE = frozenset({"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"})
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    subscriber: str
+    event_id: str
+    entity: str
+    version: int
+    acked_at_ms: int
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoDbLedger:
+    client: Any  # boto3 DynamoDB client
+    table: str
+    keep_s: int = 7 * 24 * 3600
+    now: Callable[[], float] = time.time
+
+    def last_acknowledged(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        keys = [{"Subscriber": {"S": s}, "Entry": {"S": LAST_PREFIX + e}} for s, e in sorted(set(pairs))]
+        found: dict[tuple[str, str], int] = {}
+        for start in range(0, len(keys), 100):
+            request = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            while request:
+                answer = self._call(self.client.batch_get_item, RequestItems=request)
+                for item in answer["Responses"].get(self.table, ()):
+                    entity = item["Entry"]["S"][len(LAST_PREFIX) :]
+                    found[(item["Subscriber"]["S"], entity)] = int(item["Version"]["N"])
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def record(self, acks: Sequence[Ack]) -> None:
+        """The ``ack#`` items (batched), then one conditional ``last#`` update per (subscriber,
+        entity) with the highest version acknowledged."""
+        now = self.now()
+        expires = str(int(now) + self.keep_s)
+        puts = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "Subscriber": {"S": ack.subscriber},
+                        "Entry": {"S": ACK_PREFIX + ack.event_id},
+                        "Entity": {"S": ack.entity},
+                        "Version": {"N": str(ack.version)},
+                        "AckedAt": {"N": str(int(ack.at * 1000))},
+                        "ExpiresAt": {"N": expires},
+                    }
+                }
+            }
+            for ack in {(a.subscriber, a.event_id): a for a in acks}.values()
+        ]
+        for start in range(0, len(puts), 25):
+            request = {self.table: puts[start : start + 25]}
+            while request:
+                request = self._call(self.client.batch_write_item, RequestItems=request).get("UnprocessedItems") or {}
+        highest: dict[tuple[str, str], Ack] = {}
+        for ack in acks:
+            pair = (ack.subscriber, ack.entity)
+            if pair not in highest or highest[pair].version < ack.version:
+                highest[pair] = ack
+        for (subscriber, entity), ack in highest.items():
+            try:
+                self._call(
+                    self.client.update_item,
+                    TableName=self.table,
+                    Key={"Subscriber": {"S": subscriber}, "Entry": {"S": LAST_PREFIX + entity}},
+                    UpdateExpression="SET #v = :v, EventId = :e, AckedAt = :t",
+                    ConditionExpression="attribute_not_exists(#v) OR #v < :v",
+                    ExpressionAttributeNames={"#v": "Version"},
+                    ExpressionAttributeValues={
+                        ":v": {"N": str(ack.version)},
+                        ":e": {"S": ack.event_id},
+                        ":t": {"N": str(int(ack.at * 1000))},
+                    },
+                )
+            except Exception as exc:
+                if _error_code(exc) != "ConditionalCheckFailedException":
+                    raise  # a newer one is recorded (another worker, during a lease move): it stays
+
+    def acknowledgements(self) -> Iterator[Acknowledgement]:
+        """Every ``ack#`` item (for `make verify`)."""
+        pages = self.client.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True)
+        for page in pages:
+            for item in page["Items"]:
+                entry = item["Entry"]["S"]
+                if entry.startswith(ACK_PREFIX):
+                    yield Acknowledgement(
+                        item["Subscriber"]["S"],
+                        entry[len(ACK_PREFIX) :],
+                        item["Entity"]["S"],
+                        int(item["Version"]["N"]),
+                        int(item["AckedAt"]["N"]),
+                    )
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except Exception as exc:
+            if _error_code(exc) in _UNUSABLE:
+                raise SinkError(f"delivery ledger {self.table}: {exc}") from exc
+            raise
