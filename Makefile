@@ -119,10 +119,11 @@ provision: $(VENV)/.installed  ## apply producer_config/ to the target again
 verify: $(VENV)/.installed  ## recompute every sink from Users and report missing / extra / stale items
 	$(PY) -m consumers.verify
 
-demo: up  ## write a few user changes, show them on the Users stream, then check every sink
+demo: up  ## write a few user changes, show them on the Users stream, check every sink, show the webhooks delivered
 	$(PY) -m scripts.generate_changes --changes $(DEMO_CHANGES) --users 4 --seed 7
 	$(PY) -m scripts.show_stream --table Users --last $(DEMO_CHANGES)
 	$(PY) -m scripts.wait_converged
+	$(PY) -m infra.local.webhooks show --last $(DEMO_CHANGES)
 
 # --------------------------------------------------------------------------------- tests
 lint: $(VENV)/.installed  ## ruff (lint, format check) and mypy (strict on the core), configured in pyproject.toml

@@ -68,6 +68,7 @@ VARIABLES = frozenset(
         "CDC_OPENSEARCH_USERNAME",
         "CDC_OPENSEARCH_VERIFY_CERTS",
         "CDC_STATE_DIR",
+        "CDC_WEBHOOK_PORT",  # the local webhook receiver (infra/local/webhooks.py)
         "CDC_SUPERVISE",
         "CDC_TARGET",
         "CDC_TIMINGS_DIR",  # make test's timings (.ci/timings.py)
@@ -211,6 +212,7 @@ class StackConfig:
     opensearch_heap: str
     kinesis_persist_interval: str
     opensearch_security: OpenSearchSecurity = OpenSearchSecurity()
+    webhook_port: int = 8090
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
@@ -279,6 +281,7 @@ class StackConfig:
             # records it saved (services/kinesis_mock.py).
             kinesis_persist_interval=env.get("CDC_KINESIS_PERSIST_INTERVAL", "10s"),
             opensearch_security=OpenSearchSecurity.from_env(env, opensearch_url),
+            webhook_port=port("CDC_WEBHOOK_PORT", 8090),
         )
 
     @property

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from infra.local import localstack
+from infra.local import localstack, webhooks
 from infra.local.patches import PatchSet
 from infra.local.processes import ManagedProcess
 from producer_config import PipelineConfig
@@ -75,7 +75,7 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
     if stack.target is Target.AWS:
         return ()
     if stack.target is Target.LOCALSTACK:
-        return _localstack(stack, pipeline), _opensearch(stack)
+        return _localstack(stack, pipeline), _opensearch(stack), *_webhook_receiver(stack)
 
     dynamodb = _dynamodb_local(
         stack,
@@ -158,7 +158,30 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         healthy=lambda: _heartbeat_fresh(stack.relay_dir / "heartbeat"),
         after_provision=True,
     )
-    return dynamodb, kinesis, opensearch, leases, relay
+    return dynamodb, kinesis, opensearch, leases, relay, *_webhook_receiver(stack)
+
+
+def _webhook_receiver(stack: StackConfig) -> tuple[Component, ...]:
+    """The subscribers of the apps with a webhook sink (`infra.local.webhooks`); none without one."""
+    if not webhooks.webhook_specs():
+        return ()
+    client = webhooks.ReceiverClient(stack)
+    return (
+        Component(
+            process=_managed(
+                stack,
+                "webhooks",
+                [sys.executable, "-m", "infra.local.webhooks", "serve", "--state-dir", str(stack.state_dir)],
+                marker=f"infra.local.webhooks serve --state-dir {stack.state_dir}",
+                cwd=REPO_ROOT,
+            ),
+            title="Webhook receiver (the subscribers)",
+            endpoint=f"{webhooks.receiver_url(stack)}/hooks",
+            ports=((stack.webhook_port, "CDC_WEBHOOK_PORT"),),
+            tools=(),
+            healthy=client.healthy,
+        ),
+    )
 
 
 def _managed(stack: StackConfig, name: str, command: list[str], marker: str, **kwargs) -> ManagedProcess:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from consumers.runtime.config import AppConfig, discover_apps
 from consumers.runtime.overrides import load_overrides
-from infra.local import localstack
+from infra.local import localstack, webhooks
 from infra.local.components import Component, components, wait_healthy
 from infra.local.preflight import check_port_free, check_tools
 from infra.local.processes import ManagedProcess, running_commands
@@ -53,6 +53,7 @@ def _worker_process(stack: StackConfig, package: str, n: int) -> ManagedProcess:
         log_file=stack.log_dir / f"{name}.log",
         cwd=REPO_ROOT,
         term_group=False,
+        env=webhooks.worker_environment(stack),
     )
 
 

@@ -204,6 +204,7 @@ FAULTS: dict[str, Callable[[Context], None]] = {
     "opensearch-pause": lambda ctx: ctx.pause("opensearch"),
     "index-read-only": block_index,
     "kinesis-kill": lambda ctx: ctx.kill("kinesis"),
+    "webhook-receiver-kill": lambda ctx: ctx.kill("webhooks"),
     "stale-repeated-records": stale_and_repeated_records,
     "lease-moves": move_leases,
     "sink-proxy-drop-delay": cut_off_sink,

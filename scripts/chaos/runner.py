@@ -176,6 +176,12 @@ class Chaos:
             document = opensearch_client(self.stack, timeout=5).get(
                 index=INDEX, id=f"{WORKPLACES[0]}#{self.probe_id}", ignore=404
             )
+            # user-notifications: the subscriber crm acknowledged the probe's change (its ledger)
+            notified = ddb.get_item(
+                TableName="NotificationDeliveries",
+                Key={"Subscriber": {"S": "crm"}, "Entry": {"S": f"last#{self.probe_id}"}},
+                ConsistentRead=True,
+            ).get("Item")
         except Exception:  # noqa: BLE001 - a component still down
             return False
         return (
@@ -185,6 +191,8 @@ class Chaos:
             and int(membership["Version"]["N"]) >= version
             and document.get("found", False)
             and document["_version"] >= version
+            and notified is not None
+            and int(notified["Version"]["N"]) >= 2 * version  # an event's place: twice the version
         )
 
     def _settle(self, result: FaultResult | None = None) -> int:

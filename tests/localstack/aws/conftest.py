@@ -27,13 +27,14 @@ import pytest
 from consumers.runtime.config import discover_apps
 from infra.deploy.aws.template import CLUSTER_NAME, build_template
 from infra.local.preflight import free_port
+from infra.local.webhooks import receiver_url, subscriber_secrets
 from infra.ops.apps import local_workers
 from services.config import StackConfig, Target
 from tests.environment import environment
 from tests.localstack.aws.deploy import apply
 from tests.localstack.aws.fargate import FargateStandIn
 
-EMULATED_BY_MOTO = ("ECS", "APPLICATION_AUTO_SCALING", "CLOUDWATCH", "EC2")
+EMULATED_BY_MOTO = ("ECS", "APPLICATION_AUTO_SCALING", "CLOUDWATCH", "EC2", "SECRETSMANAGER")
 EMULATED_BY_LOCALSTACK = ("KINESIS", "DYNAMODB")
 
 
@@ -112,15 +113,29 @@ def aws(stack: StackConfig, pipeline, moto_endpoint: str, tmp_path_factory) -> I
         with environment(env):
             clients = {
                 s: boto3.client(s, region_name=pipeline.region)
-                for s in ("ecs", "application-autoscaling", "cloudwatch")
+                for s in ("ecs", "application-autoscaling", "cloudwatch", "secretsmanager")
             }
             ec2 = boto3.client("ec2", region_name=pipeline.region)
             vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
             ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto: a task's ENI needs it
             subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
             group = ec2.create_security_group(GroupName="workers", Description="workers", VpcId=vpc)["GroupId"]
-            parameters = {"ImageTag": "test", "SubnetIds": [subnet], "VpcId": vpc}
-            created = apply(template, clients, parameters, pipeline.region, {"WorkerSecurityGroup": group})
+            # user-notifications delivers to the LocalStack session's webhook receiver, signing
+            # with the secrets it verifies
+            parameters = {
+                "ImageTag": "test",
+                "SubnetIds": [subnet],
+                "VpcId": vpc,
+                "NotifyReceiverUrl": receiver_url(stack) + "/hooks",
+            }
+            created = apply(
+                template,
+                clients,
+                parameters,
+                pipeline.region,
+                {"WorkerSecurityGroup": group},
+                secret_values=subscriber_secrets(stack),
+            )
             aws_stack = StackConfig.from_env()
             assert aws_stack.target is Target.AWS
             platform = {k: v for k, v in env.items() if k.startswith("AWS_") or k == "CDC_OPENSEARCH_URL"}

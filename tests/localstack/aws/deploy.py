@@ -7,7 +7,7 @@ So this walks the template `infra.deploy.aws.template` generates and creates, wi
 properties (intrinsic functions resolved here), what the emulators lack in CloudFormation:
 
   * on moto: the ECS cluster, task definitions and services; the scalable targets and scaling
-    policies; the alarms and dashboards;
+    policies; the alarms and dashboards; the webhook subscribers' secrets (Secrets Manager);
   * on LocalStack, by `cdc provision` from the same producer_config/ and app.toml: the tables,
     the streams, their streaming destinations, the control table, the dead-letter tables.
 
@@ -120,11 +120,12 @@ def apply(
     parameters: Mapping[str, Any],
     region: str,
     existing: Mapping[str, str] = {},
+    secret_values: Mapping[str, str] = {},
 ) -> list[str]:
     """Create the template's ECS, Application Auto Scaling and CloudWatch resources through
-    ``clients`` (``ecs``, ``application-autoscaling``, ``cloudwatch``); ``existing``: the
-    physical ids of resources made otherwise (logical id -> id, e.g. the security group);
-    returns what it created."""
+    ``clients`` (``ecs``, ``application-autoscaling``, ``cloudwatch``, ``secretsmanager``);
+    ``existing``: the physical ids of resources made otherwise (logical id -> id, e.g. the
+    security group); ``secret_values``: each webhook subscriber's secret; returns what it created."""
     resolve = _Resolver(template, parameters, region)
     resolve.physical.update(existing)
     ecs, scaling, cloudwatch = clients["ecs"], clients["application-autoscaling"], clients["cloudwatch"]
@@ -134,6 +135,14 @@ def apply(
         ecs.create_cluster(clusterName=props["ClusterName"], settings=_api(props.get("ClusterSettings", [])))
         resolve.physical[name] = props["ClusterName"]
         created.append(f"ECS cluster {props['ClusterName']}")
+    for name, resource in _of_type(template, "AWS::SecretsManager::Secret"):
+        # a webhook subscriber's signing secret: the value the local receiver verifies with
+        # (``secret_values`` by the resource's subscriber tag), where AWS would generate one
+        props = resolve(resource["Properties"])
+        subscriber = next(tag["Value"] for tag in props["Tags"] if tag["Key"] == "subscriber")
+        arn = clients["secretsmanager"].create_secret(Name=name, SecretString=secret_values[subscriber])["ARN"]
+        resolve.physical[name] = arn
+        created.append(f"secret {name}")
     for name, resource in _of_type(template, "AWS::ECS::TaskDefinition"):
         props = _api(resolve(resource["Properties"]))
         props.pop("tags", None)

@@ -60,7 +60,7 @@ def test_status_on_aws_lists_no_local_component_and_shows_each_ecs_service(aws, 
     assert "none run here" in result.stdout
     report = cdc_json("status", env=aws.env)
     apps = {row["app"]: row for row in report["apps"]}
-    assert set(apps) == {"app-user-management", "workplace-user-v2", APP_NAME}
+    assert set(apps) == {"app-user-management", "workplace-user-v2", "user-notifications", APP_NAME}
     for row in apps.values():
         assert (row["workers"], row["desired"], row["state"]) == (1, 1, "running"), row
     shards = [row for row in report["shards"] if row["app"] == APP_NAME]
