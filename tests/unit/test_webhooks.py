@@ -222,14 +222,25 @@ def test_past_its_retry_budget_a_subscriber_is_dead_lettered_with_one_probe_per_
     subscribers = _Subscribers(crm=[_Answer(500)])
     sink = _sink(subscribers, clock=lambda: now[0], retry_budget_s=60)
     assert sink.write([_event(2, "user.created")])[0].outcome is Outcome.RETRY
-    now[0] += 61
+    now[0] += 30
+    assert sink.write([_event(2, "user.created")])[0].outcome is Outcome.RETRY  # retried, within the budget
+    now[0] += 31
     results = sink.write([_event(2, "user.created"), _event(2, "user.created", user="u-2")])
     assert [r.outcome for r in results] == [Outcome.REJECTED, Outcome.REJECTED]
     assert "past its retry budget of 60s" in results[0].reason
-    assert len(subscribers.requests) == 2  # the first failure, then one probe for the whole batch
+    assert len(subscribers.requests) == 3  # two failures, then one probe for the whole batch
     subscribers.answers["crm"] = [_Answer(200)]
     assert sink.write([_event(4, "user.created")])[0].outcome is Outcome.APPLIED  # the probe succeeds
     assert sink.write([_event(6, "user.created")])[0].outcome is Outcome.APPLIED
+
+
+def test_a_failure_long_after_the_last_one_starts_a_new_streak_with_its_whole_budget():
+    now = [1000.0]
+    subscribers = _Subscribers(crm=[_Answer(500)])
+    sink = _sink(subscribers, clock=lambda: now[0], retry_budget_s=60)
+    assert sink.write([_event(2, "user.created")])[0].outcome is Outcome.RETRY  # never retried after
+    now[0] += 3600
+    assert sink.write([_event(4, "user.created")])[0].outcome is Outcome.RETRY  # not dead-lettered
 
 
 def test_private_attributes_never_leave_wherever_they_are():

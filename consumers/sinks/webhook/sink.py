@@ -168,8 +168,18 @@ class _Health:
     """One subscriber's failure streak."""
 
     failing_since: float | None = None
+    last_failed: float = 0.0
     not_before: float = 0.0
     last_error: str = ""
+
+    def spent(self, now: float, budget_s: float) -> bool:
+        """Failing for longer than the budget, and lately: a streak with no failure for a
+        budget's length (its record dead-lettered for another reason, say) is over."""
+        return (
+            self.failing_since is not None
+            and now - self.failing_since > budget_s
+            and now - self.last_failed <= budget_s
+        )
 
 
 class _Acked(WriteResult):
@@ -303,7 +313,7 @@ class WebhookSink:
         now = self.clock()
         with self._lock:
             health = self._health.setdefault(endpoint.name, _Health())
-            spent = health.failing_since is not None and now - health.failing_since > self.retry_budget_s
+            spent = health.spent(now, self.retry_budget_s)
             if spent:
                 if endpoint.name in probes:
                     return WriteResult.rejected(self._spent(endpoint.name, health, now))
@@ -339,8 +349,9 @@ class WebhookSink:
         now = self.clock()
         with self._lock:
             health = self._health.setdefault(name, _Health())
-            if health.failing_since is None:
-                health.failing_since = now
+            if health.failing_since is None or now - health.last_failed > self.retry_budget_s:
+                health.failing_since = now  # a new streak
+            health.last_failed = now
             health.last_error = reason
             if wait is not None:
                 health.not_before = now + min(wait, self.retry_budget_s)

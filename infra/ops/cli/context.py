@@ -4,6 +4,7 @@ configuration."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -67,6 +68,10 @@ class Context:
         """The app's own per-shard processor factory (its sink, filter, transform, dead letters)."""
         from consumers.runtime.wiring import build_batch_processor  # opensearch-py: only when needed
 
+        if self.stack.target is not Target.AWS:  # what the stack's workers get: the local subscribers
+            from infra.local.webhooks import worker_environment
+
+            os.environ.update(worker_environment(self.stack))
         return build_batch_processor(app.package, self.stack)[0]
 
     def relay_backlogs(self) -> list[RelayBacklog]:
