@@ -42,7 +42,7 @@ __all__ = [
     "summary_rows",
 ]
 
-MODULES = ("core", "kinesis", "relay", "apps", "latency", "e2e")
+MODULES = ("core", "kinesis", "relay", "apps", "latency", "notifications", "e2e")
 SUMMARY_HEADER = ("figure", "value", "ceiling", "ratio", "target met")
 
 

@@ -19,7 +19,7 @@ from tests.cli import cdc
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("emptied_stack")]
 
 
-@pytest.mark.timeout(2700)  # three rounds of twelve faults in make test-all (~6 min for one round)
+@pytest.mark.timeout(2700)  # three rounds of thirteen faults in make test-all (~6.5 min for one round)
 def test_every_fault_under_load_loses_nothing_and_heals_by_itself(stack, pipeline, full_length):
     rounds = 3 if full_length else 1
     supervisor = supervisor_process(stack)

@@ -77,7 +77,7 @@ def test_verify_reads_its_sink_through_the_kind_from_the_streams_history():
 
     class Record:
         data = payload("INSERT", "Users", {"UserId": {"S": "u-1"}}, new_image=user, event_id="e-1")
-        sequence_number, partition_key = "1", "u-1"
+        sequence_number, partition_key, arrival = "1", "u-1", None
 
     expected = view.expected(APP, [Record()])
     assert expected == {("crm", "e-1"): {"entity": "u-1", "version": 6, "in_order": True}}  # security: no creations

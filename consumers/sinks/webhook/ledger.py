@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.shared.errors import SinkError
@@ -46,6 +47,9 @@ class DynamoDbLedger:
     table: str
     keep_s: int = 7 * 24 * 3600
     now: Callable[[], float] = time.time
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="ledger"), repr=False, compare=False
+    )
 
     def last_acknowledged(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         keys = [{"Subscriber": {"S": s}, "Entry": {"S": LAST_PREFIX + e}} for s, e in sorted(set(pairs))]
@@ -89,24 +93,28 @@ class DynamoDbLedger:
             pair = (ack.subscriber, ack.entity)
             if pair not in highest or highest[pair].version < ack.version:
                 highest[pair] = ack
-        for (subscriber, entity), ack in highest.items():
-            try:
-                self._call(
-                    self.client.update_item,
-                    TableName=self.table,
-                    Key={"Subscriber": {"S": subscriber}, "Entry": {"S": LAST_PREFIX + entity}},
-                    UpdateExpression="SET #v = :v, EventId = :e, AckedAt = :t",
-                    ConditionExpression="attribute_not_exists(#v) OR #v < :v",
-                    ExpressionAttributeNames={"#v": "Version"},
-                    ExpressionAttributeValues={
-                        ":v": {"N": str(ack.version)},
-                        ":e": {"S": ack.event_id},
-                        ":t": {"N": str(int(ack.at * 1000))},
-                    },
-                )
-            except Exception as exc:
-                if _error_code(exc) != "ConditionalCheckFailedException":
-                    raise  # a newer one is recorded (another worker, during a lease move): it stays
+        # one conditional update per (subscriber, entity), several at a time: each is one small
+        # request, and a batch of a few hundred events in a row took most of a batch's time
+        list(self._pool.map(self._move_last, highest.values()))
+
+    def _move_last(self, ack: Ack) -> None:
+        try:
+            self._call(
+                self.client.update_item,
+                TableName=self.table,
+                Key={"Subscriber": {"S": ack.subscriber}, "Entry": {"S": LAST_PREFIX + ack.entity}},
+                UpdateExpression="SET #v = :v, EventId = :e, AckedAt = :t",
+                ConditionExpression="attribute_not_exists(#v) OR #v < :v",
+                ExpressionAttributeNames={"#v": "Version"},
+                ExpressionAttributeValues={
+                    ":v": {"N": str(ack.version)},
+                    ":e": {"S": ack.event_id},
+                    ":t": {"N": str(int(ack.at * 1000))},
+                },
+            )
+        except Exception as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise  # a newer one is recorded (another worker, during a lease move): it stays
 
     def acknowledgements(self) -> Iterator[Acknowledgement]:
         """Every ``ack#`` item (for `make verify`)."""
