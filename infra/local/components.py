@@ -158,7 +158,8 @@ def components(stack: StackConfig, pipeline: PipelineConfig) -> tuple[Component,
         healthy=lambda: _heartbeat_fresh(stack.relay_dir / "heartbeat"),
         after_provision=True,
     )
-    return dynamodb, kinesis, opensearch, leases, relay, *_webhook_receiver(stack)
+    # the relay last: it starts after provisioning (and tests find it there)
+    return dynamodb, kinesis, opensearch, leases, *_webhook_receiver(stack), relay
 
 
 def _webhook_receiver(stack: StackConfig) -> tuple[Component, ...]:

@@ -8,13 +8,16 @@ the chaos faults (tests/e2e/test_chaos.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infra.local.webhooks import ReceiverClient
+from infra.local.webhooks import ReceiverClient, worker_environment
 from infra.ops import deadletters
 from services.clients import aws_client, aws_resource
 from tests.cli import cdc, cdc_json
@@ -201,3 +204,20 @@ def test_a_replay_sends_nothing_a_subscriber_already_acknowledged(stack, pipelin
     again = [r for r in receiver.deliveries()[len(before) :] if (r["subscriber"], r["id"]) in acknowledged]
     assert again == [], f"{len(again)} acknowledged event(s) sent again"
     assert_converges(stack, pipeline)
+
+
+def test_a_worker_given_a_bad_signing_secret_refuses_to_start_and_says_which_key(stack):
+    env = {**os.environ, **worker_environment(stack), "NOTIFY_SECRET_SECURITY": "not-a-secret"}
+    started = subprocess.run(
+        [sys.executable, "-m", "consumers.runtime.daemon", "--app", "user_notifications", "--worker", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 2, started.stderr
+    assert (
+        "user_notifications/app.toml: sink.subscribers.security.secret_env: NOTIFY_SECRET_SECURITY is not a "
+        "Standard Webhooks secret" in started.stderr
+    )
+    assert "not-a-secret" not in started.stderr and "MultiLangDaemon" not in started.stderr

@@ -134,6 +134,7 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
         for app, table in (
             ("app-user-management", "app-user-management-deadletters"),
             ("workplace-user-v2", "workplace-user-v2-deadletters"),
+            ("user-notifications", "user-notifications-deadletters"),
         ):
             item = _wait(
                 f"the poison record in {table}",

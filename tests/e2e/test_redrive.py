@@ -138,14 +138,14 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
         assert all(deadletters.read_letter(ddb, TABLE, shard, s) is None for s in seqs.values())
     finally:
         # the records were put on the stream only: make Users say the same, and drop the other
-        # app's letters of them
+        # apps' letters of them
         for user_id in ids.values():
             users.put_item(Item={"UserId": user_id, "Email": "x@example.com", "Version": 3})
             users.delete_item(Key={"UserId": user_id})
-        other = "workplace-user-v2-deadletters"
-        deadletters.discard(
-            ddb, other, [x for s in seqs.values() if (x := deadletters.read_letter(ddb, other, shard, s))]
-        )
+        for other in ("workplace-user-v2-deadletters", "user-notifications-deadletters"):
+            deadletters.discard(
+                ddb, other, [x for s in seqs.values() if (x := deadletters.read_letter(ddb, other, shard, s))]
+            )
     assert_converges(stack, pipeline)
 
 

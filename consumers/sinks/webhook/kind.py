@@ -273,8 +273,8 @@ class _WebhookKind:
             highest: dict[tuple[str, str], int] = {}
             for ack in acks:
                 pair = (ack.subscriber, ack.entity)
-                if ack.acked_at_ms < window["since_ms"]:
-                    continue  # before the stream's retention window: not checkable
+                if ack.acked_at_ms < window["since_ms"] or (ack.subscriber, ack.event_id) in found:
+                    continue  # before the stream's retention window (not checkable), or an exact repeat
                 found[(ack.subscriber, ack.event_id)] = {
                     "entity": ack.entity,
                     "version": ack.version,

@@ -1,18 +1,22 @@
 """The delivery ledger: what each subscriber acknowledged, in a DynamoDB table of producer_config.
 
-    Subscriber (hash)   Entry (range)        attributes
-    crm                 last#<entity>        Version, EventId, AckedAt   the last acknowledged event
-    crm                 ack#<eventID>        Entity, Version, AckedAt    one per acknowledgement
+    Subscriber (hash)   Entry (range)              attributes
+    crm                 last#<entity>              Version, EventId, AckedAt   the last acknowledged event
+    crm                 acks#<ms>#<uuid>           Acks: [[eventID, entity, version, acked ms], ...]
 
 ``last#`` items guard the order (``WebhookSink`` sends nothing at or below ``Version``); they
-only move forward (a conditional update). ``ack#`` items are the record `make verify` checks
-(each qualifying change acknowledged once per subscriber, in version order); DynamoDB TTL
-removes them after ``keep_s`` (``ExpiresAt``), well after the stream's retention.
+only move forward (a conditional update). ``acks#`` items, one per subscriber and batch, are the
+record `make verify` checks (each qualifying change acknowledged once per subscriber, in version
+order); one item per batch, not per event, because DynamoDB Local takes one write at a time and
+a write per event was half of the sink's time. DynamoDB TTL removes them after ``keep_s``
+(``ExpiresAt``), well after the stream's retention.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +28,9 @@ from consumers.sinks.webhook.sink import Ack
 __all__ = ["ACK_PREFIX", "LAST_PREFIX", "Acknowledgement", "DynamoDbLedger"]
 
 LAST_PREFIX = "last#"
-ACK_PREFIX = "ack#"
+ACK_PREFIX = "acks#"
+#: acknowledgements per item: ~100 bytes each, well under DynamoDB's 400 KB
+_ACKS_PER_ITEM = 1000
 _UNUSABLE = frozenset({"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"})
 
 
@@ -65,24 +71,27 @@ class DynamoDbLedger:
         return found
 
     def record(self, acks: Sequence[Ack]) -> None:
-        """The ``ack#`` items (batched), then one conditional ``last#`` update per (subscriber,
-        entity) with the highest version acknowledged."""
+        """An ``acks#`` item per subscriber, then one conditional ``last#`` update per
+        (subscriber, entity) with the highest version acknowledged."""
         now = self.now()
-        expires = str(int(now) + self.keep_s)
+        by_subscriber: dict[str, list[list[Any]]] = {}
+        for ack in acks:
+            by_subscriber.setdefault(ack.subscriber, []).append(
+                [ack.event_id, ack.entity, ack.version, int(ack.at * 1000)]
+            )
         puts = [
             {
                 "PutRequest": {
                     "Item": {
-                        "Subscriber": {"S": ack.subscriber},
-                        "Entry": {"S": ACK_PREFIX + ack.event_id},
-                        "Entity": {"S": ack.entity},
-                        "Version": {"N": str(ack.version)},
-                        "AckedAt": {"N": str(int(ack.at * 1000))},
-                        "ExpiresAt": {"N": expires},
+                        "Subscriber": {"S": subscriber},
+                        "Entry": {"S": f"{ACK_PREFIX}{int(now * 1000)}#{uuid.uuid4().hex}"},
+                        "Acks": {"S": json.dumps(rows[start : start + _ACKS_PER_ITEM])},
+                        "ExpiresAt": {"N": str(int(now) + self.keep_s)},
                     }
                 }
             }
-            for ack in {(a.subscriber, a.event_id): a for a in acks}.values()
+            for subscriber, rows in by_subscriber.items()
+            for start in range(0, len(rows), _ACKS_PER_ITEM)
         ]
         for start in range(0, len(puts), 25):
             request = {self.table: puts[start : start + 25]}
@@ -117,19 +126,13 @@ class DynamoDbLedger:
                 raise  # a newer one is recorded (another worker, during a lease move): it stays
 
     def acknowledgements(self) -> Iterator[Acknowledgement]:
-        """Every ``ack#`` item (for `make verify`)."""
+        """Every acknowledgement the ``acks#`` items hold (for `make verify`)."""
         pages = self.client.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True)
         for page in pages:
             for item in page["Items"]:
-                entry = item["Entry"]["S"]
-                if entry.startswith(ACK_PREFIX):
-                    yield Acknowledgement(
-                        item["Subscriber"]["S"],
-                        entry[len(ACK_PREFIX) :],
-                        item["Entity"]["S"],
-                        int(item["Version"]["N"]),
-                        int(item["AckedAt"]["N"]),
-                    )
+                if item["Entry"]["S"].startswith(ACK_PREFIX):
+                    for event_id, entity, version, acked_ms in json.loads(item["Acks"]["S"]):
+                        yield Acknowledgement(item["Subscriber"]["S"], event_id, entity, version, acked_ms)
 
     def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
         try:
