@@ -21,20 +21,12 @@ from infra.local.webhooks import ReceiverClient, worker_environment
 from infra.ops import deadletters
 from services.clients import aws_client, aws_resource
 from tests.cli import cdc, cdc_json
-from tests.converge import assert_converges
+from tests.converge import assert_converges, wait_for
 
 pytestmark = pytest.mark.stack
 
 APP, LETTERS = "user-notifications", "user-notifications-deadletters"
 PRIVATE = ("PasswordHash", "LastSeenAt")
-
-
-def _wait(what: str, predicate, timeout_s: float = 120):
-    deadline = time.monotonic() + timeout_s
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-    return result
 
 
 def _of(receiver: ReceiverClient, user_id: str, subscriber: str) -> list[dict]:
@@ -56,7 +48,7 @@ def _wait_acked(receiver: ReceiverClient, user_id: str, subscriber: str, count: 
         acked = _acked(receiver, user_id, subscriber)
         return acked if len(acked) >= count else None
 
-    return _wait(f"{count} event(s) for {user_id} at {subscriber}", enough, timeout_s)
+    return wait_for(f"{count} event(s) for {user_id} at {subscriber}", enough, timeout_s)
 
 
 def _user(user_id: str, version: int, **attributes) -> dict:
@@ -176,7 +168,7 @@ def test_a_gone_subscriber_is_dead_lettered_at_once_then_redriven_after_it_is_fi
     def letter():
         return next((x for x in deadletters.letters(ddb, LETTERS) if user_id.encode() in x.payload), None)
 
-    found = _wait("the dead letter", letter, timeout_s=60)
+    found = wait_for("the dead letter", letter, timeout_s=60)
     assert "security answered 410" in found.error_message and "received" in found.error_message, found.error_message
     assert [r["status"] for r in _of(receiver, user_id, "security")] == [410]  # not retried
     receiver.behave("security")

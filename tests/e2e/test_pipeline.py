@@ -19,6 +19,7 @@ from scripts.changes.generator import UserChangeGenerator
 from scripts.changes.writer import apply_changes
 from services.clients import aws_client, aws_resource, lease_client
 from tests.cli import cdc
+from tests.converge import wait_for
 from tests.records import user_insert
 from tests.scenarios import versionless_edits_within_one_second
 
@@ -95,15 +96,6 @@ def test_versionless_edits_of_an_item_within_one_second_leave_every_sink_at_the_
     _converge(stack, pipeline, timeout_s=120)
 
 
-def _wait(what: str, predicate, timeout_s: float = 120):
-    deadline = time.monotonic() + timeout_s
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.5)
-    return result
-
-
 def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_checkpointed_past(stack, pipeline):
     ddb, leases = aws_client("dynamodb", stack, pipeline.region), lease_client(stack, pipeline.region)
     kinesis = aws_client("kinesis", stack, pipeline.region)
@@ -126,7 +118,7 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
 
         # THEN the records around it are applied
         for user_id in (before_id, after_id):
-            _wait(
+            wait_for(
                 f"{user_id} in AppUsers_V2",
                 lambda u=user_id: ddb.get_item(TableName="AppUsers_V2", Key={"UserId": {"S": u}}).get("Item"),
             )
@@ -136,7 +128,7 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
             ("workplace-user-v2", "workplace-user-v2-deadletters"),
             ("user-notifications", "user-notifications-deadletters"),
         ):
-            item = _wait(
+            item = wait_for(
                 f"the poison record in {table}",
                 lambda t=table: ddb.get_item(
                     TableName=t, Key={"ShardId": {"S": shard}, "SequenceNumber": {"S": poison_seq}}
@@ -148,7 +140,7 @@ def test_a_poison_record_mid_batch_is_dead_lettered_its_neighbours_applied_and_c
             assert "dynamodb.Keys" in item["ErrorMessage"]["S"] and poison_seq in item["ErrorMessage"]["S"]
             assert item["FailedAt"]["S"]
             # AND the app's checkpoint moved past it
-            _wait(
+            wait_for(
                 f"{app}'s checkpoint past the poison record",
                 lambda a=app: (
                     int(leases.get_item(TableName=a, Key={"leaseKey": {"S": shard}})["Item"]["checkpoint"]["S"])
@@ -194,7 +186,7 @@ def test_a_worker_killed_mid_stream_hands_its_leases_over_and_nothing_is_lost(st
         second.process.start()
         wait_healthy(second, 30)
         apply_changes(users, iter(changes[300:]), total=500, progress=False)
-        _wait(
+        wait_for(
             "the leases to move to the second worker",
             lambda: set(_lease_owners(leases, app.name).values()) == {f"{app.name}-worker-2"},
             timeout_s=180,
@@ -280,7 +272,7 @@ def test_the_users_stream_resharded_while_changes_flow_loses_nothing(stack, pipe
             for result in _converge(stack, pipeline):
                 assert result.ok, result
             for app_name in readers:  # each app went on to the new shards
-                _wait(
+                wait_for(
                     f"{app_name} to lease the new shards",
                     lambda a=app_name, wanted=set(report["children"]): wanted <= set(_lease_owners(leases, a)),
                     timeout_s=60,

@@ -7,7 +7,6 @@ undecodable letters with their new error, and a second redrive changes nothing."
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import replace
 
@@ -19,7 +18,7 @@ from consumers.shared.planning import upsert
 from infra.ops import deadletters
 from services.clients import aws_client, aws_resource, opensearch_client
 from tests.cli import cdc
-from tests.converge import assert_converges
+from tests.converge import assert_converges, wait_for
 from tests.records import change_record, edited, user_insert
 
 pytestmark = pytest.mark.stack
@@ -36,14 +35,6 @@ def fixed_transform(record):
         user["Roles"] = []
     user["Email"] = str(user.get("Email", ""))[:200]
     return (upsert(record, {"UserId": record.keys["UserId"]}, app.project_user(user)),)
-
-
-def _wait(what: str, predicate, timeout_s: float = 180):
-    deadline = time.monotonic() + timeout_s
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-    return result
 
 
 def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_is_fixed(stack, pipeline):
@@ -79,12 +70,12 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
     try:
         # THEN every good record around them is applied, every bad one is a letter naming its problem
         for user_id in (ids["before"], ids["after"]):
-            _wait(
+            wait_for(
                 f"{user_id} in {SINK}",
                 lambda u=user_id: ddb.get_item(TableName=SINK, Key={"UserId": {"S": u}}).get("Item"),
             )
         letters = {
-            name: _wait(f"the {name} letter", lambda s=seq: deadletters.read_letter(ddb, TABLE, shard, s))
+            name: wait_for(f"the {name} letter", lambda s=seq: deadletters.read_letter(ddb, TABLE, shard, s))
             for name, seq in seqs.items()
         }
         for name, (_, reason) in catalogue.items():
@@ -95,7 +86,7 @@ def test_the_bad_input_catalogue_is_dead_lettered_then_redriven_once_the_cause_i
 
         # GIVEN a newer version of one of them applied meanwhile
         users.put_item(Item={"UserId": ids["stale"], "Email": "v2@example.com", "Version": 2})
-        _wait(
+        wait_for(
             "the stale user's v2", lambda: ddb.get_item(TableName=SINK, Key={"UserId": {"S": ids["stale"]}}).get("Item")
         )
 
@@ -173,11 +164,11 @@ def test_a_document_the_strict_mapping_refuses_is_dead_lettered_and_its_neighbou
     assert not response.get("FailedRecordCount")
     shard, seq = response["Records"][1]["ShardId"], response["Records"][1]["SequenceNumber"]
     try:
-        letter = _wait("the refused document's letter", lambda: deadletters.read_letter(ddb, table, shard, seq))
+        letter = wait_for("the refused document's letter", lambda: deadletters.read_letter(ddb, table, shard, seq))
         assert letter.error_class == "SinkRejectedWrite" and "JoinedAt" in letter.error_message, letter.error_message
         for name in ("before", "after"):
             doc_id = f"w-{run}#{users[name]}"
-            _wait(f"{doc_id} indexed", lambda d=doc_id: search.exists(index=index, id=d))
+            wait_for(f"{doc_id} indexed", lambda d=doc_id: search.exists(index=index, id=d))
         assert not search.exists(index=index, id=f"w-{run}#{users['bad']}")
     finally:  # the records were put on the stream only: take the documents out again
         removals = [membership(user, 2, "REMOVE") for user in users.values()]

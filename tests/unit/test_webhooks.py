@@ -81,6 +81,13 @@ def test_a_deletion_comes_after_the_last_update_of_the_item_it_removed():
     assert removal.document["type"] == "user.deleted" and removal.version == update.version + 1
 
 
+def test_every_subscriber_asks_for_types_the_app_sends():
+    from consumers.user_notifications.transform import EVENT_TYPES
+
+    for subscriber in APP.sink.subscribers:  # a misspelt type would deliver nothing, silently
+        assert set(subscriber.events) <= set(EVENT_TYPES), subscriber
+
+
 def test_the_filter_lets_through_creations_deletions_and_status_email_workplace_edits_only():
     compiled = APP.compile_filter()
     seen_only = _record("MODIFY", USER, {**USER, "LastSeenAt": {"N": "6"}, "Version": {"N": "4"}})
