@@ -8,9 +8,10 @@ On the running (or started) local stack, three measurements in one run:
             client processes (as many as the app's shard processors), 16 requests in flight in
             all, over keep-alive connections, for a few seconds; what it verifies and records
             per second;
-  capacity  a burst of K user changes written to Users as fast as the generator goes (K = 5,000;
-            quick 1,500); deliveries acknowledged per second at the receiver from the first to
-            the last of the run's deliveries (the app drains a backlog: its sustained rate);
+  capacity  the app stopped, a burst of K user changes written to Users (K = 5,000; quick 1,500),
+            the app started: deliveries acknowledged per second at the receiver from the first
+            to the last of the run's deliveries (the app drains a backlog: its sustained rate,
+            its KCL start-up not counted);
   latency   changes at a steady 50/s for 30 s (quick 15 s): for each delivery, the receiver's
             clock when it arrived minus the change's time (the event's ``timestamp``: its
             ApproximateCreationDateTime, which the local relay stamps as it reads the change),
@@ -30,10 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from bench.figures import Figure, Section, Series
+from consumers.runtime.config import discover_apps
 from consumers.runtime.latency import quantile
 from consumers.verify import wait_converged
 from infra.local import stack as local_stack
 from infra.local.webhooks import ReceiverClient, receiver_url, subscriber_secrets
+from infra.ops.apps import local_workers
 from producer_config import load_pipeline
 from scripts.changes.generator import UserChangeGenerator
 from scripts.changes.writer import apply_changes
@@ -144,7 +147,13 @@ def measure(quick: bool) -> Section:
 
     burst = 1_500 if quick else 5_000
     prefix = f"nb-{uuid.uuid4().hex[:5]}-"
-    _write(stack, burst, prefix, rate=None)
+    app = next(a for a in discover_apps(pipeline) if a.name == "user-notifications")
+    workers = local_workers(stack, app, pipeline.region)
+    workers.stop(why="bench: a backlog to drain")  # the burst waits on the stream, whole
+    try:
+        _write(stack, burst, prefix, rate=None)
+    finally:
+        workers.start()
     _settle(stack, 600 + burst / 5)
     delivered = _run_deliveries(receiver, prefix)
     span = max(r["received_at"] for r in delivered) - min(r["received_at"] for r in delivered)
