@@ -51,6 +51,7 @@ def local_stack_env(state_dir: Path) -> dict[str, str]:
                 "CDC_KINESIS_PORT",
                 "CDC_KINESIS_TLS_PORT",
                 "CDC_OPENSEARCH_TRANSPORT_PORT",
+                "CDC_WEBHOOK_PORT",
             )
         },
     }

@@ -31,6 +31,7 @@ def stack(pipeline: PipelineConfig, tmp_path_factory):
         "CDC_STATE_DIR": str(tmp_path_factory.mktemp("localstack-stack")),
         "CDC_OPENSEARCH_PORT": str(free_opensearch_port()),
         "CDC_OPENSEARCH_TRANSPORT_PORT": str(free_port()),
+        "CDC_WEBHOOK_PORT": str(free_port()),
         "CDC_SUPERVISE": "0",  # its tests stop components on purpose
     }
     with session_stack(env, pipeline) as config:
