@@ -225,23 +225,42 @@ class _WebhookKind:
         )
 
     def read_back(self, spec: WebhookSinkSpec, pipeline: PipelineConfig, clients: Clients) -> SinkView:
-        """What `make verify` checks: every event the app's stream holds (the source's history
-        in its retention, through the app's filter and transform) acknowledged by each
-        subscriber that wants its type, once, in version order per (subscriber, entity)."""
+        """What `make verify` checks, per (subscriber, entity, event version): every change the
+        app's stream holds (the source's history in its retention, through the app's filter and
+        transform) acknowledged by each subscriber that wants its type, in version order.
+
+        Keyed by the version, not the eventID: a change put on the stream twice (a relay that
+        wrote it again after a crash, a repeated record) is one event, sent once. A record that
+        arrived after the subscriber had acknowledged a newer version of its entity is not
+        expected: the sink rightly never sends it (older after newer). Acknowledgements older
+        than the history's oldest record are left out (their events may be gone from the
+        stream). One read of the ledger serves both sides (``expected`` runs first)."""
         ledger = DynamoDbLedger(clients.aws("dynamodb"), spec.target)
-        # the history's oldest record (ms): an acknowledgement older than it may be of an event
-        # the stream no longer holds, so it cannot be called extra (`expected` runs first)
-        window = {"since_ms": 0}
+        seen: dict[str, Any] = {"acks": [], "since_ms": 0}
 
         def expected(app: Any, history: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+            acks = sorted(ledger.acknowledgements(), key=lambda a: (a.acked_at_ms, a.version))
+            seen["acks"] = acks
+            first_ack: dict[tuple[str, str, int], int] = {}  # (subscriber, entity, version) -> ms
+            for ack in acks:
+                first_ack.setdefault((ack.subscriber, ack.entity, ack.version), ack.acked_at_ms)
+            newer: dict[tuple[str, str], list[tuple[int, int]]] = {}  # -> [(version, acked ms)]
+            for (name, entity, version), at in first_ack.items():
+                newer.setdefault((name, entity), []).append((version, at))
+
+            def superseded(name: str, entity: str, version: int, arrival_ms: int | None) -> bool:
+                return arrival_ms is not None and any(
+                    v > version and at <= arrival_ms for v, at in newer.get((name, entity), ())
+                )
+
             transform, compiled = app.load_transform(), app.compile_filter()
             version_attribute = app.source.version_attribute or "Version"
             found: dict[Any, dict[str, Any]] = {}
-            oldest: float | None = None
+            oldest: int | None = None
             for record in history:
-                if record.arrival is not None:
-                    stamp = record.arrival.timestamp()
-                    oldest = stamp if oldest is None else min(oldest, stamp)
+                arrival_ms = int(record.arrival.timestamp() * 1000) if record.arrival is not None else None
+                if arrival_ms is not None:
+                    oldest = arrival_ms if oldest is None else min(oldest, arrival_ms)
                 try:
                     change = ChangeRecord.from_kinesis(
                         record.data,
@@ -257,29 +276,23 @@ class _WebhookKind:
                 for write in writes:
                     if type(write) is not Upsert:
                         continue
+                    entity = entity_id(write.key)
                     for subscriber in spec.subscribers:
-                        if write.document.get("type") in subscriber.events:
-                            found[(subscriber.name, write.document["id"])] = {
-                                "entity": entity_id(write.key),
-                                "version": write.version,
-                                "in_order": True,
-                            }
-            window["since_ms"] = int(oldest * 1000) if oldest is not None else 0
+                        if write.document.get("type") not in subscriber.events:
+                            continue
+                        if not superseded(subscriber.name, entity, write.version, arrival_ms):
+                            found[(subscriber.name, entity, f"v{write.version}")] = {"in_order": True}
+            seen["since_ms"] = oldest or 0
             return found
 
         def actual() -> dict[Any, dict[str, Any]]:
-            acks = sorted(ledger.acknowledgements(), key=lambda a: (a.subscriber, a.entity, a.acked_at_ms, a.version))
             found: dict[Any, dict[str, Any]] = {}
             highest: dict[tuple[str, str], int] = {}
-            for ack in acks:
-                pair = (ack.subscriber, ack.entity)
-                if ack.acked_at_ms < window["since_ms"] or (ack.subscriber, ack.event_id) in found:
+            for ack in seen["acks"]:
+                key, pair = (ack.subscriber, ack.entity, f"v{ack.version}"), (ack.subscriber, ack.entity)
+                if ack.acked_at_ms < seen["since_ms"] or key in found:
                     continue  # before the stream's retention window (not checkable), or an exact repeat
-                found[(ack.subscriber, ack.event_id)] = {
-                    "entity": ack.entity,
-                    "version": ack.version,
-                    "in_order": ack.version > highest.get(pair, -1),
-                }
+                found[key] = {"in_order": ack.version > highest.get(pair, -1)}
                 highest[pair] = max(ack.version, highest.get(pair, -1))
             return found
 
