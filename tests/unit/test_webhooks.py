@@ -260,6 +260,15 @@ def test_private_attributes_never_leave_wherever_they_are():
     assert strip_private({"a": [{"b": 1, "c": 2}]}, frozenset({"b"})) == {"a": [{"c": 2}]}
 
 
+def test_binary_sets_and_numbers_of_an_image_are_sent_as_json():
+    subscribers = _Subscribers()
+    from decimal import Decimal
+
+    _sink(subscribers).write([_event(2, blob=b"\x00\x01", tags={"y", "x"}, score=Decimal("1.5"), n=Decimal("2"))])
+    data = orjson.loads(subscribers.requests[0][1])["data"]
+    assert data == {"blob": "AAE=", "tags": ["x", "y"], "score": 1.5, "n": 2}
+
+
 def test_a_delete_skip_or_malformed_event_is_answered_without_a_request():
     subscribers = _Subscribers()
     results = _sink(subscribers).write(

@@ -280,7 +280,9 @@ class _WebhookKind:
                     for subscriber in spec.subscribers:
                         if write.document.get("type") not in subscriber.events:
                             continue
-                        if not superseded(subscriber.name, entity, write.version, arrival_ms):
+                        key = (subscriber.name, entity, write.version)
+                        # acknowledged (from this record or an earlier copy the stream lost), or due
+                        if key in first_ack or not superseded(subscriber.name, entity, write.version, arrival_ms):
                             found[(subscriber.name, entity, f"v{write.version}")] = {"in_order": True}
             seen["since_ms"] = oldest or 0
             return found

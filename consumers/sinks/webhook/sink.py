@@ -386,9 +386,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _json_default(value: Any) -> Any:
-    """Decoded DynamoDB values: numbers, sets."""
+    """Decoded DynamoDB values: numbers, sets (sorted), binaries (base64 text)."""
     if type(value) is Decimal:
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, (set, frozenset)):
-        return sorted(value)
+        return sorted(value, key=lambda v: (type(v).__name__, v))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
     raise TypeError(f"type {type(value).__name__} is not JSON serialisable")
