@@ -48,10 +48,11 @@ def test_installed_localstack_files_carry_the_patches(stack):
 
 
 def test_every_socket_the_stack_listens_on_is_bound_toloopback(stack, pipeline):
-    """LocalStack's gateway, its DynamoDB Local and kinesis-mock, and OpenSearch."""
+    """LocalStack's gateway, its DynamoDB Local and kinesis-mock, OpenSearch, the webhook receiver."""
     aws_client("kinesis", stack, pipeline.region).list_streams()  # kinesis-mock runs
     servers = components(stack, pipeline)
-    assert [c.external for c in servers] == [None, None], "host mode: both servers are ours"
+    assert [c.external for c in servers] == [None] * len(servers), "host mode: every server is ours"
+    assert len(servers) == 3  # LocalStack, OpenSearch, the webhook receiver
     pids = set().union(*(descendants(c.process.pid()) for c in servers))
     sockets = listening(pids)
     commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode() for pid, _ in sockets}
