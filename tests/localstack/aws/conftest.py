@@ -34,7 +34,7 @@ from tests.environment import environment
 from tests.localstack.aws.deploy import apply
 from tests.localstack.aws.fargate import FargateStandIn
 
-EMULATED_BY_MOTO = ("ECS", "APPLICATION_AUTO_SCALING", "CLOUDWATCH", "EC2", "SECRETSMANAGER")
+EMULATED_BY_MOTO = ("ECS", "APPLICATION_AUTO_SCALING", "CLOUDWATCH", "EC2", "SECRETS_MANAGER")
 EMULATED_BY_LOCALSTACK = ("KINESIS", "DYNAMODB")
 
 
