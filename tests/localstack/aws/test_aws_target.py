@@ -72,9 +72,9 @@ def test_status_on_aws_lists_no_local_component_and_shows_each_ecs_service(aws, 
 def test_alarms_autoscaling_and_a_dashboard_per_app_in_the_template_and_on_the_emulator(aws, pipeline):
     resources = aws.template["Resources"].values()
     kinds = Counter(resource["Type"] for resource in resources)
-    assert kinds["AWS::ApplicationAutoScaling::ScalableTarget"] == 3
-    assert kinds["AWS::ApplicationAutoScaling::ScalingPolicy"] == 3
-    assert kinds["AWS::CloudWatch::Dashboard"] == 3
+    assert kinds["AWS::ApplicationAutoScaling::ScalableTarget"] == 4  # one per app
+    assert kinds["AWS::ApplicationAutoScaling::ScalingPolicy"] == 4  # one per app
+    assert kinds["AWS::CloudWatch::Dashboard"] == 4  # one per app
     assert kinds["AWS::CloudWatch::Alarm"] >= 9
     scaling = aws.client("application-autoscaling")
     targets = {t["ResourceId"]: t for t in scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]}
