@@ -4,7 +4,8 @@ The installer keeps the pristine ``main.js`` beside the patched one as ``main.js
 test runs both, privately (own ports and data folders, the stack's own command line), on the
 same workload and compares what a client sees: which shard each record went to, in which order,
 with which data; sequence numbers; every iterator type; a closed parent shard's ChildShards;
-and the snapshot file itself, byte for byte, for the same state.
+and the snapshot file itself, byte for byte, for the same state. One change is meant to differ:
+the patched one reads the time from the wall clock.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from infra.local.components import KINESIS_PACKAGE, KINESIS_PATCHES, kinesis_mock, wait_healthy
 from infra.local.patches import sha256
@@ -26,6 +28,7 @@ from services.kinesis_mock import SnapshotWatch
 pytestmark = pytest.mark.stack
 
 STREAM = "s"
+WALL_CLOCK_AHEAD = Path(__file__).with_name("wall_clock_ahead.cjs")
 
 
 class PrivateKinesis:
@@ -204,3 +207,36 @@ def test_the_patched_snapshot_is_the_original_byte_for_byte_and_round_trips(kine
         saved[script] = saves
         mock.kill()
     assert saved["main.js"][0] == saved["main.js"][1] == saved["main.js.orig"][0]
+
+
+def test_the_patched_one_stamps_records_with_the_wall_clock_even_when_the_monotonic_clock_lags(
+    kinesis_pair, monkeypatch
+):
+    # GIVEN a wall clock an hour ahead of the monotonic clock, as after a suspended VM resumes:
+    # cats-effect's realTime on Node is performance.timeOrigin + performance.now(), which stays
+    # behind; a CI run saw "Timestamp cannot be in the future" for AT_TIMESTAMP of a second ago
+    ahead_s = 3600
+    monkeypatch.setenv("NODE_OPTIONS", f"--require {WALL_CLOCK_AHEAD}")
+    monkeypatch.setenv("CDC_TEST_WALL_CLOCK_AHEAD_S", str(ahead_s))
+    arrival, at_timestamp = {}, {}
+    for script in ("main.js.orig", "main.js"):
+        mock = kinesis_pair(script, script)
+        mock.kinesis.create_stream(StreamName=STREAM, ShardCount=1)
+        _active(mock.kinesis)
+        # WHEN a record is put, then read from a second before the wall clock's now
+        mock.kinesis.put_record(StreamName=STREAM, Data=b"x", PartitionKey="k")
+        (record,), _ = _read(mock.kinesis, _shards(mock.kinesis)[0])
+        arrival[script] = record["ApproximateArrivalTimestamp"].timestamp() - time.time()
+        try:
+            found, _ = _read(
+                mock.kinesis, _shards(mock.kinesis)[0], "AT_TIMESTAMP", Timestamp=time.time() + ahead_s - 60
+            )
+            at_timestamp[script] = _view(found)
+        except ClientError as exc:
+            at_timestamp[script] = exc.response["Error"]["Message"]
+        mock.kill()
+    # THEN the patched one stamps and reads by the wall clock; the original lags it by the hour
+    assert abs(arrival["main.js"] - ahead_s) < 60, arrival
+    assert at_timestamp["main.js"] == [("k", b"x")], at_timestamp
+    assert abs(arrival["main.js.orig"]) < 60, f"the clock shim did not take: {arrival}"
+    assert at_timestamp["main.js.orig"] == "Timestamp cannot be in the future", at_timestamp
