@@ -30,7 +30,7 @@ from consumers.shared.records import ChangeRecord
 from consumers.sinks.registry import kind_of
 from producer_config import PipelineConfig, TableSpec, load_pipeline
 from services.config import StackConfig
-from services.kinesis import read_stream
+from services.kinesis import stream_history
 
 __all__ = ["SinkReport", "expected_contents", "verify", "wait_converged"]
 
@@ -125,7 +125,7 @@ def verify(stack: StackConfig | None = None, pipeline: PipelineConfig | None = N
     for app in discover_apps(pipeline):
         view = kind_of(app.sink.type).read_back(app.sink, pipeline, clients)
         if view.expected is not None:
-            expected = view.expected(app, read_stream(clients.aws("kinesis"), app.stream_name))
+            expected = view.expected(app, stream_history(clients.aws("kinesis"), app.stream_name).records())
         else:
             expected = expected_contents(app, _scan(ddb, app.source.name), view.stored)
         reports.append(_compare(view.label, expected, view.actual()))

@@ -34,13 +34,13 @@ WALL_CLOCK_AHEAD = Path(__file__).with_name("wall_clock_ahead.cjs")
 class PrivateKinesis:
     """A kinesis-mock on its own ports and data folder, running ``main.js`` or ``main.js.orig``."""
 
-    def __init__(self, folder: Path, pipeline, script: str) -> None:
+    def __init__(self, folder: Path, pipeline, script: str, persist_interval: str = "300ms") -> None:
         self.config = StackConfig.from_env(
             {
                 "CDC_STATE_DIR": str(folder),
                 "CDC_KINESIS_PORT": str(free_port()),
                 "CDC_KINESIS_TLS_PORT": str(free_port()),
-                "CDC_KINESIS_PERSIST_INTERVAL": "300ms",
+                "CDC_KINESIS_PERSIST_INTERVAL": persist_interval,
             }
         )
         self.component = kinesis_mock(self.config, pipeline, script)
