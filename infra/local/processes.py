@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,8 @@ class ManagedProcess:
     log_file: Path
     cwd: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    # more environment, worked out only when the process is started (e.g. a worker's secrets)
+    env_at_start: Callable[[], Mapping[str, str]] | None = field(default=None, compare=False)
     # SIGTERM the whole process group, or only the leader (a supervisor that stops its
     # children gracefully itself); a SIGKILL always takes the whole group.
     term_group: bool = True
@@ -60,7 +62,7 @@ class ManagedProcess:
             proc = subprocess.Popen(
                 self.command,
                 cwd=self.cwd,
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **(self.env_at_start() if self.env_at_start else {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from consumers.runtime.config import AppConfig, discover_apps
@@ -53,7 +54,7 @@ def _worker_process(stack: StackConfig, package: str, n: int) -> ManagedProcess:
         log_file=stack.log_dir / f"{name}.log",
         cwd=REPO_ROOT,
         term_group=False,
-        env=webhooks.worker_environment(stack),
+        env_at_start=partial(webhooks.worker_environment, stack),
     )
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from standardwebhooks.webhooks import Webhook
 
 from consumers.runtime.config import load_app
@@ -321,6 +322,34 @@ def test_on_aws_the_secret_comes_from_secrets_manager_at_the_arn_the_template_gi
 
     env = {"NOTIFY_SECRET_CRM_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
     assert _resolve_secret(APP.sink.subscribers[0], env, Clients()) == SECRET
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (
+            ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetSecretValue"),
+            "GetSecretValue",
+        ),
+        (EndpointConnectionError(endpoint_url="https://secretsmanager"), "cannot reach Secrets Manager"),
+        ({"SecretBinary": b"k"}, "holds no SecretString"),
+    ],
+)
+def test_a_secret_that_cannot_be_read_stops_the_worker_naming_the_key_and_the_fix(answer, why):
+    def get_secret_value(SecretId):
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    class Clients:
+        def aws(self, service):
+            return type("SM", (), {"get_secret_value": staticmethod(get_secret_value)})()
+
+    env = {"NOTIFY_SECRET_CRM_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
+    with pytest.raises(SinkConfigError) as refused:
+        _resolve_secret(APP.sink.subscribers[0], env, Clients())
+    assert refused.value.key == "sink.subscribers.crm.secret_env"
+    assert why in refused.value.reason and env["NOTIFY_SECRET_CRM_ARN"] in refused.value.reason
 
 
 @pytest.mark.parametrize(

@@ -139,8 +139,7 @@ def _resolve_secret(subscriber: Subscriber, env: Mapping[str, str], clients: Cli
     secret = env.get(name)
     source = name
     if secret is None and arn:
-        secret = clients.aws("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-        source = f"the secret {arn}"
+        secret, source = _read_secret(key, arn, clients), f"the secret {arn}"
     if secret is None:
         raise SinkConfigError(
             key, f"{name} is not set: export the subscriber's signing secret (whsec_ + base64 of 24-64 bytes) as {name}"
@@ -149,6 +148,25 @@ def _resolve_secret(subscriber: Subscriber, env: Mapping[str, str], clients: Cli
         check_secret(secret)
     except ValueError as exc:
         raise SinkConfigError(key, f"{source} {exc}") from None
+    return secret
+
+
+def _read_secret(key: str, arn: str, clients: Clients) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        secret = clients.aws("secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise SinkConfigError(
+            key,
+            f"cannot read the secret {arn}: {error.get('Code')}: {error.get('Message')}; check that it exists "
+            "and that the task role is granted secretsmanager:GetSecretValue on it (the template does both)",
+        ) from None
+    except BotoCoreError as exc:
+        raise SinkConfigError(key, f"cannot reach Secrets Manager for {arn}: {exc}") from None
+    if secret is None:
+        raise SinkConfigError(key, f"the secret {arn} holds no SecretString: store the signing secret as text")
     return secret
 
 
